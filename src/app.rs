@@ -1,0 +1,92 @@
+//! `App::build(Config)` binds the address and opens the store; `App::run(shutdown)` serves
+//! until the shutdown future completes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::store;
+
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = store::open(&config.store_url).await.with_context(|| {
+            format!(
+                "cannot open the store ({})",
+                describe_store(&config.store_url)
+            )
+        })?;
+        log_sources(&config);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let state = AppState {
+            sources: Arc::new(config.sources),
+            store,
+            max_body_bytes: config.max_body_bytes,
+        };
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
+    }
+
+    /// The address actually bound (port 0 becomes a real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(address = %self.local_addr(), "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// The store URL without credentials, for log lines and messages.
+pub fn describe_store(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+fn log_sources(config: &Config) {
+    tracing::info!(origin = %config.origin, store = %describe_store(&config.store_url), "configuration loaded");
+    for source in config.sources.values() {
+        if source.secrets.is_set() {
+            tracing::info!(
+                source = %source.id,
+                platform = %source.platform,
+                secrets = source.secrets.values.len(),
+                url_path = %format!("/webhooks/{}", source.id),
+                "source live"
+            );
+        } else {
+            tracing::warn!(
+                source = %source.id,
+                platform = %source.platform,
+                set = %source.secrets.unset_variables.join(" or "),
+                "source not configured: its webhooks are answered 503 until the secret is set"
+            );
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The command line: `serve`, `send`, `sign`, `migrate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, describe_store};
+use crate::config::{Config, SourceConfig};
+use crate::fixture::Fixture;
+use crate::source::signed_headers;
+use crate::store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "storehook",
+    version,
+    about = "Storefront webhooks in, marketing tools out."
+)]
+pub struct Cli {
+    /// Configuration file [default: ./storehook.toml, else the embedded defaults]
+    #[arg(long, global = true, env = "STOREHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive webhooks on POST /webhooks/{source} until SIGTERM or Ctrl-C.
+    Serve,
+    /// Sign a recorded webhook as its platform would and POST it; prints status and body.
+    Send {
+        /// Body file (e.g. fixtures/shopify/paid-two-items-discount.json); the headers
+        /// recorded beside it (NAME.headers) are sent too.
+        file: PathBuf,
+        /// The source whose secret signs it.
+        #[arg(long)]
+        source: String,
+        /// Where to POST [default: http://127.0.0.1:<configured port>/webhooks/<source>]
+        #[arg(long)]
+        url: Option<String>,
+        /// Topic to send instead of the recorded one.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Print the headers `send` would send (for curl --data-binary @FILE).
+    Sign {
+        file: PathBuf,
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Create or upgrade the store's tables, then exit.
+    Migrate,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            let app = App::build(config).await?;
+            app.run(shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            file,
+            source,
+            url,
+            topic,
+        } => send(&config, &file, &source, url, topic.as_deref()).await,
+        Command::Sign {
+            file,
+            source,
+            topic,
+        } => {
+            for (name, value) in
+                signed_fixture_headers(&config, &file, &source, topic.as_deref())?.1
+            {
+                println!("{name}: {value}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            store::open(&config.store_url).await?;
+            println!("store ready: {}", describe_store(&config.store_url));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn find_source<'a>(config: &'a Config, id: &str) -> anyhow::Result<&'a SourceConfig> {
+    config.sources.get(id).with_context(|| {
+        let known: Vec<_> = config.sources.keys().map(String::as_str).collect();
+        format!(
+            "no source `{id}` in {} (configured: {})",
+            config.origin,
+            known.join(", ")
+        )
+    })
+}
+
+/// The fixture and the headers its platform would send with it, signed with the source's
+/// first configured secret.
+fn signed_fixture_headers(
+    config: &Config,
+    file: &std::path::Path,
+    source_id: &str,
+    topic: Option<&str>,
+) -> anyhow::Result<(Fixture, Vec<(String, String)>)> {
+    let source = find_source(config, source_id)?;
+    let Some(secret) = source.secrets.values.first() else {
+        bail!(
+            "source `{source_id}` has no secret to sign with; set {}",
+            source.secrets.unset_variables.join(" or ")
+        );
+    };
+    let fixture = Fixture::load(file)?;
+    let platform = source.platform.platform();
+    if topic.is_none() && fixture.header(platform.topic_header()).is_none() {
+        bail!(
+            "{} records no {} header: pass --topic",
+            fixture.path.display(),
+            platform.topic_header()
+        );
+    }
+    let headers = signed_headers(platform, &fixture.headers, &fixture.body, secret, topic);
+    Ok((fixture, headers))
+}
+
+async fn send(
+    config: &Config,
+    file: &std::path::Path,
+    source_id: &str,
+    url: Option<String>,
+    topic: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let (fixture, headers) = signed_fixture_headers(config, file, source_id, topic)?;
+    let url = url.unwrap_or_else(|| {
+        format!(
+            "http://127.0.0.1:{}/webhooks/{source_id}",
+            config.listen.port()
+        )
+    });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let mut request = client.post(&url).body(fixture.body);
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot POST to {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("HTTP {status}");
+    println!("{body}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing requests in flight");
+}

@@ -1,0 +1,441 @@
+//! `storehook.toml` plus the environment: parsed, expanded and validated at load, so a bad
+//! configuration stops the program with the file and the key named, before anything listens.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::source::PlatformKind;
+
+/// The configuration shipped at the repository root, compiled in so that the binary runs on
+/// its defaults even where no `storehook.toml` sits beside it.
+pub const EMBEDDED: &str = include_str!("../storehook.toml");
+/// The file read when none is named on the command line.
+pub const DEFAULT_FILE: &str = "storehook.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("invalid configuration in {file}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// A value that must never be printed: `Debug` shows a placeholder, and nothing implements
+/// `Display` or `Serialize`, so a secret cannot slip into a log line or a response by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Secrets read from environment variables, with the variables that were not set. A setting
+/// whose variables are all unset leaves the feature it guards switched off (and says which
+/// variable turns it on); one that expands to an empty string is refused at load.
+#[derive(Debug, Clone, Default)]
+pub struct EnvSecrets {
+    pub values: Vec<Secret>,
+    pub unset_variables: Vec<String>,
+}
+
+impl EnvSecrets {
+    pub fn is_set(&self) -> bool {
+        !self.values.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The URL segment: `POST /webhooks/{id}`.
+    pub id: String,
+    pub platform: PlatformKind,
+    /// Any one of these verifies a webhook (more than one during a rotation).
+    pub secrets: EnvSecrets,
+    /// Haravan's subscription handshake token (`hub.verify_token`).
+    pub verify_token: EnvSecrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration came from, for messages.
+    pub origin: String,
+    pub listen: SocketAddr,
+    pub store_url: String,
+    pub max_body_bytes: usize,
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    store: RawStore,
+    #[serde(default)]
+    sources: BTreeMap<String, RawSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    max_body_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    platform: PlatformKind,
+    secrets: Vec<String>,
+    verify_token: Option<String>,
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+impl Config {
+    /// Loads `file`, or `storehook.toml` in the working directory, or the embedded defaults
+    /// when neither exists, expanding variables from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        match file {
+            Some(path) => Self::load_file(path, &env),
+            None if Path::new(DEFAULT_FILE).exists() => {
+                Self::load_file(Path::new(DEFAULT_FILE), &env)
+            }
+            None => Self::parse(EMBEDDED, "embedded storehook.toml", &env),
+        }
+    }
+
+    fn load_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: origin.clone(),
+            source,
+        })?;
+        Self::parse(&text, &origin, env)
+    }
+
+    /// Parses configuration text; `env` answers variable look-ups (the process environment in
+    /// production, a map in tests).
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let required = |key: &str, template: &str| -> Result<String, ConfigError> {
+            let expanded = expand_env(template, env).map_err(|m| invalid(key, m))?;
+            match expanded.unset_variables.first() {
+                Some(var) => Err(invalid(
+                    key,
+                    format!("environment variable {var} is not set and has no default"),
+                )),
+                None => Ok(expanded.value),
+            }
+        };
+
+        let listen_text = required("server.listen", &raw.server.listen)?;
+        let listen = listen_text.parse().map_err(|e| {
+            invalid(
+                "server.listen",
+                format!("`{listen_text}` is not an address like 0.0.0.0:8080 ({e})"),
+            )
+        })?;
+        let max_body_bytes = match raw.server.max_body_bytes {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(0) => return Err(invalid("server.max_body_bytes", "must be above 0".into())),
+            Some(n) => usize::try_from(n)
+                .map_err(|_| invalid("server.max_body_bytes", format!("{n} is too large")))?,
+        };
+        let store_url = required("store.url", &raw.store.url)?;
+        if store_url.is_empty() {
+            return Err(invalid("store.url", "is empty".into()));
+        }
+
+        let mut sources = BTreeMap::new();
+        for (id, source) in raw.sources {
+            let key = format!("sources.{id}");
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(
+                    &key,
+                    "a source id is its URL segment: use lowercase letters, digits, - and _".into(),
+                ));
+            }
+            if source.secrets.is_empty() {
+                return Err(invalid(
+                    &format!("{key}.secrets"),
+                    "list at least one secret, e.g. [\"${SHOP_WEBHOOK_SECRET}\"]".into(),
+                ));
+            }
+            let secrets = source
+                .secrets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("{key}.secrets[{i}]"), t.as_str()));
+            let secrets = env_secrets(secrets, env).map_err(|(k, m)| invalid(&k, m))?;
+            let verify_token = source
+                .verify_token
+                .iter()
+                .map(|t| (format!("{key}.verify_token"), t.as_str()));
+            let verify_token = env_secrets(verify_token, env).map_err(|(k, m)| invalid(&k, m))?;
+            sources.insert(
+                id.clone(),
+                SourceConfig {
+                    id,
+                    platform: source.platform,
+                    secrets,
+                    verify_token,
+                },
+            );
+        }
+
+        Ok(Config {
+            origin: origin.to_string(),
+            listen,
+            store_url,
+            max_body_bytes,
+            sources,
+        })
+    }
+}
+
+/// Expands secret templates: each must name an environment variable (a secret written into
+/// the file itself is refused), an unset one is recorded, an empty one is refused.
+fn env_secrets<'a>(
+    templates: impl Iterator<Item = (String, &'a str)>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<EnvSecrets, (String, String)> {
+    let mut out = EnvSecrets::default();
+    for (key, template) in templates {
+        let expanded = expand_env(template, env).map_err(|m| (key.clone(), m))?;
+        if expanded.variables == 0 {
+            return Err((
+                key,
+                "secrets come from the environment: write \"${VARIABLE}\", not the secret".into(),
+            ));
+        }
+        if !expanded.unset_variables.is_empty() {
+            out.unset_variables.extend(expanded.unset_variables);
+        } else if expanded.value.is_empty() {
+            return Err((
+                key,
+                "the secret is empty; an empty secret is refused".into(),
+            ));
+        } else {
+            out.values.push(Secret(expanded.value));
+        }
+    }
+    Ok(out)
+}
+
+/// The result of expanding `${VAR}` and `${VAR:-default}` in a string.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Expanded {
+    pub value: String,
+    /// How many `${…}` references the template holds.
+    pub variables: usize,
+    /// Variables referenced without a default that the environment does not set.
+    pub unset_variables: Vec<String>,
+}
+
+/// Expands `${VAR}` (unset: recorded, expands to nothing) and `${VAR:-default}` (unset or
+/// empty: the default). A `$` not followed by `{` is kept as it is.
+pub fn expand_env(
+    template: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Expanded, String> {
+    let mut out = Expanded {
+        value: String::with_capacity(template.len()),
+        variables: 0,
+        unset_variables: Vec::new(),
+    };
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.value.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in `{template}`"))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!(
+                "`${{{inner}}}` is not a variable reference like ${{NAME}} or ${{NAME:-default}}"
+            ));
+        }
+        out.variables += 1;
+        match (env(name), default) {
+            (Some(value), Some(default)) if value.is_empty() => out.value.push_str(default),
+            (Some(value), _) => out.value.push_str(&value),
+            (None, Some(default)) => out.value.push_str(default),
+            (None, None) => out.unset_variables.push(name.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.value.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn expands_variables_and_defaults() {
+        let env = env_of(&[("PORT", "9000"), ("EMPTY", "")]);
+        let e = expand_env("0.0.0.0:${PORT:-8080}", &env).unwrap();
+        assert_eq!(e.value, "0.0.0.0:9000");
+        assert_eq!(expand_env("${NOPE:-x}", &env).unwrap().value, "x");
+        assert_eq!(expand_env("${EMPTY:-d}", &env).unwrap().value, "d");
+        assert_eq!(expand_env("a$b", &env).unwrap().value, "a$b");
+        let unset = expand_env("${NOPE}", &env).unwrap();
+        assert_eq!(unset.unset_variables, vec!["NOPE".to_string()]);
+        assert!(expand_env("${NOPE", &env).is_err());
+        assert!(expand_env("${bad name}", &env).is_err());
+    }
+
+    #[test]
+    fn the_shipped_file_loads_with_and_without_secrets() {
+        let bare = Config::parse(EMBEDDED, "storehook.toml", &env_of(&[])).unwrap();
+        assert_eq!(bare.listen.port(), 8080);
+        assert_eq!(bare.store_url, "sqlite://data/storehook.db");
+        assert_eq!(bare.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        let ids: Vec<_> = bare.sources.keys().cloned().collect();
+        assert_eq!(ids, ["haravan", "shopify", "woocommerce"]);
+        assert!(bare.sources.values().all(|s| !s.secrets.is_set()));
+        assert_eq!(
+            bare.sources["haravan"].secrets.unset_variables[0],
+            "HARAVAN_WEBHOOK_SECRET"
+        );
+
+        let env = env_of(&[
+            ("PORT", "9999"),
+            ("STOREHOOK_STORE_URL", "sqlite:///tmp/x.db"),
+            ("HARAVAN_WEBHOOK_SECRET", "h"),
+            ("HARAVAN_VERIFY_TOKEN", "t"),
+            ("WOOCOMMERCE_WEBHOOK_SECRET", "w"),
+            ("SHOPIFY_WEBHOOK_SECRET", "s"),
+        ]);
+        let full = Config::parse(EMBEDDED, "storehook.toml", &env).unwrap();
+        assert_eq!(full.listen.port(), 9999);
+        assert_eq!(full.store_url, "sqlite:///tmp/x.db");
+        assert_eq!(full.sources["haravan"].platform, PlatformKind::Haravan);
+        assert_eq!(full.sources["haravan"].secrets.values[0].expose(), "h");
+        assert_eq!(full.sources["haravan"].verify_token.values[0].expose(), "t");
+        assert_eq!(
+            full.sources["woocommerce"].platform,
+            PlatformKind::WooCommerce
+        );
+        assert_eq!(full.sources["shopify"].secrets.values.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_naming_the_key() {
+        let env = env_of(&[("SHOPIFY_WEBHOOK_SECRET", "")]);
+        let err = Config::parse(EMBEDDED, "storehook.toml", &env).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("storehook.toml"), "{text}");
+        assert!(text.contains("sources.shopify.secrets[0]"), "{text}");
+        assert!(text.contains("empty"), "{text}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_file_and_key() {
+        let base = |extra: &str| {
+            format!(
+                "[server]\nlisten = \"0.0.0.0:8080\"\n{extra}\n[store]\nurl = \"sqlite://x.db\"\n"
+            )
+        };
+        let env = env_of(&[]);
+        let e = Config::parse(&base("max_body_bytes = 0"), "f.toml", &env).unwrap_err();
+        assert!(e.to_string().contains("server.max_body_bytes"), "{e}");
+        let e = Config::parse(&base("colour = 1"), "f.toml", &env).unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+        let bad_listen = "[server]\nlisten = \"nowhere\"\n[store]\nurl = \"sqlite://x.db\"\n";
+        let e = Config::parse(bad_listen, "f.toml", &env).unwrap_err();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+        let literal = format!(
+            "{}[sources.shop]\nplatform = \"shopify\"\nsecrets = [\"hunter2\"]\n",
+            base("")
+        );
+        let e = Config::parse(&literal, "f.toml", &env).unwrap_err();
+        assert!(e.to_string().contains("sources.shop.secrets[0]"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let platform = format!(
+            "{}[sources.shop]\nplatform = \"magento\"\nsecrets = [\"${{S}}\"]\n",
+            base("")
+        );
+        let e = Config::parse(&platform, "f.toml", &env).unwrap_err();
+        assert!(e.to_string().contains("magento"), "{e}");
+        let id = format!(
+            "{}[sources.\"Shop One\"]\nplatform = \"shopify\"\nsecrets = [\"${{S}}\"]\n",
+            base("")
+        );
+        let e = Config::parse(&id, "f.toml", &env).unwrap_err();
+        assert!(e.to_string().contains("sources.Shop One"), "{e}");
+    }
+
+    #[test]
+    fn rotation_keeps_every_set_secret() {
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://x.db\"\n\
+                    [sources.shop]\nplatform = \"shopify\"\nsecrets = [\"${NEW}\", \"${OLD}\", \"${GONE}\"]\n";
+        let c = Config::parse(text, "f.toml", &env_of(&[("NEW", "n"), ("OLD", "o")])).unwrap();
+        let s = &c.sources["shop"].secrets;
+        assert_eq!(s.values.len(), 2);
+        assert_eq!(s.unset_variables, vec!["GONE".to_string()]);
+        assert_eq!(format!("{:?}", s.values[0]), "Secret(***)");
+    }
+}

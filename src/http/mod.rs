@@ -1,0 +1,51 @@
+//! The router: webhooks in, health out. Handlers live one concern per file.
+
+mod health;
+mod webhooks;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::config::SourceConfig;
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// What every handler shares. Cloned per request; everything inside is immutable or `Arc`.
+#[derive(Clone)]
+pub struct AppState {
+    pub sources: Arc<BTreeMap<String, SourceConfig>>,
+    pub store: Arc<dyn Store>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/webhooks/{source}",
+            post(webhooks::receive)
+                .get(webhooks::handshake)
+                .fallback(method_not_allowed),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn method_not_allowed(Path(source_id): Path<String>, method: Method) -> Response {
+    let err = ApiError::MethodNotAllowed;
+    tracing::warn!(source = %source_id, %method, status = 405, "webhook refused: method not allowed");
+    err.into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}

@@ -1,0 +1,194 @@
+//! `POST /webhooks/{source}`: verify on the raw bytes, store durably, then answer.
+//! `GET /webhooks/{source}`: the platform's subscription handshake, where it has one.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::config::SourceConfig;
+use crate::error::ApiError;
+use crate::source::{header_text, kept_headers, verify_signature};
+use crate::store::{Accepted, NewWebhook};
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(source_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match receive_webhook(&state, &source_id, &headers, body).await {
+        Ok(response) => response,
+        Err(err) => {
+            let delivery_id = state
+                .sources
+                .get(&source_id)
+                .and_then(|s| s.platform.platform().delivery_id_header())
+                .and_then(|name| header_text(&headers, name));
+            err.log(&source_id, delivery_id);
+            err.into_response()
+        }
+    }
+}
+
+async fn receive_webhook(
+    state: &AppState,
+    source_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let source = find_source(state, source_id)?;
+    let platform = source.platform.platform();
+    let raw = read_body(body, headers, state.max_body_bytes).await?;
+    // The ping is unsigned and stores nothing: answer it even before the secret is set, so
+    // the shop can activate the webhook while the operator finishes the configuration.
+    if platform.is_unsigned_ping(headers, &raw) {
+        tracing::info!(source = source_id, platform = %source.platform, "ping answered 200");
+        return Ok(Json(json!({ "ping": "ok" })).into_response());
+    }
+    if !source.secrets.is_set() {
+        return Err(ApiError::SourceNotConfigured {
+            source_id: source_id.to_string(),
+            variables: source.secrets.unset_variables.clone(),
+        });
+    }
+    verify_signature(platform, headers, &raw, &source.secrets.values)?;
+    let topic = header_text(headers, platform.topic_header()).ok_or(ApiError::MissingTopic {
+        header: platform.topic_header(),
+    })?;
+    let json: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::NotJson(e.to_string()))?;
+    let delivery_id = platform
+        .delivery_id_header()
+        .and_then(|name| header_text(headers, name))
+        .unwrap_or("-");
+    if !platform.known_topics().contains(&topic) {
+        tracing::info!(
+            source = source_id,
+            delivery_id,
+            topic,
+            "unknown topic accepted"
+        );
+    }
+    let webhook = NewWebhook {
+        source: source_id.to_string(),
+        platform: source.platform.as_str().to_string(),
+        topic: topic.to_string(),
+        dedupe_id: platform.dedupe_id(headers, topic, &json, &raw),
+        headers: kept_headers(platform, headers),
+        body: raw.to_vec(),
+        received_at_ms: now_ms(),
+    };
+    let accepted = state
+        .store
+        .accept(webhook)
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    let (webhook_id, duplicate) = match accepted {
+        Accepted::Stored { webhook_id } => (webhook_id, false),
+        Accepted::Duplicate { webhook_id } => (webhook_id, true),
+    };
+    tracing::info!(
+        source = source_id,
+        delivery_id,
+        topic,
+        webhook_id,
+        duplicate,
+        "webhook accepted"
+    );
+    Ok(Json(json!({ "webhook_id": webhook_id, "duplicate": duplicate })).into_response())
+}
+
+pub async fn handshake(
+    State(state): State<AppState>,
+    Path(source_id): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    match subscription_handshake(&state, &source_id, &query) {
+        Ok(response) => response,
+        Err(err) => {
+            err.log(&source_id, None);
+            err.into_response()
+        }
+    }
+}
+
+fn subscription_handshake(
+    state: &AppState,
+    source_id: &str,
+    query: &BTreeMap<String, String>,
+) -> Result<Response, ApiError> {
+    let source = find_source(state, source_id)?;
+    let request = source
+        .platform
+        .platform()
+        .subscription_request(query)
+        .ok_or(ApiError::MethodNotAllowed)?;
+    if !source.verify_token.is_set() {
+        return Err(ApiError::HandshakeNotConfigured {
+            source_id: source_id.to_string(),
+            variables: source.verify_token.unset_variables.clone(),
+        });
+    }
+    let matches = source.verify_token.values.iter().any(|token| {
+        bool::from(
+            token
+                .expose()
+                .as_bytes()
+                .ct_eq(request.verify_token.as_bytes()),
+        )
+    });
+    if !matches {
+        return Err(ApiError::HandshakeRefused);
+    }
+    tracing::info!(source = source_id, "subscription handshake answered");
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        request.challenge,
+    )
+        .into_response())
+}
+
+fn find_source<'a>(state: &'a AppState, source_id: &str) -> Result<&'a SourceConfig, ApiError> {
+    state
+        .sources
+        .get(source_id)
+        .ok_or_else(|| ApiError::UnknownSource {
+            source_id: source_id.to_string(),
+        })
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` (or at once when its
+/// declared length does).
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared =
+        header_text(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::BodyTooLarge { limit })
+        }
+        Err(err) => Err(ApiError::BodyUnreadable(err.to_string())),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

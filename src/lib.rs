@@ -1,0 +1,16 @@
+//! storehook: storefront webhooks in, marketing tools out.
+//!
+//! - [`source`]: each platform's signature, topic, handshakes and duplicates (the Platform seam).
+//! - [`http`]: `POST /webhooks/{source}` verifies the raw body, [`store`] keeps it durably,
+//!   and only then is the webhook answered 200; refusals become answers in [`error`].
+//! - [`config`]: `storehook.toml` and the environment, validated at load.
+//! - [`app`] binds and serves; [`cli`] is the command line; [`fixture`] reads recorded webhooks.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fixture;
+pub mod http;
+pub mod source;
+pub mod store;
