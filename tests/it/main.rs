@@ -1,1 +1,8 @@
+//! One integration test binary: a real server on 127.0.0.1:0 over a real SQLite file.
 
+mod cli;
+mod durability;
+mod handshakes;
+mod harness;
+mod receive;
+mod refusals;

@@ -1,0 +1,237 @@
+//! The real binary: `send` and `sign` against a running server, `serve` on the embedded
+//! defaults, and a bad configuration stopping it with the key named.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn storehook(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_storehook"));
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+fn shipped_config() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("storehook.toml")
+}
+
+/// Multi-threaded: the test waits for the child process while the app serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_signs_a_fixture_like_the_platform_and_prints_the_answer() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    for platform in PLATFORMS {
+        let fixture = fixture(platform, "local-phone-click-id");
+        let output = storehook(dir.path())
+            .arg("--config")
+            .arg(shipped_config())
+            .args([
+                "send",
+                fixture.path.to_str().unwrap(),
+                "--source",
+                platform,
+                "--url",
+            ])
+            .arg(app.webhook_url(platform))
+            .env(
+                format!("{}_WEBHOOK_SECRET", platform.to_uppercase()),
+                secret_of(platform),
+            )
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.starts_with("HTTP 200"), "{stdout}");
+        assert!(stdout.contains("\"webhook_id\""), "{stdout}");
+    }
+    let inbox = app.inbox().await;
+    assert_eq!(inbox.len(), 3);
+    assert_eq!(
+        inbox[0].body,
+        fixture("haravan", "local-phone-click-id").body
+    );
+
+    // A wrong secret: the server's 401 is printed and the exit status says it failed.
+    let fixture = fixture("shopify", "guest-no-customer");
+    let output = storehook(dir.path())
+        .arg("--config")
+        .arg(shipped_config())
+        .args([
+            "send",
+            fixture.path.to_str().unwrap(),
+            "--source",
+            "shopify",
+            "--url",
+        ])
+        .arg(app.webhook_url("shopify"))
+        .env("SHOPIFY_WEBHOOK_SECRET", "not-the-secret")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("HTTP 401"), "{stdout}");
+    assert!(stdout.contains("invalid_signature"), "{stdout}");
+}
+
+#[test]
+fn sign_prints_the_headers_with_a_fresh_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture("woocommerce", "paid-two-items-discount");
+    let output = storehook(dir.path())
+        .arg("--config")
+        .arg(shipped_config())
+        .args([
+            "sign",
+            fixture.path.to_str().unwrap(),
+            "--source",
+            "woocommerce",
+            "--topic",
+            "order.updated",
+        ])
+        .env("WOOCOMMERCE_WEBHOOK_SECRET", "sign-test-secret")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let expected = format!(
+        "X-WC-Webhook-Signature: {}",
+        platform_signature("sign-test-secret", &fixture.body)
+    );
+    assert!(stdout.lines().any(|l| l == expected), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "X-WC-Webhook-Topic: order.updated"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("X-WC-Webhook-Signature").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sign-test-secret"));
+}
+
+#[test]
+fn sign_without_a_secret_says_which_variable_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    let output = storehook(dir.path())
+        .args([
+            "sign",
+            fixture.path.to_str().unwrap(),
+            "--source",
+            "haravan",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("HARAVAN_WEBHOOK_SECRET"), "{stderr}");
+}
+
+#[test]
+fn a_bad_configuration_stops_the_program_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"0.0.0.0:8080\"\n[store]\nurl = \"sqlite://x.db\"\n\
+         [sources.shop]\nplatform = \"shopify\"\nsecrets = [\"${SHOP_SECRET}\"]\n",
+    )
+    .unwrap();
+    let output = storehook(dir.path())
+        .args(["--config", "bad.toml", "serve"])
+        .env("SHOP_SECRET", "")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("sources.shop.secrets[0]"), "{stderr}");
+    assert!(!dir.path().join("x.db").exists(), "nothing started");
+}
+
+/// `storehook serve` in an empty directory: the embedded configuration, the default store
+/// path created, every source reported not configured, and a clean stop on SIGTERM.
+#[tokio::test]
+async fn serve_runs_on_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = storehook(dir.path())
+        .arg("serve")
+        .env("PORT", "0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let port = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server logs its address");
+        log.push(line.clone());
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest
+                .split(':')
+                .nth(1)
+                .unwrap()
+                .trim()
+                .parse::<u16>()
+                .unwrap();
+        }
+    };
+    let text = log.join("\n");
+    assert!(text.contains("embedded storehook.toml"), "{text}");
+    for variable in [
+        "HARAVAN_WEBHOOK_SECRET",
+        "WOOCOMMERCE_WEBHOOK_SECRET",
+        "SHOPIFY_WEBHOOK_SECRET",
+    ] {
+        assert!(text.contains(variable), "the log says what to set: {text}");
+    }
+    assert!(dir.path().join("data/storehook.db").exists());
+
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let fixture = fixture("shopify", "paid-two-items-discount");
+    let r = client
+        .post(format!("{base}/webhooks/shopify"))
+        .body(fixture.body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "source_not_configured");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+}

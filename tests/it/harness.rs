@@ -1,0 +1,243 @@
+//! `spawn_app()`: the real App on 127.0.0.1:0 with the shipped `storehook.toml`, a SQLite
+//! file in a temporary directory, and test secrets in place of the environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use storehook::app::App;
+use storehook::config::{Config, EMBEDDED};
+use storehook::fixture::Fixture;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const PLATFORMS: [&str; 3] = ["haravan", "woocommerce", "shopify"];
+pub const FIXTURE_SECRET: &str = "storehook-fixture-secret";
+pub const VERIFY_TOKEN: &str = "verify-token-for-tests";
+
+/// The secret each shipped source is configured with in tests.
+pub fn secret_of(source: &str) -> &'static str {
+    match source {
+        "haravan" => "haravan-secret-for-tests",
+        "woocommerce" => "woocommerce-secret-for-tests",
+        "shopify" => "shopify-secret-for-tests",
+        other => panic!("no test secret for {other}"),
+    }
+}
+
+/// The signature header each platform writes.
+pub fn signature_header(platform: &str) -> &'static str {
+    match platform {
+        "haravan" => "X-Haravan-Hmacsha256",
+        "woocommerce" => "X-WC-Webhook-Signature",
+        "shopify" => "X-Shopify-Hmac-Sha256",
+        other => panic!("unknown platform {other}"),
+    }
+}
+
+/// Computed here with the HMAC crates directly, the way each platform computes it, so the
+/// tests do not lean on the signing code under test.
+pub fn platform_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The environment the shipped configuration reads, as a test sets it.
+pub fn test_env(dir: &Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for source in PLATFORMS {
+        env.insert(
+            format!("{}_WEBHOOK_SECRET", source.to_uppercase()),
+            secret_of(source).to_string(),
+        );
+    }
+    env.insert("HARAVAN_VERIFY_TOKEN".into(), VERIFY_TOKEN.into());
+    env.insert(
+        "STOREHOOK_STORE_URL".into(),
+        format!("sqlite://{}", dir.join("storehook.db").display()),
+    );
+    env
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db_path: PathBuf,
+    pub client: reqwest::Client,
+    /// Holds the temporary directory (and the database in it) for as long as the app runs.
+    pub _dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the app after `adjust` has changed the test environment (remove a secret, add a
+/// previous one, …).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut BTreeMap<String, String>)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = test_env(dir.path());
+    adjust(&mut env);
+    let mut config = Config::parse(EMBEDDED, "storehook.toml", &|name| env.get(name).cloned())
+        .expect("the shipped configuration loads");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let app = App::build(config).await.expect("the app builds");
+    let address = format!("http://{}", app.local_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        db_path: dir.path().join("storehook.db"),
+        client: reqwest::Client::new(),
+        _dir: dir,
+        shutdown: Some(tx),
+    }
+}
+
+#[derive(Debug)]
+pub struct StoredWebhook {
+    pub id: i64,
+    pub source: String,
+    pub platform: String,
+    pub topic: String,
+    pub dedupe_id: String,
+    pub headers: serde_json::Value,
+    pub body: Vec<u8>,
+}
+
+impl TestApp {
+    pub fn webhook_url(&self, source: &str) -> String {
+        format!("{}/webhooks/{source}", self.address)
+    }
+
+    /// Posts a fixture as its platform would: the recorded headers, signed with `secret`.
+    pub async fn post_fixture(
+        &self,
+        source: &str,
+        fixture: &Fixture,
+        secret: &str,
+    ) -> reqwest::Response {
+        self.post_signed(source, fixture, &fixture.body, secret)
+            .await
+    }
+
+    /// Posts `body` with `fixture`'s recorded headers, signed with `secret`.
+    pub async fn post_signed(
+        &self,
+        source: &str,
+        fixture: &Fixture,
+        body: &[u8],
+        secret: &str,
+    ) -> reqwest::Response {
+        let platform = platform_of(fixture);
+        let mut headers = recorded_headers_without_signature(fixture);
+        headers.push((
+            signature_header(platform).to_string(),
+            platform_signature(secret, body),
+        ));
+        self.post_raw(source, &headers, body.to_vec()).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        source: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.webhook_url(source)).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send().await.expect("the server answers")
+    }
+
+    /// Every stored webhook, read straight from the SQLite file.
+    pub async fn inbox(&self) -> Vec<StoredWebhook> {
+        let pool = self.db().await;
+        let rows = sqlx::query(
+            "SELECT id, source, platform, topic, dedupe_id, headers, body FROM webhooks ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.into_iter()
+            .map(|row| StoredWebhook {
+                id: row.get("id"),
+                source: row.get("source"),
+                platform: row.get("platform"),
+                topic: row.get("topic"),
+                dedupe_id: row.get("dedupe_id"),
+                headers: serde_json::from_str(row.get::<&str, _>("headers")).unwrap(),
+                body: row.get("body"),
+            })
+            .collect()
+    }
+
+    /// A separate connection to the app's database file.
+    pub async fn db(&self) -> SqlitePool {
+        SqlitePool::connect_with(SqliteConnectOptions::new().filename(&self.db_path))
+            .await
+            .unwrap()
+    }
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Every recorded webhook of a platform, in name order.
+pub fn fixtures(platform: &str) -> Vec<Fixture> {
+    let mut paths: Vec<_> = std::fs::read_dir(fixtures_dir().join(platform))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 4, "{platform} has at least four fixtures");
+    paths.iter().map(|p| Fixture::load(p).unwrap()).collect()
+}
+
+pub fn fixture(platform: &str, name: &str) -> Fixture {
+    Fixture::load(&fixtures_dir().join(platform).join(format!("{name}.json"))).unwrap()
+}
+
+pub fn platform_of(fixture: &Fixture) -> &'static str {
+    let dir = fixture.path.parent().unwrap().file_name().unwrap();
+    PLATFORMS
+        .into_iter()
+        .find(|p| dir == *p)
+        .expect("fixtures sit in a platform directory")
+}
+
+pub fn recorded_headers_without_signature(fixture: &Fixture) -> Vec<(String, String)> {
+    let platform = platform_of(fixture);
+    fixture
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            !name.eq_ignore_ascii_case(signature_header(platform))
+                && !name.eq_ignore_ascii_case("X-Haravan-Hmac-Sha256")
+        })
+        .cloned()
+        .collect()
+}
+
+pub async fn json_of(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.expect("a JSON body")
+}
