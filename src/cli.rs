@@ -1,4 +1,6 @@
-//! The command line: `serve`, `send`, `sign`, `migrate`.
+//! The command line: `serve`, `send`, `sign`, `check`, `translate`, `migrate`.
+
+mod mapping;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::app::{App, describe_store};
 use crate::config::{Config, SourceConfig};
 use crate::fixture::Fixture;
-use crate::source::signed_headers;
+use crate::source::{PlatformKind, signed_headers};
 use crate::store;
 
 #[derive(Debug, Parser)]
@@ -53,6 +55,29 @@ pub enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
+    /// Load every mapping, run every fixture through them, validate every output; exit 1 on
+    /// any error.
+    Check {
+        #[arg(long, default_value = "mappings")]
+        mappings: PathBuf,
+        #[arg(long, default_value = "fixtures")]
+        fixtures: PathBuf,
+    },
+    /// Print the delivery plans a recorded webhook becomes, as a JSON array.
+    Translate {
+        file: PathBuf,
+        #[arg(long, default_value = "mappings")]
+        mappings: PathBuf,
+        /// Platform of the webhook [default: the fixture's directory name, or the source's]
+        #[arg(long)]
+        platform: Option<PlatformKind>,
+        /// Topic [default: the one recorded in NAME.headers]
+        #[arg(long)]
+        topic: Option<String>,
+        /// Source id bound as $source [default: the platform name]
+        #[arg(long)]
+        source: Option<String>,
+    },
     /// Create or upgrade the store's tables, then exit.
     Migrate,
 }
@@ -84,6 +109,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check { mappings, fixtures } => mapping::check(&mappings, &fixtures),
+        Command::Translate {
+            file,
+            mappings,
+            platform,
+            topic,
+            source,
+        } => mapping::translate(
+            &config,
+            mapping::TranslateArgs {
+                file: &file,
+                mappings: &mappings,
+                platform,
+                topic: topic.as_deref(),
+                source: source.as_deref(),
+            },
+        ),
         Command::Migrate => {
             store::open(&config.store_url).await?;
             println!("store ready: {}", describe_store(&config.store_url));

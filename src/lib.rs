@@ -4,6 +4,8 @@
 //! - [`http`]: `POST /webhooks/{source}` verifies the raw body, [`store`] keeps it durably,
 //!   and only then is the webhook answered 200; refusals become answers in [`error`].
 //! - [`config`]: `storehook.toml` and the environment, validated at load.
+//! - [`mapping`]: mapping files (jq) turn a webhook into delivery plans, checked against
+//!   a JSON Schema per operation.
 //! - [`app`] binds and serves; [`cli`] is the command line; [`fixture`] reads recorded webhooks.
 
 pub mod app;
@@ -12,5 +14,6 @@ pub mod config;
 pub mod error;
 pub mod fixture;
 pub mod http;
+pub mod mapping;
 pub mod source;
 pub mod store;

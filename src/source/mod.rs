@@ -24,10 +24,11 @@ type HmacSha256 = Hmac<Sha256>;
 /// before any HMAC is computed.
 const SIGNATURE_LEN: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum PlatformKind {
     Haravan,
+    #[value(name = "woocommerce")]
     WooCommerce,
     Shopify,
 }

@@ -6,3 +6,4 @@ mod handshakes;
 mod harness;
 mod receive;
 mod refusals;
+mod translate;

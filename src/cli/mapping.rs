@@ -1,0 +1,226 @@
+//! `storehook check` and `storehook translate`: mapping files against recorded webhooks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+
+use crate::config::Config;
+use crate::fixture::Fixture;
+use crate::mapping::{Catalog, LoadError, Webhook};
+use crate::source::PlatformKind;
+
+/// Loads the catalog, printing every load error; `None` when there was any.
+fn load_catalog(dir: &Path) -> Option<Catalog> {
+    match Catalog::load(dir) {
+        Ok(catalog) => Some(catalog),
+        Err(errors) => {
+            print_load_errors(&errors);
+            None
+        }
+    }
+}
+
+fn print_load_errors(errors: &[LoadError]) {
+    for error in errors {
+        eprintln!("error: {error}");
+    }
+    eprintln!("{} error(s) in the mapping files", errors.len());
+}
+
+/// A recorded webhook with what translation needs to know about it.
+struct Recorded {
+    fixture: Fixture,
+    platform: PlatformKind,
+    topic: String,
+    headers: BTreeMap<String, String>,
+}
+
+impl Recorded {
+    fn new(fixture: Fixture, platform: PlatformKind, topic: Option<&str>) -> anyhow::Result<Self> {
+        let topic_header = platform.platform().topic_header();
+        let topic = match topic {
+            Some(topic) => topic.to_string(),
+            None => fixture
+                .header(topic_header)
+                .map(str::to_string)
+                .with_context(|| {
+                    format!(
+                        "{} records no {topic_header} header: pass --topic",
+                        fixture.path.display()
+                    )
+                })?,
+        };
+        let headers = fixture
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect();
+        Ok(Self {
+            fixture,
+            platform,
+            topic,
+            headers,
+        })
+    }
+
+    fn webhook<'a>(&'a self, source: &'a str) -> Webhook<'a> {
+        Webhook {
+            source,
+            platform: self.platform,
+            topic: &self.topic,
+            headers: &self.headers,
+            body: &self.fixture.body,
+        }
+    }
+}
+
+/// The platform a fixture belongs to, from the directory it sits in.
+fn platform_of_path(path: &Path) -> Option<PlatformKind> {
+    let dir = path.parent()?.file_name()?.to_str()?;
+    PlatformKind::ALL.into_iter().find(|p| p.as_str() == dir)
+}
+
+pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
+    let Some(catalog) = load_catalog(mappings) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut paths = Vec::new();
+    collect_json(fixtures, &mut paths)
+        .with_context(|| format!("cannot read fixtures from {}", fixtures.display()))?;
+    paths.sort();
+
+    let mut errors = 0usize;
+    let mut plans = 0usize;
+    let mut used = vec![false; catalog.mappings().len()];
+    println!("{:<48} {:<36} result", "fixture", "mapping");
+    for path in &paths {
+        let Some(platform) = platform_of_path(path) else {
+            continue;
+        };
+        let shown = path
+            .strip_prefix(fixtures)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let recorded = match Fixture::load(path).and_then(|f| Recorded::new(f, platform, None)) {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                errors += 1;
+                println!("{shown:<48} {:<36} ERROR {err:#}", "-");
+                continue;
+            }
+        };
+        let routed: Vec<_> = catalog
+            .routed(platform, &recorded.topic)
+            .map(|m| m.id.clone())
+            .collect();
+        if routed.is_empty() {
+            println!("{shown:<48} {:<36} no mapping for {}", "-", recorded.topic);
+        }
+        let results = catalog.translate(&recorded.webhook(platform.as_str()));
+        for id in &routed {
+            let index = catalog
+                .mappings()
+                .iter()
+                .position(|m| &m.id == id)
+                .expect("routed");
+            let result = results.iter().find(|r| match r {
+                Ok(plan) => &plan.mapping == id,
+                Err(err) => &err.mapping == id,
+            });
+            let text = match result {
+                None => "does not apply (when is false)".to_string(),
+                Some(Ok(plan)) => {
+                    plans += 1;
+                    used[index] = true;
+                    format!("ok  → {} key {}", plan.operation, plan.key)
+                }
+                Some(Err(err)) => {
+                    errors += 1;
+                    format!("ERROR {err}")
+                }
+            };
+            println!("{shown:<48} {id:<36} {text}");
+        }
+    }
+    for (mapping, used) in catalog.mappings().iter().zip(&used) {
+        if !used {
+            println!("note: no fixture produced a plan with {}", mapping.id);
+        }
+    }
+    println!(
+        "{} mappings, {} fixtures, {plans} plans, {errors} errors",
+        catalog.mappings().len(),
+        paths.len()
+    );
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub struct TranslateArgs<'a> {
+    pub file: &'a Path,
+    pub mappings: &'a Path,
+    pub platform: Option<PlatformKind>,
+    pub topic: Option<&'a str>,
+    pub source: Option<&'a str>,
+}
+
+pub fn translate(config: &Config, args: TranslateArgs<'_>) -> anyhow::Result<ExitCode> {
+    let Some(catalog) = load_catalog(args.mappings) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let platform = match (args.platform, args.source) {
+        (Some(platform), _) => platform,
+        (None, Some(source)) => {
+            config
+                .sources
+                .get(source)
+                .with_context(|| format!("no source `{source}` in {}", config.origin))?
+                .platform
+        }
+        (None, None) => match platform_of_path(args.file) {
+            Some(platform) => platform,
+            None => bail!(
+                "cannot tell the platform of {}: pass --platform or --source",
+                args.file.display()
+            ),
+        },
+    };
+    let source = args.source.unwrap_or(platform.as_str());
+    let recorded = Recorded::new(Fixture::load(args.file)?, platform, args.topic)?;
+    let results = catalog.translate(&recorded.webhook(source));
+    let mut failed = false;
+    let mut plans = Vec::new();
+    for result in results {
+        match result {
+            Ok(plan) => plans.push(plan),
+            Err(err) => {
+                failed = true;
+                eprintln!("error: {err}");
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&plans)?);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_json(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

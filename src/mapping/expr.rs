@@ -1,0 +1,916 @@
+//! jq expressions for mapping files: compiled once with jaq (core, std and json definitions
+//! plus [`super::functions`]), then evaluated over a webhook body parsed once ([`Input`]), with
+//! `$topic`, `$source`, `$headers` and `$vars` converted once ([`Bindings`]).
+//!
+//! # Guard rails
+//!
+//! jaq has no resource limits of its own, and a mapping is written by an integrator, not by
+//! us: a runaway expression must end in an error, never in a crash or a hang.
+//!
+//! - **Long code** (compile): at most [`MAX_CODE_BYTES`]. jaq's parser and compiler recurse on
+//!   the code's nesting, so compilation runs on a helper thread whose stack (256 MiB of
+//!   virtual memory, committed only as used) fits any code that long.
+//! - **Deep evaluation** (compile): evaluation runs on the caller's stack (2 MiB on a tokio
+//!   worker) and recurses once per nested term. A program's depth, counting the bodies of the
+//!   definitions it calls (standard ones included), must stay within [`MAX_EXPR_DEPTH`]. A
+//!   debug build overflows 2 MiB from about 300 levels of the costliest constructs; the
+//!   shipped mappings measure at most 47.
+//! - **Recursion** (compile): a `def` calling itself, directly or through other `def`s. Order
+//!   mappings never need it, and it is how jq loops forever (`def f: f; f`) or overflows the
+//!   stack (`def f: 1 + f; f`).
+//! - **Unbounded builtins** (compile): `repeat`, `while`, `until`, `recurse(f)`,
+//!   `recurse(f; cond)` (`..` and `recurse`, which walk the data, stay allowed),
+//!   `combinations` (exponential); `env` (the environment holds secrets) and `halt`,
+//!   `halt_error`. A halt that got through would be an error anyway: jaq's `unwrap_valr`,
+//!   which exits the process on halt, is not used.
+//! - **Long ranges** (eval): `range` draws on a budget of [`RANGE_BUDGET`] values per
+//!   evaluation, so `last(range(1e18))` fails at once. The budget is small because values
+//!   nested by a loop deepen the recursion of `tojson` and friends too.
+//! - **Deep input** (parse): [`Input::parse`] and `fromjson` read with serde_json, which
+//!   refuses nesting deeper than 128 levels instead of overflowing the stack.
+//! - **Big output** (eval): more than [`Limits::max_outputs`] values, more than
+//!   [`Limits::max_output_bytes`] of JSON in all, or nesting deeper than [`Limits::max_depth`].
+//! - **Panics** inside the engine (a capacity overflow, say) are caught and become errors.
+//!
+//! What remains possible is deliberate abuse the checks cannot see statically: `"x" * 1e11`
+//! written as an integer (string repetition allocates at once), or a `reduce` over a large
+//! input array that nests or doubles its value at each step. Nested iteration over the input
+//! is polynomial in its size, which the caller bounds.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::LazyLock;
+
+use jaq_core::compile::Undefined;
+use jaq_core::data::JustLut;
+use jaq_core::load::parse::{Def, Term};
+use jaq_core::load::{self, Arena, File, Loader, lex};
+use jaq_core::{Compiler, Ctx, Vars};
+use jaq_json::{Num, Val};
+use serde_json::Value;
+
+use super::functions;
+
+/// Variables bound in every expression: $topic, $source, $headers, $vars (in this order).
+pub const VARIABLES: [&str; 4] = ["topic", "source", "headers", "vars"];
+
+/// Longest expression accepted, in bytes.
+pub const MAX_CODE_BYTES: usize = 8 * 1024;
+/// Stack of the thread that parses and compiles an expression: jaq's parser and compiler
+/// recurse on the code's nesting, which [`MAX_CODE_BYTES`] bounds.
+const COMPILE_STACK_BYTES: usize = 256 * 1024 * 1024;
+/// Deepest evaluation accepted: one level per term, plus the bodies of called definitions.
+pub const MAX_EXPR_DEPTH: usize = 96;
+/// Deepest nesting [`Input::from_value`] converts (serde_json's parser stops at 128).
+const MAX_INPUT_DEPTH: usize = 128;
+/// Values `range` may produce in one evaluation, all calls together.
+pub const RANGE_BUDGET: u64 = 1_000;
+/// Longest error message returned, in bytes; jaq quotes whole values in its messages.
+const MAX_MESSAGE_BYTES: usize = 300;
+
+/// Builtins refused at compile time: name, arity, why.
+const REFUSED: [(&str, usize, &str); 12] = [
+    ("repeat", 1, "it loops without end"),
+    ("while", 2, "it can loop without end"),
+    ("until", 2, "it can loop without end"),
+    (
+        "recurse",
+        1,
+        "it can loop without end (`..` and `recurse` walk the data and are allowed)",
+    ),
+    (
+        "recurse",
+        2,
+        "it can loop without end (`..` and `recurse` walk the data and are allowed)",
+    ),
+    ("combinations", 0, "its output grows exponentially"),
+    ("combinations", 1, "its output grows exponentially"),
+    ("env", 0, "the process environment holds secrets"),
+    ("halt", 0, "it would stop the server"),
+    ("halt", 1, "it would stop the server"),
+    ("halt_error", 0, "it would stop the server"),
+    ("halt_error", 1, "it would stop the server"),
+];
+
+type Data = JustLut<Val>;
+
+/// The standard definitions but those [`functions::REPLACED`], and ours, parsed once per
+/// process.
+static PRELUDE: LazyLock<Vec<Def>> = LazyLock::new(|| {
+    let ours = load::parse(functions::DEFS, |p| p.defs()).unwrap_or_default();
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs())
+        .chain(ours);
+    defs.filter(|def| !functions::REPLACED.contains(&(def.name, def.args.len())))
+        .collect()
+});
+
+/// A JSON document parsed once per webhook and shared by all expressions evaluated over it.
+pub struct Input(Val);
+
+impl Input {
+    /// Parses JSON bytes (the raw webhook body). Error: a short message.
+    pub fn parse(bytes: &[u8]) -> Result<Input, String> {
+        // serde_json refuses nesting deeper than 128 levels instead of overflowing the stack
+        serde_json::from_slice(bytes)
+            .map(Input)
+            .map_err(|e| format!("the body is not valid JSON: {e}"))
+    }
+
+    /// Converts a JSON value; levels deeper than [`MAX_INPUT_DEPTH`] become null.
+    pub fn from_value(value: &Value) -> Input {
+        Input(from_json(value, 0))
+    }
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Input").finish_non_exhaustive()
+    }
+}
+
+/// The bound variables' values for one webhook, converted once and reused by every expression.
+pub struct Bindings(Vars<Val>);
+
+impl Bindings {
+    pub fn new(topic: &str, source: &str, headers: &Value, vars: &Value) -> Bindings {
+        let values = [
+            Val::from(topic.to_string()),
+            Val::from(source.to_string()),
+            from_json(headers, 0),
+            from_json(vars, 0),
+        ];
+        Bindings(Vars::new(values))
+    }
+}
+
+impl fmt::Debug for Bindings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Bindings").finish_non_exhaustive()
+    }
+}
+
+/// Bounds on what one evaluation may produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_outputs: usize,
+    /// All outputs of one evaluation together, as JSON text (approximately: numbers count 8).
+    pub max_output_bytes: usize,
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_outputs: 1000,
+            max_output_bytes: 1024 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+/// A compiled jq expression (jaq + jaq-std + jaq-json definitions + our functions). Send + Sync, compiled once.
+pub struct Expr {
+    filter: jaq_core::Filter<Data>,
+}
+
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Expr>();
+};
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Expr").finish_non_exhaustive()
+    }
+}
+
+impl Expr {
+    /// Compiles `code`. Errors (parse errors, undefined functions/variables, refused
+    /// constructs) come back as a readable message that quotes the offending part.
+    pub fn compile(code: &str) -> Result<Expr, String> {
+        if code.len() > MAX_CODE_BYTES {
+            let size = code.len();
+            return Err(format!(
+                "the expression is {size} bytes, over the {MAX_CODE_BYTES} allowed"
+            ));
+        }
+        std::thread::scope(|scope| {
+            let compiler = std::thread::Builder::new()
+                .name("jq-compile".into())
+                .stack_size(COMPILE_STACK_BYTES)
+                .spawn_scoped(scope, || {
+                    let filter = compile_in(&Arena::default(), code)?;
+                    check_program(code)?;
+                    Ok(Expr { filter })
+                })
+                .map_err(|e| format!("cannot start the jq compiler: {e}"))?;
+            compiler.join().unwrap_or_else(|_| {
+                Err("the jq compiler failed on this expression (panic caught)".into())
+            })
+        })
+    }
+
+    /// Runs over `input` with `bindings`; collects at most `limits.max_outputs` outputs
+    /// converted to JSON. A jq runtime error (e.g. `error("x")`, `.a.b` on a number) → Err.
+    pub fn eval(
+        &self,
+        input: &Input,
+        bindings: &Bindings,
+        limits: &Limits,
+    ) -> Result<Vec<Value>, String> {
+        self.run(input, bindings, limits, false)
+    }
+
+    /// Convenience: the first output, or Ok(None) when the expression yields nothing. Later
+    /// outputs are not computed.
+    pub fn eval_first(
+        &self,
+        input: &Input,
+        bindings: &Bindings,
+        limits: &Limits,
+    ) -> Result<Option<Value>, String> {
+        Ok(self.run(input, bindings, limits, true)?.pop())
+    }
+
+    fn run(
+        &self,
+        input: &Input,
+        bindings: &Bindings,
+        limits: &Limits,
+        first_only: bool,
+    ) -> Result<Vec<Value>, String> {
+        functions::set_range_budget(RANGE_BUDGET);
+        let run = || {
+            let ctx = Ctx::<Data>::new(&self.filter.lut, bindings.0.clone());
+            let mut outputs = Vec::new();
+            let mut size = 0;
+            for output in self.filter.id.run((ctx, input.0.clone())) {
+                let value = output.map_err(exception_message)?;
+                if outputs.len() == limits.max_outputs {
+                    return Err(format!("yields more than {} values", limits.max_outputs));
+                }
+                outputs.push(to_json(&value, 0, limits, &mut size)?);
+                if first_only {
+                    break;
+                }
+            }
+            Ok(outputs)
+        };
+        catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
+            Err("the jq engine failed on this expression (panic caught)".into())
+        })
+    }
+}
+
+fn compile_in<'s>(arena: &'s Arena, code: &'s str) -> Result<jaq_core::Filter<Data>, String> {
+    let prelude = PRELUDE.iter().cloned();
+    let modules = Loader::new(prelude)
+        .load(arena, File { code, path: () })
+        .map_err(|errors| load_errors(errors.into_iter().map(|(_, e)| e)))?;
+    let globals = VARIABLES.map(|name| &**arena.alloc(format!("${name}")));
+    Compiler::default()
+        .with_global_vars(globals)
+        .with_funs(natives().map(|(name, args, f)| (name as &'s str, args, f)))
+        .compile(modules)
+        .map_err(|errors| compile_errors(errors.into_iter().flat_map(|(_, e)| e)))
+}
+
+/// jaq's natives but those [`functions::REPLACED`], then the replacements and ours.
+fn natives() -> impl Iterator<Item = jaq_core::native::Fun<Data>> {
+    jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .filter(|(name, args, _)| !functions::REPLACED.contains(&(*name, args.len())))
+        .chain(functions::replacements())
+        .chain(functions::funs())
+}
+
+fn from_json(value: &Value, depth: usize) -> Val {
+    match value {
+        _ if depth > MAX_INPUT_DEPTH => Val::Null,
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Val::Num(Num::from_integral(i)),
+            (None, Some(u)) => Val::Num(Num::from_integral(u)),
+            _ => Val::Num(Num::Float(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        Value::String(s) => Val::from(s.clone()),
+        Value::Array(items) => items.iter().map(|v| from_json(v, depth + 1)).collect(),
+        Value::Object(entries) => Val::obj(
+            entries
+                .iter()
+                .map(|(k, v)| (Val::from(k.clone()), from_json(v, depth + 1)))
+                .collect(),
+        ),
+    }
+}
+
+/// Converts an output, counting its approximate JSON size into `size`.
+fn to_json(v: &Val, depth: usize, limits: &Limits, size: &mut usize) -> Result<Value, String> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (value, bytes) = match v {
+        Val::Null => (Value::Null, 4),
+        Val::Bool(b) => (Value::Bool(*b), 5),
+        Val::Num(n) => (number(n), 8),
+        Val::TStr(s) | Val::BStr(s) => (Value::String(text(s)), s.len() + 2),
+        Val::Arr(_) | Val::Obj(_) if depth >= limits.max_depth => {
+            return Err(format!(
+                "yields a value nested deeper than {} levels",
+                limits.max_depth
+            ));
+        }
+        Val::Arr(items) => {
+            *size += 2 + items.len();
+            let items = items.iter().map(|x| to_json(x, depth + 1, limits, size));
+            (Value::Array(items.collect::<Result<_, _>>()?), 0)
+        }
+        Val::Obj(entries) => {
+            let mut object = serde_json::Map::with_capacity(entries.len());
+            for (k, x) in entries.iter() {
+                let key = match k {
+                    Val::TStr(s) | Val::BStr(s) => text(s),
+                    other => other.to_string(),
+                };
+                *size += key.len() + 4;
+                object.insert(key, to_json(x, depth + 1, limits, size)?);
+            }
+            (Value::Object(object), 2)
+        }
+    };
+    *size += bytes;
+    if *size > limits.max_output_bytes {
+        return Err(format!(
+            "yields more than {} bytes of JSON",
+            limits.max_output_bytes
+        ));
+    }
+    Ok(value)
+}
+
+/// Integers stay integers; decimals and floats go through f64 (shortest round trip, so
+/// `0.3` prints as `0.3`); NaN and infinities become null.
+fn number(n: &Num) -> Value {
+    let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
+    match n {
+        Num::Int(i) => Value::from(*i as i64),
+        Num::BigInt(_) => {
+            let digits = n.to_string();
+            let int = digits.parse::<i64>().map(Value::from);
+            int.or_else(|_| digits.parse::<u64>().map(Value::from))
+                .unwrap_or_else(|_| float(digits.parse().unwrap_or(f64::NAN)))
+        }
+        Num::Float(f) => float(*f),
+        Num::Dec(text) => float(text.parse().unwrap_or(f64::NAN)),
+    }
+}
+
+fn exception_message(exception: jaq_core::Exn<'_, Val>) -> String {
+    let Ok(error) = exception.get_err() else {
+        return "the expression halted".into();
+    };
+    let message = match error.into_val() {
+        Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(&s).into_owned(),
+        other => other.to_string(),
+    };
+    shorten(message)
+}
+
+fn shorten(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        message.truncate(message.floor_char_boundary(MAX_MESSAGE_BYTES));
+        message.push('…');
+    }
+    message
+}
+
+/// A short quote of `code` starting at `rest`.
+fn near(rest: &str) -> String {
+    let quote: String = rest.chars().take(24).collect();
+    if quote.is_empty() {
+        "the end".into()
+    } else {
+        format!("`{quote}`")
+    }
+}
+
+fn load_errors<'s>(errors: impl Iterator<Item = load::Error<&'s str>>) -> String {
+    let mut messages = Vec::new();
+    for error in errors {
+        match error {
+            load::Error::Io(_) => messages.push("imports and includes are not supported".into()),
+            load::Error::Lex(errors) => {
+                messages.extend(errors.into_iter().map(|(expect, rest)| {
+                    let expected = match expect {
+                        lex::Expect::Delim("(") => "a closing parenthesis",
+                        lex::Expect::Delim("[") => "a closing bracket",
+                        lex::Expect::Delim("{") => "a closing brace",
+                        lex::Expect::Delim("\"") => "a closing quote",
+                        lex::Expect::Delim(_) => "a closing delimiter",
+                        lex::Expect::Digit => "a digit",
+                        lex::Expect::Ident => "an identifier",
+                        lex::Expect::Escape => "a string escape sequence",
+                        lex::Expect::Unicode => "a 4-digit hexadecimal code point",
+                        _ => "a valid token",
+                    };
+                    format!("syntax error: expected {expected} near {}", near(rest))
+                }))
+            }
+            load::Error::Parse(errors) => {
+                messages.extend(errors.into_iter().map(|(expect, found)| {
+                    format!(
+                        "syntax error: expected {} near {}",
+                        expect.as_str(),
+                        near(found)
+                    )
+                }))
+            }
+        }
+    }
+    messages.join("; ")
+}
+
+fn compile_errors<'s>(errors: impl Iterator<Item = (&'s str, Undefined)>) -> String {
+    let messages: Vec<String> = errors
+        .map(|(name, undefined)| match undefined {
+            Undefined::Filter(arity) => format!("undefined function `{name}/{arity}`"),
+            Undefined::Var => format!(
+                "undefined variable `{name}` (bound: {})",
+                VARIABLES.map(|v| format!("${v}")).join(", ")
+            ),
+            other => format!("undefined {} `{name}`", other.as_str()),
+        })
+        .collect();
+    messages.join("; ")
+}
+
+/// The compile-time guard rails on the parsed program: refused builtins, recursion, depth.
+fn check_program(code: &str) -> Result<(), String> {
+    // the code compiled, so it lexes and parses
+    let tokens = lex::Lexer::new(code).lex().map_err(|_| "syntax error")?;
+    let term = load::parse::Parser::new(&tokens)
+        .parse(|p| p.term())
+        .map_err(|_| "syntax error")?;
+    let mut check = Check {
+        prelude: Some(&PRELUDE_DEPTHS),
+        ..Check::default()
+    };
+    let depth = check.term(&term)?;
+    check.recursion()?;
+    if depth > MAX_EXPR_DEPTH {
+        return Err(format!(
+            "the expression is nested too deeply ({depth} levels, at most {MAX_EXPR_DEPTH}); split it into simpler fields"
+        ));
+    }
+    Ok(())
+}
+
+/// Evaluation depth of each standard definition, by name and arity.
+static PRELUDE_DEPTHS: LazyLock<HashMap<(&'static str, usize), usize>> = LazyLock::new(|| {
+    let mut check = Check::default();
+    for def in PRELUDE.iter() {
+        let depth = check.def(def).unwrap_or(0);
+        check.scope.clear();
+        check
+            .prelude_so_far
+            .insert((def.name, def.args.len()), depth);
+    }
+    check.prelude_so_far
+});
+
+/// Walks a program with jq's scoping (a `def` is visible in its own body, in the `def`s after
+/// it and in the term after them; filter parameters shadow definitions) and measures how
+/// deep evaluation can recurse: one level per term, plus the body of every called definition.
+#[derive(Default)]
+struct Check<'s> {
+    /// Names in scope, innermost last: name, arity, the definition's id (None: a parameter).
+    scope: Vec<(&'s str, usize, Option<usize>)>,
+    /// Every definition met: name, arity, depth of its body.
+    defs: Vec<(&'s str, usize, usize)>,
+    /// Calls between definitions: caller id, callee id.
+    calls: Vec<(usize, usize)>,
+    /// The definitions whose bodies are being walked, innermost last.
+    inside: Vec<usize>,
+    /// Set when checking a mapping expression: refuse builtins, use the measured prelude.
+    prelude: Option<&'static HashMap<(&'static str, usize), usize>>,
+    /// While measuring the prelude itself: the definitions measured so far.
+    prelude_so_far: HashMap<(&'s str, usize), usize>,
+}
+
+impl<'s> Check<'s> {
+    fn def(&mut self, def: &Def<&'s str>) -> Result<usize, String> {
+        let id = self.defs.len();
+        self.defs.push((def.name, def.args.len(), 0));
+        self.scope.push((def.name, def.args.len(), Some(id)));
+        let own = self.scope.len();
+        let params = def.args.iter().filter(|a| !a.starts_with('$'));
+        self.scope.extend(params.map(|a| (*a, 0, None)));
+        self.inside.push(id);
+        let depth = self.term(&def.body)?;
+        self.inside.pop();
+        self.scope.truncate(own);
+        self.defs[id].2 = depth;
+        Ok(depth)
+    }
+
+    fn call(&mut self, name: &'s str, arity: usize) -> Result<usize, String> {
+        let found = self
+            .scope
+            .iter()
+            .rev()
+            .find(|(n, a, _)| *n == name && *a == arity);
+        if let Some(&(_, _, def)) = found {
+            let Some(id) = def else { return Ok(0) };
+            if let Some(&caller) = self.inside.last() {
+                self.calls.push((caller, id));
+            }
+            return Ok(self.defs[id].2);
+        }
+        let Some(prelude) = self.prelude else {
+            return Ok(self
+                .prelude_so_far
+                .get(&(name, arity))
+                .copied()
+                .unwrap_or(0));
+        };
+        if let Some((_, _, why)) = REFUSED.iter().find(|(n, a, _)| *n == name && *a == arity) {
+            return Err(format!(
+                "`{name}/{arity}` is not allowed in mappings: {why}"
+            ));
+        }
+        Ok(prelude.get(&(name, arity)).copied().unwrap_or(0))
+    }
+
+    fn terms<'t>(
+        &mut self,
+        terms: impl IntoIterator<Item = &'t Term<&'s str>>,
+    ) -> Result<usize, String>
+    where
+        's: 't,
+    {
+        let mut deepest = 0;
+        for term in terms {
+            deepest = deepest.max(self.term(term)?);
+        }
+        Ok(deepest)
+    }
+
+    fn term(&mut self, term: &Term<&'s str>) -> Result<usize, String> {
+        use jaq_core::load::lex::StrPart;
+        use jaq_core::path::Part;
+        let inner = match term {
+            Term::Id | Term::Recurse | Term::Num(_) | Term::Var(_) | Term::Break(_) => 0,
+            Term::Str(format, parts) => {
+                let format = format.map_or(Ok(0), |f| self.call(f, 0))?;
+                let interpolated = parts.iter().filter_map(|p| match p {
+                    StrPart::Term(t) => Some(t),
+                    _ => None,
+                });
+                // the parts are added up: one level each
+                parts.len() + format + self.terms(interpolated)?
+            }
+            Term::Arr(t) => self.terms(t.as_deref())?,
+            // the entries are added up: one level each
+            Term::Obj(entries) => {
+                let terms = entries
+                    .iter()
+                    .flat_map(|(k, v)| std::iter::once(k).chain(v));
+                entries.len() + self.terms(terms)?
+            }
+            Term::Neg(t) | Term::Label(_, t) => self.term(t)?,
+            Term::BinOp(l, _, r) => self.terms([&**l, &**r])?,
+            Term::Fold(_, xs, _, args) => self.terms(std::iter::once(&**xs).chain(args))?,
+            Term::TryCatch(t, catch) => {
+                self.terms(std::iter::once(&**t).chain(catch.as_deref()))?
+            }
+            Term::IfThenElse(branches, otherwise) => {
+                let terms = branches.iter().flat_map(|(c, t)| [c, t]);
+                self.terms(terms.chain(otherwise.as_deref()))?
+            }
+            Term::Path(t, path) => {
+                let parts = path.0.iter().flat_map(|(part, _)| match part {
+                    Part::Index(i) => vec![i],
+                    Part::Range(from, upto) => from.iter().chain(upto).collect(),
+                });
+                path.0.len() + self.terms(std::iter::once(&**t).chain(parts))?
+            }
+            Term::Def(defs, body) => {
+                let outer = self.scope.len();
+                for def in defs {
+                    self.def(def)?;
+                }
+                let depth = self.term(body)?;
+                self.scope.truncate(outer);
+                depth
+            }
+            Term::Call(name, args) => self.call(name, args.len())? + self.terms(args)?,
+        };
+        Ok(1 + inner)
+    }
+
+    /// Refuses a cycle among the definitions' calls.
+    fn recursion(&self) -> Result<(), String> {
+        // 0 = unvisited, 1 = on the current path, 2 = done
+        let mut state = vec![0u8; self.defs.len()];
+        for start in 0..self.defs.len() {
+            let mut stack = vec![(start, 0usize)];
+            while let Some(top) = stack.last_mut() {
+                let (def, next) = *top;
+                top.1 += 1;
+                if next == 0 {
+                    if state[def] == 2 {
+                        stack.pop();
+                        continue;
+                    }
+                    state[def] = 1;
+                }
+                match self.calls.iter().filter(|(from, _)| *from == def).nth(next) {
+                    Some(&(_, to)) if state[to] == 1 => {
+                        let (name, arity, _) = self.defs[to];
+                        return Err(format!(
+                            "`{name}/{arity}` is recursive; recursion is not allowed in mappings (it can loop without end)"
+                        ));
+                    }
+                    Some(&(_, to)) if state[to] == 0 => stack.push((to, 0)),
+                    Some(_) => {}
+                    None => {
+                        state[def] = 2;
+                        stack.pop();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Compiles `code` and evaluates it over `input` with fixed bindings.
+    pub(in super::super) fn run(code: &str, input: Value) -> Result<Vec<Value>, String> {
+        let vars = json!({"zone": "Asia/Ho_Chi_Minh", "names": ["click_id", "aff_sid"]});
+        let bindings = Bindings::new("orders/paid", "haravan", &json!({"x-org": "1"}), &vars);
+        let expr = Expr::compile(code)?;
+        expr.eval(&Input::from_value(&input), &bindings, &Limits::default())
+    }
+
+    /// The one output of `code` over `input`.
+    pub(in super::super) fn one(code: &str, input: Value) -> Value {
+        let mut values = run(code, input).unwrap_or_else(|e| panic!("{code}: {e}"));
+        assert_eq!(values.len(), 1, "{code} yields {values:?}");
+        values.remove(0)
+    }
+
+    fn compile_error(code: &str) -> String {
+        Expr::compile(code)
+            .err()
+            .unwrap_or_else(|| panic!("{code} compiled"))
+    }
+
+    #[test]
+    fn variables_are_bound_in_order() {
+        let got = one("[$topic, $source, $headers, $vars.zone]", Value::Null);
+        assert_eq!(
+            got,
+            json!(["orders/paid", "haravan", {"x-org": "1"}, "Asia/Ho_Chi_Minh"])
+        );
+        assert_eq!(VARIABLES, ["topic", "source", "headers", "vars"]);
+    }
+
+    #[test]
+    fn parses_bodies_once_and_keeps_numbers() {
+        let input =
+            Input::parse(br#"{"id": 820982911946154508, "total": 1180000.0000, "a": [1, "x"]}"#)
+                .expect("valid JSON");
+        let expr = Expr::compile("[.id, .total, .a]").expect("compiles");
+        let bindings = Bindings::new("t", "s", &Value::Null, &Value::Null);
+        let got = expr.eval(&input, &bindings, &Limits::default());
+        assert_eq!(
+            got,
+            Ok(vec![json!([820982911946154508u64, 1180000.0, [1, "x"]])])
+        );
+        assert!(
+            Input::parse(b"{\"a\": ")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn first_output_and_nothing() {
+        let expr = Expr::compile(".[]").expect("compiles");
+        let bindings = Bindings::new("t", "s", &Value::Null, &Value::Null);
+        let limits = Limits::default();
+        let first = expr.eval_first(&Input::from_value(&json!([1, 2])), &bindings, &limits);
+        assert_eq!(first, Ok(Some(json!(1))));
+        let none = expr.eval_first(&Input::from_value(&json!([])), &bindings, &limits);
+        assert_eq!(none, Ok(None));
+        assert_eq!(run("empty", Value::Null), Ok(vec![]));
+    }
+
+    #[test]
+    fn runtime_errors_are_messages() {
+        assert_eq!(run(r#"error("x")"#, Value::Null), Err("x".into()));
+        assert_eq!(
+            run(".a.b", json!({"a": 5})),
+            Err(r#"cannot index 5 with "b""#.into())
+        );
+        assert_eq!(
+            run(r#"error({"a": 1})"#, Value::Null),
+            Err(r#"{"a":1}"#.into())
+        );
+        let long = run(r#""x" * 1000 | error"#, Value::Null).unwrap_err();
+        assert!(
+            long.len() <= MAX_MESSAGE_BYTES + '…'.len_utf8(),
+            "{}",
+            long.len()
+        );
+    }
+
+    #[test]
+    fn compile_errors_quote_the_culprit() {
+        assert_eq!(
+            compile_error(r#"phon("VN"; "e164")"#),
+            "undefined function `phon/2`"
+        );
+        assert!(compile_error("$foo").starts_with("undefined variable `$foo`"));
+        assert!(compile_error(".a |").starts_with("syntax error"));
+        assert!(
+            compile_error("{a: 1").contains("closing brace"),
+            "{}",
+            compile_error("{a: 1")
+        );
+        assert!(compile_error(r#"import "x" as x; ."#).contains("not supported"));
+    }
+
+    #[test]
+    fn recursion_is_refused() {
+        for code in [
+            "def f: f; f",
+            "def f: 1 + f; f",
+            "def f(g): g | f(g); f(.)",
+            "def a: def b: a; b; a",
+            "def f: [f]; 1",
+        ] {
+            assert!(compile_error(code).contains("recursive"), "{code}");
+        }
+        assert_eq!(
+            one("def f: . + 1; def g: f | f; 1 | g", Value::Null),
+            json!(3)
+        );
+        assert_eq!(one("def f(g): [g, g]; f(1)", Value::Null), json!([1, 1]));
+    }
+
+    #[test]
+    fn unbounded_builtins_are_refused() {
+        for code in [
+            "repeat(1)",
+            "[limit(5; repeat(1))]",
+            "0 | until(false; .)",
+            "0 | [while(true; . + 1)]",
+            "0 | recurse(. + 1)",
+            "[[1, 2], [3]] | combinations",
+            "env",
+            "halt",
+            "halt_error(1)",
+            "$ENV",
+            "input",
+        ] {
+            assert!(Expr::compile(code).is_err(), "{code}");
+        }
+        assert_eq!(one("[[1, [2]] | .. | numbers]", Value::Null), json!([1, 2]));
+        assert_eq!(one("def repeat(f): f; repeat(1)", Value::Null), json!(1));
+    }
+
+    #[test]
+    fn ranges_draw_on_a_budget() {
+        let err = run("last(range(1e18))", Value::Null).unwrap_err();
+        assert!(err.contains("too many values"), "{err}");
+        assert!(run("[range(600) as $a | range(600)] | length", Value::Null).is_err());
+        assert!(run("reduce range(1e9) as $i (null; [.]) | tojson", Value::Null).is_err());
+        assert_eq!(
+            one("[range(3), range(1; 10; 4)]", Value::Null),
+            json!([0, 1, 2, 1, 5, 9])
+        );
+        assert_eq!(one("[range(1000)] | length", Value::Null), json!(1000));
+    }
+
+    #[test]
+    fn outputs_are_bounded() {
+        let limits = Limits {
+            max_outputs: 3,
+            max_output_bytes: 100,
+            max_depth: 4,
+        };
+        let bindings = Bindings::new("t", "s", &Value::Null, &Value::Null);
+        let input = Input::from_value(&Value::Null);
+        let eval =
+            |code: &str| Expr::compile(code).and_then(|e| e.eval(&input, &bindings, &limits));
+        assert_eq!(eval("1, 2, 3"), Ok(vec![json!(1), json!(2), json!(3)]));
+        assert!(
+            eval("1, 2, 3, 4")
+                .unwrap_err()
+                .contains("more than 3 values")
+        );
+        assert!(eval(r#""x" * 200"#).unwrap_err().contains("bytes"));
+        assert!(eval("[[[[[1]]]]]").unwrap_err().contains("nested deeper"));
+        assert_eq!(eval("[[[[1]]]]"), Ok(vec![json!([[[[1]]]])]));
+    }
+
+    #[test]
+    fn deep_or_long_code_is_refused_without_overflowing() {
+        let deep = format!("{}1{}", "[".repeat(3000), "]".repeat(3000));
+        assert!(compile_error(&deep).contains("nested too deeply"));
+        let chain = format!("1{}", " + 1".repeat(1500));
+        assert!(compile_error(&chain).contains("nested too deeply"));
+        let long = format!("1{}", " ".repeat(MAX_CODE_BYTES));
+        assert!(compile_error(&long).contains("bytes"));
+        let defs: String = (1..60)
+            .map(|i| format!("def f{i}: f{} | f{};", i - 1, i - 1))
+            .collect();
+        assert!(compile_error(&format!("def f0: .; {defs} f59")).contains("nested too deeply"));
+    }
+
+    #[test]
+    fn deep_input_is_refused() {
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(Input::parse(deep.as_bytes()).is_err());
+        let err = run("fromjson", Value::String(deep)).unwrap_err();
+        assert!(
+            err.contains("recursion limit"),
+            "{}",
+            &err[..80.min(err.len())]
+        );
+        assert_eq!(
+            one(r#""[1, {\"a\": 2}] 3" | [fromjson]"#, Value::Null),
+            json!([[1, {"a": 2}], 3])
+        );
+    }
+
+    #[test]
+    fn numbers_come_out_without_float_noise() {
+        assert_eq!(
+            one("[1, 2.5, 1e2, 0.1 + 0.2]", Value::Null),
+            json!([1, 2.5, 100.0, 0.30000000000000004])
+        );
+        assert_eq!(
+            run("nan, infinite", Value::Null),
+            Ok(vec![Value::Null, Value::Null])
+        );
+        assert_eq!(
+            one("[1180000.0000, 29.35]", Value::Null),
+            json!([1180000.0, 29.35])
+        );
+    }
+
+    #[test]
+    fn replaced_builtins_keep_their_meaning() {
+        assert_eq!(
+            one("[1, 2, 3] | del(.[] | select(. == 2))", Value::Null),
+            json!([1, 3])
+        );
+        assert_eq!(
+            one("[1, 2] | (.[] | select(. == 2)) |= 5", Value::Null),
+            json!([1, 5])
+        );
+        assert_eq!(
+            one("[path(empty), limit(3; empty)]", Value::Null),
+            json!([])
+        );
+        assert_eq!(
+            one("[null, 1, \"a\", true] | join(\"-\")", Value::Null),
+            json!("-1-a-true")
+        );
+        assert!(run("[[1]] | join(\"-\")", Value::Null).is_err());
+        assert_eq!(one("[null, 1] | map(values)", Value::Null), json!([1]));
+        assert_eq!(one("2 | IN(1, 2)", Value::Null), json!(true));
+        assert_eq!(
+            one("[{id: 1}] | INDEX(.id)", Value::Null),
+            json!({"1": {"id": 1}})
+        );
+    }
+
+    #[test]
+    fn expressions_are_shared_between_threads() {
+        let expr = std::sync::Arc::new(Expr::compile(".a + 1").expect("compiles"));
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let expr = expr.clone();
+                std::thread::spawn(move || {
+                    let bindings = Bindings::new("t", "s", &Value::Null, &Value::Null);
+                    let input = Input::from_value(&json!({"a": i}));
+                    expr.eval_first(&input, &bindings, &Limits::default())
+                })
+            })
+            .collect();
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.join().ok(), Some(Ok(Some(json!(i + 1)))));
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The mapping file format: TOML whose expressions are jq, compiled once at load. Every
+//! problem is reported with the file, the line where it can be found, the field and the
+//! expression, and all problems of a directory are reported together.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::expr::Expr;
+use super::operation::Operation;
+use crate::config::expand_env;
+use crate::source::PlatformKind;
+
+/// A problem found while loading a mapping file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {field}: {message}{}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), expression.as_ref().map(|e| format!("\n    expression: {e}")).unwrap_or_default())]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub field: String,
+    pub expression: Option<String>,
+    pub message: String,
+}
+
+/// One compiled jq expression and where it came from.
+#[derive(Debug)]
+pub struct Field {
+    /// Dotted path in the file: `key`, `when`, `output.payload.uid`.
+    pub path: String,
+    pub code: String,
+    pub expr: Expr,
+}
+
+/// The `[output]` tree: tables become objects, strings are jq expressions, other TOML values
+/// are constants.
+#[derive(Debug)]
+pub enum OutputNode {
+    Object(Vec<(String, OutputNode)>),
+    Expr(Field),
+    Constant(Value),
+}
+
+/// A delivery this mapping's deliveries wait for: the Scalef status update needs the
+/// conversion created by another mapping for the same order.
+#[derive(Debug)]
+pub struct Needs {
+    pub mapping: String,
+    pub key: Field,
+}
+
+#[derive(Debug)]
+pub struct Mapping {
+    /// The path below the mappings directory without `.toml`: `haravan/legion-purchase`.
+    pub id: String,
+    pub file: PathBuf,
+    pub description: String,
+    pub platform: PlatformKind,
+    pub topics: Vec<String>,
+    pub destination: String,
+    pub operation: Operation,
+    pub when: Option<Field>,
+    pub key: Field,
+    pub needs: Option<Needs>,
+    /// `$vars`: per-shop values that are not secrets, expanded from the environment at load.
+    pub vars: Value,
+    pub output: OutputNode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMapping {
+    description: String,
+    platform: PlatformKind,
+    topics: Vec<String>,
+    destination: String,
+    operation: Operation,
+    when: Option<String>,
+    key: String,
+    needs: Option<RawNeeds>,
+    #[serde(default)]
+    vars: toml::Table,
+    output: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeeds {
+    mapping: String,
+    key: String,
+}
+
+impl Mapping {
+    /// Parses and compiles one file; `id` is its name in the catalog.
+    pub fn parse(
+        id: &str,
+        file: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Mapping, Vec<LoadError>> {
+        let error =
+            |line: Option<usize>, field: &str, expression: Option<&str>, message: String| {
+                LoadError {
+                    file: file.to_path_buf(),
+                    line,
+                    field: field.to_string(),
+                    expression: expression.map(str::to_string),
+                    message,
+                }
+            };
+        let raw: RawMapping = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| line_at(text, span.start));
+            vec![error(
+                line,
+                "(file)",
+                None,
+                e.message().trim_end().to_string(),
+            )]
+        })?;
+
+        let mut errors = Vec::new();
+        let mut compile = |path: &str, code: &str| -> Option<Field> {
+            match Expr::compile(code) {
+                Ok(expr) => Some(Field {
+                    path: path.to_string(),
+                    code: code.to_string(),
+                    expr,
+                }),
+                Err(message) => {
+                    errors.push(error(
+                        line_of(text, code),
+                        path,
+                        Some(code),
+                        with_hint(code, message),
+                    ));
+                    None
+                }
+            }
+        };
+        let when = raw.when.as_deref().map(|code| compile("when", code));
+        let key = compile("key", &raw.key);
+        let needs = raw
+            .needs
+            .as_ref()
+            .map(|n| (n.mapping.clone(), compile("needs.key", &n.key)));
+        let output = compile_tree(&raw.output, "output", &mut compile);
+
+        if raw.topics.is_empty() {
+            errors.push(error(
+                None,
+                "topics",
+                None,
+                "list at least one topic".into(),
+            ));
+        }
+        if raw.destination.trim().is_empty() {
+            errors.push(error(
+                None,
+                "destination",
+                None,
+                "name a destination".into(),
+            ));
+        }
+        let vars = match expand_vars(&raw.vars, env) {
+            Ok(vars) => vars,
+            Err((name, message)) => {
+                errors.push(error(
+                    line_of(text, &name),
+                    &format!("vars.{name}"),
+                    None,
+                    message,
+                ));
+                Value::Null
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Mapping {
+            id: id.to_string(),
+            file: file.to_path_buf(),
+            description: raw.description,
+            platform: raw.platform,
+            topics: raw.topics,
+            destination: raw.destination,
+            operation: raw.operation,
+            when: when.flatten(),
+            key: key.expect("no errors, so compiled"),
+            needs: needs.map(|(mapping, key)| Needs {
+                mapping,
+                key: key.expect("no errors, so compiled"),
+            }),
+            vars,
+            output: output.expect("no errors, so compiled"),
+        })
+    }
+
+    /// Every compiled expression with its path, for finding the one behind a field.
+    pub fn output_field(&self, pointer: &[&str]) -> Option<&Field> {
+        let mut node = &self.output;
+        for segment in pointer {
+            match node {
+                OutputNode::Object(children) => {
+                    node = &children.iter().find(|(name, _)| name == segment)?.1;
+                }
+                OutputNode::Expr(field) => return Some(field),
+                OutputNode::Constant(_) => return None,
+            }
+        }
+        match node {
+            OutputNode::Expr(field) => Some(field),
+            _ => None,
+        }
+    }
+}
+
+fn compile_tree(
+    table: &toml::Table,
+    path: &str,
+    compile: &mut dyn FnMut(&str, &str) -> Option<Field>,
+) -> Option<OutputNode> {
+    let mut children = Vec::with_capacity(table.len());
+    let mut ok = true;
+    for (name, value) in table {
+        let child_path = format!("{path}.{name}");
+        let node = match value {
+            toml::Value::String(code) => compile(&child_path, code).map(OutputNode::Expr),
+            toml::Value::Table(inner) => compile_tree(inner, &child_path, compile),
+            other => Some(OutputNode::Constant(toml_to_json(other))),
+        };
+        match node {
+            Some(node) => children.push((name.clone(), node)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(OutputNode::Object(children))
+}
+
+/// `[vars]`: strings are expanded from the environment (`${VAR:-default}`); a variable that
+/// is unset and has no default is an error naming it.
+fn expand_vars(
+    table: &toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Value, (String, String)> {
+    let mut out = serde_json::Map::new();
+    for (name, value) in table {
+        let value = match value {
+            toml::Value::String(template) => {
+                let expanded = expand_env(template, env).map_err(|m| (name.clone(), m))?;
+                if let Some(var) = expanded.unset_variables.first() {
+                    return Err((
+                        name.clone(),
+                        format!("environment variable {var} is not set and has no default"),
+                    ));
+                }
+                Value::String(expanded.value)
+            }
+            other => toml_to_json(other),
+        };
+        out.insert(name.clone(), value);
+    }
+    Ok(Value::Object(out))
+}
+
+fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Integrators write `currency = "VND"` meaning the text; in jq that is a call of `VND`.
+fn with_hint(code: &str, message: String) -> String {
+    let bare_word = !code.is_empty()
+        && code
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == ' ' || c == '-');
+    if bare_word {
+        format!(
+            "{message} (to write the text {code}, quote it inside the TOML string: '\"{code}\"')"
+        )
+    } else {
+        message
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// 1-based line where `needle` first appears in the file, when it appears verbatim.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    let first_line = needle.lines().next().filter(|l| !l.trim().is_empty())?;
+    text.find(first_line).map(|offset| line_at(text, offset))
+}

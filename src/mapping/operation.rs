@@ -1,0 +1,174 @@
+//! What a destination is asked to do, and the JSON Schema every payload for it must pass.
+//! The validators are built once, on first use.
+
+use std::sync::LazyLock;
+
+use jsonschema::error::ValidationErrorKind;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Operation {
+    #[serde(rename = "legion.purchase_event")]
+    LegionPurchaseEvent,
+    #[serde(rename = "scalef.create_conversion")]
+    ScalefCreateConversion,
+    #[serde(rename = "scalef.update_conversion_status")]
+    ScalefUpdateConversionStatus,
+    #[serde(rename = "salekit.upsert_audience")]
+    SalekitUpsertAudience,
+    #[serde(rename = "http.post")]
+    HttpPost,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 5] = [
+        Self::LegionPurchaseEvent,
+        Self::ScalefCreateConversion,
+        Self::ScalefUpdateConversionStatus,
+        Self::SalekitUpsertAudience,
+        Self::HttpPost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LegionPurchaseEvent => "legion.purchase_event",
+            Self::ScalefCreateConversion => "scalef.create_conversion",
+            Self::ScalefUpdateConversionStatus => "scalef.update_conversion_status",
+            Self::SalekitUpsertAudience => "salekit.upsert_audience",
+            Self::HttpPost => "http.post",
+        }
+    }
+
+    /// The destination kind that performs it: the part before the dot.
+    pub fn destination_kind(self) -> &'static str {
+        self.as_str()
+            .split_once('.')
+            .map(|(kind, _)| kind)
+            .unwrap_or_default()
+    }
+
+    fn schema_text(self) -> &'static str {
+        match self {
+            Self::LegionPurchaseEvent => include_str!("schemas/legion.purchase_event.json"),
+            Self::ScalefCreateConversion => include_str!("schemas/scalef.create_conversion.json"),
+            Self::ScalefUpdateConversionStatus => {
+                include_str!("schemas/scalef.update_conversion_status.json")
+            }
+            Self::SalekitUpsertAudience => include_str!("schemas/salekit.upsert_audience.json"),
+            Self::HttpPost => include_str!("schemas/http.post.json"),
+        }
+    }
+
+    /// Every way `payload` breaks this operation's schema, as (JSON pointer, message), in
+    /// document order; empty when it is valid. For a missing required field the pointer
+    /// names the field itself (`/payload/username`), not the object that lacks it.
+    pub fn violations(self, payload: &Value) -> Vec<(String, String)> {
+        let validator = &VALIDATORS[self as usize];
+        validator
+            .iter_errors(payload)
+            .map(|e| {
+                let mut pointer = e.instance_path().to_string();
+                if let ValidationErrorKind::Required { property } = e.kind() {
+                    pointer.push('/');
+                    pointer.push_str(property.as_str().unwrap_or_default());
+                }
+                (pointer, e.to_string())
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One validator per operation, in the order of [`Operation::ALL`] (which matches the enum's
+/// discriminants). The schemas are compiled into the binary and tested, so building them
+/// cannot fail at run time.
+static VALIDATORS: LazyLock<Vec<jsonschema::Validator>> = LazyLock::new(|| {
+    Operation::ALL
+        .iter()
+        .map(|op| {
+            let schema: Value =
+                serde_json::from_str(op.schema_text()).expect("shipped schemas are JSON");
+            jsonschema::validator_for(&schema).expect("shipped schemas are valid")
+        })
+        .collect()
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_schema_builds_and_order_matches() {
+        for (i, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i);
+            assert!(op.violations(&json!({})).len() <= 40);
+        }
+        assert_eq!(
+            Operation::ScalefCreateConversion.destination_kind(),
+            "scalef"
+        );
+    }
+
+    #[test]
+    fn the_legion_seed_event_passes_and_a_missing_field_is_named() {
+        let mut seed = json!({
+          "id": "550e8400-e29b-41d4-a716-446655440000", "event_id": 2,
+          "payload": {
+            "uid": "1001", "username": "9121234567", "order_id": "10001",
+            "order_total_price": 500000, "order_paid_price": 500000,
+            "order_with_discount_price": 500000, "order_coupon_codes": ["empty"],
+            "discount_price_applied": 0, "cashback_price_applied": 0, "cost_misc": 0,
+            "cost_shipping": 0, "cost_taxonomy": 0, "currency": "تومان", "products": [1001],
+            "Included_categories": [1], "affiliate_referrer_id": "",
+            "timestamp": "2025-01-01 10:00:00", "purchase_channel": "آنلاین", "branch": ""
+          },
+          "meta": {}
+        });
+        assert_eq!(Operation::LegionPurchaseEvent.violations(&seed), vec![]);
+        seed["payload"].as_object_mut().unwrap().remove("username");
+        seed["payload"]["products"] = json!(["1001"]);
+        let violations = Operation::LegionPurchaseEvent.violations(&seed);
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        assert!(
+            violations
+                .iter()
+                .any(|(path, m)| path == "/payload/username" && m.contains("username"))
+        );
+        assert!(
+            violations
+                .iter()
+                .any(|(path, _)| path == "/payload/products/0")
+        );
+    }
+
+    #[test]
+    fn salekit_and_scalef_bodies() {
+        let ok = json!({"full_name": "Khách hàng 01", "email": "khachhang01@gmail.com", "phone": "0985666555"});
+        assert!(Operation::SalekitUpsertAudience.violations(&ok).is_empty());
+        let bad = json!({"full_name": "A", "email": "a@b.vn", "phone": "985666555"});
+        assert_eq!(
+            Operation::SalekitUpsertAudience.violations(&bad)[0].0,
+            "/phone"
+        );
+        let status = json!({"status": "rejected", "reason": "Don hang bi huy"});
+        assert!(
+            Operation::ScalefUpdateConversionStatus
+                .violations(&status)
+                .is_empty()
+        );
+        let conversion = json!({"click_id": "a81b", "campaign_id": "463", "order_id": "No.645", "currency": "VND"});
+        assert!(
+            Operation::ScalefCreateConversion
+                .violations(&conversion)
+                .is_empty()
+        );
+        assert!(Operation::HttpPost.violations(&json!([1])).len() == 1);
+    }
+}

@@ -1,0 +1,346 @@
+//! The shipped mappings over the recorded webhooks: snapshots of every plan, and the
+//! properties shops rely on (amounts to the unit, one event per order, no click id → no
+//! conversion).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::LazyLock;
+
+use serde_json::{Value, json};
+use storehook::fixture::Fixture;
+use storehook::mapping::{Catalog, Plan, TranslateError, Webhook};
+use storehook::source::PlatformKind;
+
+/// The shipped mappings with their defaults, whatever the machine's environment says;
+/// loaded once for the whole test binary.
+fn catalog() -> &'static Catalog {
+    static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+        Catalog::load_with_env(&dir, &|_| None).unwrap_or_else(|errors| {
+            panic!(
+                "{}",
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
+    });
+    &CATALOG
+}
+
+fn platform_named(name: &str) -> PlatformKind {
+    PlatformKind::ALL
+        .into_iter()
+        .find(|p| p.as_str() == name)
+        .unwrap()
+}
+
+fn headers_of(fixture: &Fixture) -> BTreeMap<String, String> {
+    fixture
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+        .collect()
+}
+
+fn topic_of(fixture: &Fixture, platform: PlatformKind) -> String {
+    fixture
+        .header(platform.platform().topic_header())
+        .unwrap()
+        .to_string()
+}
+
+fn translate_body(
+    catalog: &Catalog,
+    platform: PlatformKind,
+    topic: &str,
+    body: &[u8],
+) -> Vec<Result<Plan, TranslateError>> {
+    let headers = BTreeMap::new();
+    catalog.translate(&Webhook {
+        source: platform.as_str(),
+        platform,
+        topic,
+        headers: &headers,
+        body,
+    })
+}
+
+fn plans_of(platform: &str, name: &str) -> Vec<Plan> {
+    let catalog = catalog();
+    let platform = platform_named(platform);
+    let fixture = crate::harness::fixture(platform.as_str(), name);
+    let headers = headers_of(&fixture);
+    let topic = topic_of(&fixture, platform);
+    catalog
+        .translate(&Webhook {
+            source: platform.as_str(),
+            platform,
+            topic: &topic,
+            headers: &headers,
+            body: &fixture.body,
+        })
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+#[test]
+fn every_fixture_through_every_mapping() {
+    let catalog = catalog();
+    insta::glob!("../../fixtures", "*/*.json", |path| {
+        let platform = platform_named(
+            path.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap(),
+        );
+        let fixture = Fixture::load(path).unwrap();
+        let headers = headers_of(&fixture);
+        let topic = topic_of(&fixture, platform);
+        let results: Vec<Value> = catalog
+            .translate(&Webhook {
+                source: platform.as_str(),
+                platform,
+                topic: &topic,
+                headers: &headers,
+                body: &fixture.body,
+            })
+            .into_iter()
+            .map(|r| match r {
+                Ok(plan) => json!({ "plan": plan }),
+                Err(err) => json!({ "error": err }),
+            })
+            .collect();
+        let routed: Vec<String> = catalog
+            .routed(platform, &topic)
+            .map(|m| m.id.clone())
+            .collect();
+        insta::assert_json_snapshot!(
+            json!({ "topic": topic, "routed": routed, "results": results })
+        );
+    });
+}
+
+#[test]
+fn every_shipped_fixture_translates_without_error() {
+    for platform in crate::harness::PLATFORMS {
+        for fixture in crate::harness::fixtures(platform) {
+            let name = fixture
+                .path
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            plans_of(platform, &name);
+        }
+    }
+}
+
+/// The order's total as an exact decimal string, to compare to the unit.
+fn total_of(order: &Value, field: &str) -> String {
+    match &order[field] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("no {field}: {other}"),
+    }
+}
+
+fn same_amount(a: &str, b: &Value) -> bool {
+    let parse = |s: &str| -> (i128, i128) {
+        // Compare as integers of ten-thousandths: exact for money with ≤ 4 decimals.
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        let frac = format!("{frac:0<4}");
+        (int.parse().unwrap(), frac[..4].parse().unwrap())
+    };
+    parse(a) == parse(&b.to_string())
+}
+
+#[test]
+fn paid_orders_become_legion_events_with_the_orders_amounts() {
+    for (platform, total_field) in [
+        ("haravan", "total_price"),
+        ("woocommerce", "total"),
+        ("shopify", "total_price"),
+    ] {
+        let fixture = crate::harness::fixture(platform, "paid-two-items-discount");
+        let order: Value = serde_json::from_slice(&fixture.body).unwrap();
+        let plans = plans_of(platform, "paid-two-items-discount");
+        let legion: Vec<_> = plans
+            .iter()
+            .filter(|p| p.operation.as_str() == "legion.purchase_event")
+            .collect();
+        assert_eq!(legion.len(), 1, "{platform}: {plans:#?}");
+        let event = &legion[0].payload;
+        assert!(
+            storehook::mapping::Operation::LegionPurchaseEvent
+                .violations(event)
+                .is_empty()
+        );
+        let total = total_of(&order, total_field);
+        assert!(
+            same_amount(&total, &event["payload"]["order_paid_price"]),
+            "{platform}: {total} vs {}",
+            event["payload"]["order_paid_price"]
+        );
+        assert!(same_amount(
+            &total,
+            &event["payload"]["order_with_discount_price"]
+        ));
+        let code = event["payload"]["order_coupon_codes"][0].as_str().unwrap();
+        assert_ne!(code, "empty", "{platform}: the discount code is carried");
+        assert_eq!(event["payload"]["products"].as_array().unwrap().len(), 2);
+        assert_eq!(legion[0].key, order["id"].to_string());
+    }
+}
+
+#[test]
+fn a_woocommerce_order_updated_five_times_after_completion_has_one_legion_key() {
+    let catalog = catalog();
+    let fixture = crate::harness::fixture("woocommerce", "paid-two-items-discount");
+    let mut keys = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    for minute in 0..5 {
+        let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
+        order["status"] = "completed".into();
+        order["date_modified_gmt"] = format!("2026-03-20T10:0{minute}:00").into();
+        let body = serde_json::to_vec(&order).unwrap();
+        for result in translate_body(catalog, PlatformKind::WooCommerce, "order.updated", &body) {
+            let plan = result.unwrap();
+            if plan.operation.as_str() == "legion.purchase_event" {
+                keys.insert(plan.key.clone());
+                ids.insert(plan.payload["id"].to_string());
+            }
+        }
+    }
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(ids.len(), 1, "the event id is stable too: {ids:?}");
+}
+
+#[test]
+fn an_order_without_click_id_yields_no_scalef_plan() {
+    for platform in crate::harness::PLATFORMS {
+        for name in ["paid-two-items-discount", "guest-no-customer"] {
+            let plans = plans_of(platform, name);
+            assert!(
+                plans.iter().all(|p| p.destination != "scalef"),
+                "{platform}/{name}: {plans:#?}"
+            );
+        }
+        let plans = plans_of(platform, "local-phone-click-id");
+        let conversion = plans
+            .iter()
+            .find(|p| p.operation.as_str() == "scalef.create_conversion")
+            .unwrap_or_else(|| panic!("{platform}: a click id makes a conversion"));
+        assert!(
+            conversion.payload["click_id"]
+                .as_str()
+                .is_some_and(|c| c.len() == 32)
+        );
+    }
+}
+
+#[test]
+fn a_cancelled_affiliate_order_rejects_its_conversion() {
+    for platform in crate::harness::PLATFORMS {
+        let plans = plans_of(platform, "cancelled-refunded");
+        let update = plans
+            .iter()
+            .find(|p| p.operation.as_str() == "scalef.update_conversion_status")
+            .unwrap_or_else(|| panic!("{platform}: {plans:#?}"));
+        assert_eq!(update.payload["status"], "rejected");
+        let needs = update.needs.as_ref().expect("it waits for the create");
+        assert_eq!(needs.mapping, format!("{platform}/scalef-conversion"));
+        assert!(
+            plans
+                .iter()
+                .all(|p| p.operation.as_str() != "legion.purchase_event")
+        );
+    }
+}
+
+#[test]
+fn local_phones_reach_legion_and_salekit_in_their_forms() {
+    for platform in crate::harness::PLATFORMS {
+        let plans = plans_of(platform, "local-phone-click-id");
+        let legion = plans.iter().find(|p| p.destination == "legion").unwrap();
+        assert_eq!(
+            legion.payload["payload"]["username"], "912345678",
+            "{platform}"
+        );
+        let salekit = plans.iter().find(|p| p.destination == "salekit").unwrap();
+        assert_eq!(salekit.payload["phone"], "0912345678", "{platform}");
+    }
+}
+
+mod arbitrary_json {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            prop_oneof![
+                Just("2026-03-14T10:22:06+07:00"),
+                Just("0912 345 678"),
+                Just("1180000.00"),
+                Just("/?click_id=x&ref=y"),
+                Just("paid"),
+                Just("completed"),
+                Just("-0.5"),
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            let keys = prop_oneof![
+                Just("id".to_string()),
+                Just("total_price".to_string()),
+                Just("line_items".to_string()),
+                Just("customer".to_string()),
+                Just("phone".to_string()),
+                Just("status".to_string()),
+                Just("financial_status".to_string()),
+                Just("note_attributes".to_string()),
+                Just("meta_data".to_string()),
+                Just("created_at".to_string()),
+                Just("price".to_string()),
+                Just("quantity".to_string()),
+                Just("name".to_string()),
+                Just("value".to_string()),
+                Just("key".to_string()),
+                Just("landing_site".to_string()),
+                "[a-z_]{1,8}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(keys, inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn arbitrary_json_through_every_shipped_mapping_never_panics(value in json_value()) {
+            let catalog = catalog();
+            let body = serde_json::to_vec(&value).unwrap();
+            for mapping in catalog.mappings() {
+                for topic in &mapping.topics {
+                    let _ = translate_body(catalog, mapping.platform, topic, &body);
+                }
+            }
+        }
+    }
+}
