@@ -6,6 +6,7 @@
 mod expr;
 mod file;
 mod functions;
+mod guard;
 mod operation;
 
 use std::collections::{BTreeMap, HashMap};
