@@ -81,6 +81,7 @@ pub struct TranslateError {
     pub message: String,
 }
 
+#[derive(Debug)]
 pub struct Catalog {
     mappings: Vec<Mapping>,
     routes: HashMap<(PlatformKind, String), Vec<usize>>,
@@ -415,4 +416,207 @@ fn collect_toml_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const BASE: &str = r#"
+description = "test"
+platform    = "shopify"
+topics      = ["orders/paid"]
+destination = "hook"
+operation   = "http.post"
+key         = '.id'
+"#;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn load(text: &str) -> Result<Catalog, Vec<LoadError>> {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "shopify/m.toml", text);
+        Catalog::load_with_env(dir.path(), &|name| {
+            (name == "SET").then(|| "from-env".into())
+        })
+    }
+
+    fn translate_one(catalog: &Catalog, body: Value) -> Vec<Result<Plan, TranslateError>> {
+        let headers = BTreeMap::new();
+        let body = serde_json::to_vec(&body).unwrap();
+        catalog.translate(&Webhook {
+            source: "shop",
+            platform: PlatformKind::Shopify,
+            topic: "orders/paid",
+            headers: &headers,
+            body: &body,
+        })
+    }
+
+    #[test]
+    fn load_errors_name_the_file_line_field_and_expression() {
+        let text = format!("{BASE}[output]\nok = '.id'\ntotal = '.total_price | mony'\n");
+        let errors = load(&text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        assert!(e.file.ends_with("shopify/m.toml"));
+        assert_eq!(e.line, Some(10));
+        assert_eq!(e.field, "output.total");
+        assert_eq!(e.expression.as_deref(), Some(".total_price | mony"));
+        assert!(e.message.contains("mony"), "{e}");
+        assert!(e.to_string().contains("m.toml:10: output.total:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_are_errors_with_a_line() {
+        let errors = load(&format!("{BASE}colour = 'x'\n[output]\n")).unwrap_err();
+        assert!(errors[0].message.contains("colour"), "{:?}", errors[0]);
+        assert!(errors[0].line.is_some());
+        let errors = load(&format!("{BASE}[output\n")).unwrap_err();
+        assert_eq!(errors[0].line, Some(8), "{:?}", errors[0]);
+        let errors = load(&format!("{BASE}operation2 = 1\n[output]\n")).unwrap_err();
+        assert!(errors[0].message.contains("operation2"));
+    }
+
+    #[test]
+    fn a_bare_word_gets_a_quoting_hint() {
+        let errors = load(&format!("{BASE}[output]\ncurrency = 'VND'\n")).unwrap_err();
+        assert!(errors[0].message.contains(r#"'"VND"'"#), "{}", errors[0]);
+    }
+
+    #[test]
+    fn vars_come_from_the_environment_or_their_default() {
+        let text = format!(
+            "{BASE}[vars]\na = \"${{SET}}\"\nb = \"${{UNSET:-fallback}}\"\nn = 3\n[output]\nv = '[$vars.a, $vars.b, $vars.n]'\n"
+        );
+        let catalog = load(&text).unwrap();
+        let plans = translate_one(&catalog, json!({"id": 1}));
+        assert_eq!(
+            plans[0].as_ref().unwrap().payload["v"],
+            json!(["from-env", "fallback", 3])
+        );
+        let errors = load(&format!("{BASE}[vars]\na = \"${{UNSET}}\"\n[output]\n")).unwrap_err();
+        assert_eq!(errors[0].field, "vars.a");
+        assert!(errors[0].message.contains("UNSET"));
+    }
+
+    #[test]
+    fn plans_carry_key_payload_and_bindings() {
+        let text = format!(
+            "{BASE}[output]\nsource = '$source'\ntopic = '$topic'\nfixed = 7\nmissing = '.nope'\n[output.nested]\nid = '.id | tostring'\n"
+        );
+        let catalog = load(&text).unwrap();
+        let plans = translate_one(&catalog, json!({"id": 42}));
+        let plan = plans[0].as_ref().unwrap();
+        assert_eq!(plan.key, "42");
+        assert_eq!(plan.mapping, "shopify/m");
+        assert_eq!(plan.destination, "hook");
+        assert_eq!(
+            plan.payload,
+            json!({"source": "shop", "topic": "orders/paid", "fixed": 7, "nested": {"id": "42"}}),
+            "a null leaf is left out"
+        );
+    }
+
+    #[test]
+    fn when_must_be_boolean_and_false_means_no_plan() {
+        let text = format!("{BASE}when = '.paid'\n[output]\n");
+        let catalog = load(&text).unwrap();
+        assert!(translate_one(&catalog, json!({"id": 1, "paid": false})).is_empty());
+        assert_eq!(
+            translate_one(&catalog, json!({"id": 1, "paid": true})).len(),
+            1
+        );
+        let err = translate_one(&catalog, json!({"id": 1, "paid": "yes"}))
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(err.field, "when");
+        assert!(err.message.contains("true or false"), "{err}");
+    }
+
+    #[test]
+    fn several_values_a_missing_key_and_a_schema_violation_are_errors() {
+        let text = format!("{BASE}[output]\nids = '.items[].id'\n");
+        let catalog = load(&text).unwrap();
+        let err = translate_one(&catalog, json!({"id": 1, "items": [{"id": 1}, {"id": 2}]}))
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(err.field, "output.ids");
+        assert!(err.message.contains("wrap it in [ … ]"), "{err}");
+        let err = translate_one(&catalog, json!({"items": []}))
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(err.field, "key");
+
+        let legion = BASE.replace("http.post", "legion.purchase_event");
+        let text = format!(
+            "{legion}[output]\nid = 'uuid5(\"x\"; \"y\")'\nevent_id = '2'\nmeta = '{{}}'\n[output.payload]\nusername = '.phone | phone(\"VN\"; \"national_no_zero\")'\n"
+        );
+        let catalog = load(&text).unwrap();
+        let err = translate_one(&catalog, json!({"id": 1, "phone": null}))
+            .remove(0)
+            .unwrap_err();
+        assert!(err.field.starts_with("output.payload."), "{err}");
+        assert!(
+            err.message.contains("legion.purchase_event schema"),
+            "{err}"
+        );
+        let err = translate_one(&catalog, json!({"id": 1, "phone": "0912345678"}))
+            .remove(0)
+            .unwrap_err();
+        assert_ne!(
+            err.field, "output.payload.username",
+            "the username is there now: {err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_required_field_names_its_expression() {
+        let salekit = BASE.replace("http.post", "salekit.upsert_audience");
+        let text = format!("{salekit}[output]\nfull_name = '.name'\nemail = '.email'\n");
+        let catalog = load(&text).unwrap();
+        let err = translate_one(&catalog, json!({"id": 1, "name": "A"}))
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(err.field, "output.email");
+        assert_eq!(err.expression, ".email");
+        assert!(err.to_string().contains("m.toml: output.email:"), "{err}");
+    }
+
+    #[test]
+    fn needs_must_name_a_mapping_of_the_catalog() {
+        let text =
+            format!("{BASE}needs = {{ mapping = \"shopify/other\", key = '.id' }}\n[output]\n");
+        let errors = load(&text).unwrap_err();
+        assert_eq!(errors[0].field, "needs.mapping");
+    }
+
+    #[test]
+    fn guards_bound_the_input_and_the_payload() {
+        let text = format!("{BASE}[output]\nall = '.'\n");
+        let catalog = load(&text).unwrap().with_guards(Guards {
+            max_input_bytes: 64,
+            max_payload_bytes: 32,
+            ..Guards::default()
+        });
+        let err = translate_one(&catalog, json!({"id": 1, "pad": "x".repeat(100)}))
+            .remove(0)
+            .unwrap_err();
+        assert!(err.message.contains("larger than"), "{err}");
+        let err = translate_one(&catalog, json!({"id": 1, "pad": "x".repeat(30)}))
+            .remove(0)
+            .unwrap_err();
+        assert!(err.message.contains("over the 32 allowed"), "{err}");
+    }
+
+    #[test]
+    fn a_catalog_is_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Catalog>();
+    }
 }

@@ -235,3 +235,85 @@ async fn serve_runs_on_the_embedded_defaults() {
     let status = child.wait().unwrap();
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
 }
+
+#[test]
+fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = storehook(root).arg("check").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("12 mappings, 12 fixtures"), "{stdout}");
+    assert!(stdout.contains(" 0 errors"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("mappings/shopify");
+    std::fs::create_dir_all(&broken).unwrap();
+    let shipped =
+        std::fs::read_to_string(root.join("mappings/shopify/legion-purchase.toml")).unwrap();
+    std::fs::write(
+        broken.join("legion-purchase.toml"),
+        shipped.replace("'.total_price | money'", "'.total_price | mony'"),
+    )
+    .unwrap();
+    let output = storehook(root)
+        .args(["check", "--mappings"])
+        .arg(dir.path().join("mappings"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("legion-purchase.toml:"), "{stderr}");
+    assert!(
+        stderr.contains("output.payload.order_paid_price"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".total_price | mony"), "{stderr}");
+}
+
+#[test]
+fn translate_prints_the_plans_as_a_json_array() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = storehook(root)
+        .args([
+            "translate",
+            "fixtures/woocommerce/local-phone-click-id.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plans: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let operations: Vec<&str> = plans
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "legion.purchase_event",
+            "salekit.upsert_audience",
+            "scalef.create_conversion"
+        ]
+    );
+    // Another topic given on the command line: the status update applies, nothing else.
+    let output = storehook(root)
+        .args([
+            "translate",
+            "fixtures/woocommerce/cancelled-refunded.json",
+            "--topic",
+            "order.created",
+        ])
+        .output()
+        .unwrap();
+    let plans: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plans, serde_json::json!([]));
+}
