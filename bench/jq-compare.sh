@@ -11,7 +11,8 @@ command -v jq >/dev/null || { echo "jq is not installed: apt-get install jq" >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Distinct orders (ids and updated_at differ), compact, one per line, from the paid fixture.
+# Distinct orders (ids, numbers and phones differ, so no cache helps either side), compact,
+# one per line, from the paid fixture.
 python3 - "$orders" fixtures/haravan/paid-two-items-discount.json > "$work/orders.jsonl" <<'PY'
 import json, sys
 n, path = int(sys.argv[1]), sys.argv[2]
@@ -19,6 +20,10 @@ order = json.load(open(path, encoding="utf-8"))
 for i in range(n):
     order["id"] = 2000000000 + i
     order["order_number"] = f"#{300000 + i}"
+    phone = f"09{12000000 + i:08d}"
+    for holder in (order.get("customer"), order.get("billing_address"), order.get("shipping_address")):
+        if holder is not None:
+            holder["phone"] = phone
     print(json.dumps(order, ensure_ascii=False, separators=(",", ":")))
 PY
 size=$(head -1 "$work/orders.jsonl" | wc -c)

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{AppState, router};
+use crate::mapping::Catalog;
 use crate::store;
 
 pub struct App {
@@ -26,12 +28,14 @@ impl App {
             )
         })?;
         log_sources(&config);
+        let catalog = load_catalog(&config.mappings_dir)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let state = AppState {
             sources: Arc::new(config.sources),
             store,
+            catalog: Arc::new(catalog),
             max_body_bytes: config.max_body_bytes,
         };
         Ok(Self {
@@ -66,6 +70,37 @@ pub fn describe_store(url: &str) -> String {
             None => url.to_string(),
         },
         None => url.to_string(),
+    }
+}
+
+/// Loads the mapping files; every problem in them stops the start, listed in full. A missing
+/// directory leaves the catalog empty (webhooks are then stored as untranslated) and says so.
+fn load_catalog(dir: &str) -> anyhow::Result<Catalog> {
+    let path = Path::new(dir);
+    if !path.is_dir() {
+        tracing::warn!(
+            mappings = dir,
+            "mappings directory not found: every webhook is stored as untranslated until mappings are added"
+        );
+        return Ok(Catalog::from_mappings(Vec::new()));
+    }
+    match Catalog::load(path) {
+        Ok(catalog) => {
+            tracing::info!(
+                mappings = dir,
+                count = catalog.mappings().len(),
+                "mappings loaded"
+            );
+            Ok(catalog)
+        }
+        Err(errors) => {
+            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "{} error(s) in the mapping files:\n{}",
+                errors.len(),
+                listed.join("\n")
+            )
+        }
     }
 }
 

@@ -86,6 +86,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub store_url: String,
     pub max_body_bytes: usize,
+    /// The directory of mapping files.
+    pub mappings_dir: String,
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
@@ -94,6 +96,7 @@ pub struct Config {
 struct RawConfig {
     server: RawServer,
     store: RawStore,
+    mappings: Option<RawMappings>,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
 }
@@ -113,6 +116,12 @@ struct RawStore {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawMappings {
+    dir: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawSource {
     platform: PlatformKind,
     secrets: Vec<String>,
@@ -120,6 +129,7 @@ struct RawSource {
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+pub const DEFAULT_MAPPINGS_DIR: &str = "mappings";
 
 impl Config {
     /// Loads `file`, or `storehook.toml` in the working directory, or the embedded defaults
@@ -188,6 +198,10 @@ impl Config {
         if store_url.is_empty() {
             return Err(invalid("store.url", "is empty".into()));
         }
+        let mappings_dir = match &raw.mappings {
+            Some(m) => required("mappings.dir", &m.dir)?,
+            None => DEFAULT_MAPPINGS_DIR.to_string(),
+        };
 
         let mut sources = BTreeMap::new();
         for (id, source) in raw.sources {
@@ -235,6 +249,7 @@ impl Config {
             listen,
             store_url,
             max_body_bytes,
+            mappings_dir,
             sources,
         })
     }
@@ -353,6 +368,7 @@ mod tests {
         assert_eq!(bare.listen.port(), 8080);
         assert_eq!(bare.store_url, "sqlite://data/storehook.db");
         assert_eq!(bare.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(bare.mappings_dir, "mappings");
         let ids: Vec<_> = bare.sources.keys().cloned().collect();
         assert_eq!(ids, ["haravan", "shopify", "woocommerce"]);
         assert!(bare.sources.values().all(|s| !s.secrets.is_set()));

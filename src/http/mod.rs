@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::SourceConfig;
 use crate::error::ApiError;
+use crate::mapping::Catalog;
 use crate::store::Store;
 
 /// What every handler shares. Cloned per request; everything inside is immutable or `Arc`.
@@ -22,6 +23,7 @@ use crate::store::Store;
 pub struct AppState {
     pub sources: Arc<BTreeMap<String, SourceConfig>>,
     pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
     pub max_body_bytes: usize,
 }
 

@@ -16,8 +16,10 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use crate::config::SourceConfig;
 use crate::error::ApiError;
+use crate::mapping::Webhook;
+use crate::source::PlatformKind;
 use crate::source::{header_text, kept_headers, verify_signature};
-use crate::store::{Accepted, NewWebhook};
+use crate::store::{Accepted, NewDelivery, NewWebhook};
 
 pub async fn receive(
     State(state): State<AppState>,
@@ -77,23 +79,34 @@ async fn receive_webhook(
             "unknown topic accepted"
         );
     }
+    let kept = kept_headers(platform, headers);
+    let (deliveries, translation_error) =
+        translate(state, source_id, source.platform, topic, &kept, &raw);
+    if let Some(error) = &translation_error {
+        tracing::warn!(source = source_id, delivery_id, topic, %error, "webhook not (fully) translated: stored as untranslated");
+    }
     let webhook = NewWebhook {
         source: source_id.to_string(),
         platform: source.platform.as_str().to_string(),
         topic: topic.to_string(),
         dedupe_id: platform.dedupe_id(headers, topic, &json, &raw),
-        headers: kept_headers(platform, headers),
+        headers: kept,
         body: raw.to_vec(),
         received_at_ms: now_ms(),
+        deliveries,
+        translation_error,
     };
     let accepted = state
         .store
         .accept(webhook)
         .await
         .map_err(ApiError::StoreUnavailable)?;
-    let (webhook_id, duplicate) = match accepted {
-        Accepted::Stored { webhook_id } => (webhook_id, false),
-        Accepted::Duplicate { webhook_id } => (webhook_id, true),
+    let (webhook_id, duplicate, deliveries) = match accepted {
+        Accepted::Stored {
+            webhook_id,
+            deliveries,
+        } => (webhook_id, false, deliveries),
+        Accepted::Duplicate { webhook_id } => (webhook_id, true, 0),
     };
     tracing::info!(
         source = source_id,
@@ -101,9 +114,51 @@ async fn receive_webhook(
         topic,
         webhook_id,
         duplicate,
+        deliveries,
         "webhook accepted"
     );
-    Ok(Json(json!({ "webhook_id": webhook_id, "duplicate": duplicate })).into_response())
+    Ok(Json(json!({
+        "webhook_id": webhook_id,
+        "duplicate": duplicate,
+        "deliveries": deliveries,
+    }))
+    .into_response())
+}
+
+/// The deliveries the catalog makes of a webhook, and why translation failed where it did
+/// (no mapping for the topic, or a mapping's error): a failure is stored with the webhook,
+/// which is still acknowledged, since the shop cannot fix it.
+fn translate(
+    state: &AppState,
+    source_id: &str,
+    platform: PlatformKind,
+    topic: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> (Vec<NewDelivery>, Option<String>) {
+    if state.catalog.routed(platform, topic).next().is_none() {
+        return (
+            Vec::new(),
+            Some(format!("no mapping applies to {platform} topic {topic}")),
+        );
+    }
+    let webhook = Webhook {
+        source: source_id,
+        platform,
+        topic,
+        headers,
+        body,
+    };
+    let mut deliveries = Vec::new();
+    let mut errors = Vec::new();
+    for result in state.catalog.translate(&webhook) {
+        match result {
+            Ok(plan) => deliveries.push(NewDelivery::from(plan)),
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    let error = (!errors.is_empty()).then(|| errors.join("\n"));
+    (deliveries, error)
 }
 
 pub async fn handshake(

@@ -47,9 +47,15 @@ impl Store for SqliteStore {
     #[tracing::instrument(name = "accept_webhook", skip_all, fields(source = %webhook.source, topic = %webhook.topic))]
     async fn accept(&self, webhook: NewWebhook) -> Result<Accepted, StoreError> {
         let headers = serde_json::to_string(&webhook.headers).expect("a string map serialises");
+        let status = match webhook.translation_error {
+            None => "translated",
+            Some(_) => "untranslated",
+        };
+        let mut tx = self.pool.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO webhooks (source, platform, topic, dedupe_id, headers, body, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO webhooks \
+             (source, platform, topic, dedupe_id, headers, body, status, error, received_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (source, dedupe_id) DO NOTHING RETURNING id",
         )
         .bind(&webhook.source)
@@ -58,19 +64,56 @@ impl Store for SqliteStore {
         .bind(&webhook.dedupe_id)
         .bind(headers)
         .bind(&webhook.body)
+        .bind(status)
+        .bind(&webhook.translation_error)
         .bind(webhook.received_at_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        if let Some(webhook_id) = inserted {
-            return Ok(Accepted::Stored { webhook_id });
+        let Some(webhook_id) = inserted else {
+            tx.rollback().await?;
+            let webhook_id: i64 =
+                sqlx::query_scalar("SELECT id FROM webhooks WHERE source = ? AND dedupe_id = ?")
+                    .bind(&webhook.source)
+                    .bind(&webhook.dedupe_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+            return Ok(Accepted::Duplicate { webhook_id });
+        };
+        let mut deliveries = 0;
+        for delivery in &webhook.deliveries {
+            let status = if delivery.needs.is_some() {
+                "waiting"
+            } else {
+                "pending"
+            };
+            let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+            deliveries += sqlx::query(
+                "INSERT INTO deliveries \
+                 (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
+                  needs_key, status, next_attempt_at, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (mapping, key) DO NOTHING",
+            )
+            .bind(webhook_id)
+            .bind(&delivery.mapping)
+            .bind(&delivery.key)
+            .bind(&delivery.destination)
+            .bind(&delivery.operation)
+            .bind(&delivery.payload)
+            .bind(needs_mapping)
+            .bind(needs_key)
+            .bind(status)
+            .bind(webhook.received_at_ms)
+            .bind(webhook.received_at_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         }
-        let webhook_id: i64 =
-            sqlx::query_scalar("SELECT id FROM webhooks WHERE source = ? AND dedupe_id = ?")
-                .bind(&webhook.source)
-                .bind(&webhook.dedupe_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(Accepted::Duplicate { webhook_id })
+        tx.commit().await?;
+        Ok(Accepted::Stored {
+            webhook_id,
+            deliveries,
+        })
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {

@@ -58,6 +58,13 @@ pub fn test_env(dir: &Path) -> BTreeMap<String, String> {
     }
     env.insert("HARAVAN_VERIFY_TOKEN".into(), VERIFY_TOKEN.into());
     env.insert(
+        "STOREHOOK_MAPPINGS_DIR".into(),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("mappings")
+            .display()
+            .to_string(),
+    );
+    env.insert(
         "STOREHOOK_STORE_URL".into(),
         format!("sqlite://{}", dir.join("storehook.db").display()),
     );
@@ -187,6 +194,41 @@ impl TestApp {
                 body: row.get("body"),
             })
             .collect()
+    }
+
+    /// Every delivery row: (webhook id, mapping, key, status, payload).
+    pub async fn deliveries(&self) -> Vec<(i64, String, String, String, serde_json::Value)> {
+        let pool = self.db().await;
+        let rows = sqlx::query(
+            "SELECT webhook_id, mapping, key, status, payload FROM deliveries ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.into_iter()
+            .map(|row| {
+                (
+                    row.get("webhook_id"),
+                    row.get("mapping"),
+                    row.get("key"),
+                    row.get("status"),
+                    serde_json::from_str(row.get::<&str, _>("payload")).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// (status, error) of a stored webhook.
+    pub async fn webhook_status(&self, id: i64) -> (String, Option<String>) {
+        let pool = self.db().await;
+        let row = sqlx::query("SELECT status, error FROM webhooks WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        (row.get("status"), row.get("error"))
     }
 
     /// A separate connection to the app's database file.

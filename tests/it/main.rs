@@ -4,6 +4,7 @@ mod cli;
 mod durability;
 mod handshakes;
 mod harness;
+mod outbox;
 mod receive;
 mod refusals;
 mod translate;

@@ -1,0 +1,176 @@
+//! The receive path writes the webhook and the deliveries translated from it in one
+//! transaction, before the 200; repeats of an order add no delivery.
+
+use reqwest::StatusCode;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_webhook_is_stored_with_its_deliveries() {
+    let app = spawn_app().await;
+    let fixture = fixture("haravan", "local-phone-click-id");
+    let response = app
+        .post_fixture("haravan", &fixture, secret_of("haravan"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json_of(response).await;
+    assert_eq!(answer["deliveries"], 3);
+    let webhook_id = answer["webhook_id"].as_i64().unwrap();
+    assert_eq!(
+        app.webhook_status(webhook_id).await,
+        ("translated".into(), None)
+    );
+
+    let deliveries = app.deliveries().await;
+    let mappings: Vec<&str> = deliveries.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(
+        mappings,
+        [
+            "haravan/legion-purchase",
+            "haravan/salekit-audience",
+            "haravan/scalef-conversion"
+        ]
+    );
+    for (id, _, key, status, _) in &deliveries {
+        assert_eq!(*id, webhook_id);
+        assert_eq!(key, "1071234612");
+        assert_eq!(status, "pending");
+    }
+    let legion = &deliveries[0].4;
+    assert_eq!(legion["payload"]["username"], "912345678");
+    assert_eq!(legion["payload"]["order_paid_price"], 1180000);
+}
+
+#[tokio::test]
+async fn a_status_update_waits_for_its_conversion() {
+    let app = spawn_app().await;
+    let fixture = fixture("shopify", "cancelled-refunded");
+    let answer = json_of(
+        app.post_fixture("shopify", &fixture, secret_of("shopify"))
+            .await,
+    )
+    .await;
+    assert_eq!(answer["deliveries"], 1);
+    let deliveries = app.deliveries().await;
+    assert_eq!(deliveries[0].1, "shopify/scalef-status");
+    assert_eq!(deliveries[0].3, "waiting");
+    assert_eq!(deliveries[0].4["status"], "rejected");
+}
+
+#[tokio::test]
+async fn a_woocommerce_order_updated_five_times_after_completion_makes_one_legion_delivery() {
+    let app = spawn_app().await;
+    let fixture = fixture("woocommerce", "paid-two-items-discount");
+    for minute in 0..5 {
+        let mut order: serde_json::Value = serde_json::from_slice(&fixture.body).unwrap();
+        order["status"] = "completed".into();
+        order["date_modified_gmt"] = format!("2026-03-20T10:0{minute}:00").into();
+        let body = serde_json::to_vec(&order).unwrap();
+        let answer = json_of(
+            app.post_signed("woocommerce", &fixture, &body, secret_of("woocommerce"))
+                .await,
+        )
+        .await;
+        assert_eq!(answer["duplicate"], false, "each update is a new webhook");
+        let expected = if minute == 0 { 2 } else { 0 };
+        assert_eq!(answer["deliveries"], expected, "update {minute}");
+    }
+    assert_eq!(app.inbox().await.len(), 5);
+    let legion: Vec<_> = app
+        .deliveries()
+        .await
+        .into_iter()
+        .filter(|d| d.1 == "woocommerce/legion-purchase")
+        .collect();
+    assert_eq!(legion.len(), 1);
+}
+
+#[tokio::test]
+async fn a_repeated_shopify_event_adds_no_delivery() {
+    let app = spawn_app().await;
+    let fixture = fixture("shopify", "local-phone-click-id");
+    let first = json_of(
+        app.post_fixture("shopify", &fixture, secret_of("shopify"))
+            .await,
+    )
+    .await;
+    let again = json_of(
+        app.post_fixture("shopify", &fixture, secret_of("shopify"))
+            .await,
+    )
+    .await;
+    assert_eq!(first["deliveries"], 3);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["deliveries"], 0);
+    assert_eq!(app.deliveries().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_webhook_no_mapping_applies_to_is_stored_untranslated_and_acknowledged() {
+    let app = spawn_app().await;
+    let fixture = fixture("shopify", "paid-two-items-discount");
+    let mut headers: Vec<(String, String)> = recorded_headers_without_signature(&fixture)
+        .into_iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("X-Shopify-Topic"))
+        .collect();
+    headers.push(("X-Shopify-Topic".into(), "customers/create".into()));
+    headers.push((
+        "X-Shopify-Hmac-Sha256".into(),
+        platform_signature(secret_of("shopify"), &fixture.body),
+    ));
+    let response = app
+        .post_raw("shopify", &headers, fixture.body.clone())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json_of(response).await;
+    assert_eq!(answer["deliveries"], 0);
+    let (status, error) = app
+        .webhook_status(answer["webhook_id"].as_i64().unwrap())
+        .await;
+    assert_eq!(status, "untranslated");
+    assert!(error.unwrap().contains("customers/create"));
+}
+
+#[tokio::test]
+async fn a_failing_mapping_stores_the_webhook_untranslated_with_the_error() {
+    // A copy of the shipped mappings where one expression fails on every order.
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings/haravan");
+    std::fs::create_dir_all(&mappings).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/haravan");
+    for name in ["legion-purchase", "salekit-audience"] {
+        let text = std::fs::read_to_string(root.join(format!("{name}.toml"))).unwrap();
+        let text = text.replace(
+            "'.total_price | money'",
+            "'.total_price | error(\"broken on purpose\")'",
+        );
+        std::fs::write(mappings.join(format!("{name}.toml")), text).unwrap();
+    }
+    let mappings_dir = dir.path().join("mappings").display().to_string();
+    let app = spawn_app_with(|env| {
+        env.insert("STOREHOOK_MAPPINGS_DIR".into(), mappings_dir);
+    })
+    .await;
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    let response = app
+        .post_fixture("haravan", &fixture, secret_of("haravan"))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the shop cannot fix a mapping"
+    );
+    let answer = json_of(response).await;
+    assert_eq!(
+        answer["deliveries"], 1,
+        "the mapping that works still delivers"
+    );
+    let (status, error) = app
+        .webhook_status(answer["webhook_id"].as_i64().unwrap())
+        .await;
+    assert_eq!(status, "untranslated");
+    let error = error.unwrap();
+    assert!(error.contains("legion-purchase.toml"), "{error}");
+    assert!(error.contains("broken on purpose"), "{error}");
+    assert_eq!(app.deliveries().await[0].1, "haravan/salekit-audience");
+}
