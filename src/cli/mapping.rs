@@ -1,14 +1,14 @@
 //! `storehook check` and `storehook translate`: mapping files against recorded webhooks.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 
 use crate::config::Config;
 use crate::fixture::Fixture;
-use crate::mapping::{Catalog, LoadError, Webhook};
+use crate::mapping::{Catalog, LoadError, Webhook, files_below};
 use crate::source::PlatformKind;
 
 /// Loads the catalog, printing every load error; `None` when there was any.
@@ -86,10 +86,8 @@ pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
     let Some(catalog) = load_catalog(mappings) else {
         return Ok(ExitCode::FAILURE);
     };
-    let mut paths = Vec::new();
-    collect_json(fixtures, &mut paths)
+    let paths = files_below(fixtures, "json")
         .with_context(|| format!("cannot read fixtures from {}", fixtures.display()))?;
-    paths.sort();
 
     let mut errors = 0usize;
     let mut plans = 0usize;
@@ -211,16 +209,4 @@ pub fn translate(config: &Config, args: TranslateArgs<'_>) -> anyhow::Result<Exi
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_json(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
-    }
-    Ok(())
 }

@@ -99,8 +99,7 @@ impl Catalog {
         dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Catalog, Vec<LoadError>> {
-        let mut files = Vec::new();
-        collect_toml_files(dir, &mut files).map_err(|e| {
+        let files = files_below(dir, "toml").map_err(|e| {
             vec![LoadError {
                 file: dir.to_path_buf(),
                 line: None,
@@ -109,7 +108,6 @@ impl Catalog {
                 message: e.to_string(),
             }]
         })?;
-        files.sort();
         let mut mappings = Vec::new();
         let mut errors = Vec::new();
         for path in files {
@@ -406,16 +404,23 @@ fn error(mapping: &Mapping, field: &str, expression: &str, message: String) -> T
     }
 }
 
-fn collect_toml_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_toml_files(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "toml") {
-            out.push(path);
+/// Every file below `dir` (recursively) whose extension is `extension`, sorted by path.
+pub fn files_below(dir: &Path, extension: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
+    fn walk(dir: &Path, extension: &str, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, extension, out)?;
+            } else if path.extension().is_some_and(|e| e == extension) {
+                out.push(path);
+            }
         }
+        Ok(())
     }
-    Ok(())
+    let mut files = Vec::new();
+    walk(dir, extension, &mut files)?;
+    files.sort();
+    Ok(files)
 }
 
 #[cfg(test)]

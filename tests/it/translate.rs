@@ -68,20 +68,25 @@ fn translate_body(
     })
 }
 
+/// A recorded webhook through the shipped catalog, with its recorded topic and headers and
+/// the platform's name as source.
+fn translate_fixture(
+    platform: PlatformKind,
+    fixture: &Fixture,
+) -> Vec<Result<Plan, TranslateError>> {
+    catalog().translate(&Webhook {
+        source: platform.as_str(),
+        platform,
+        topic: &topic_of(fixture, platform),
+        headers: &headers_of(fixture),
+        body: &fixture.body,
+    })
+}
+
 fn plans_of(platform: &str, name: &str) -> Vec<Plan> {
-    let catalog = catalog();
     let platform = platform_named(platform);
     let fixture = crate::harness::fixture(platform.as_str(), name);
-    let headers = headers_of(&fixture);
-    let topic = topic_of(&fixture, platform);
-    catalog
-        .translate(&Webhook {
-            source: platform.as_str(),
-            platform,
-            topic: &topic,
-            headers: &headers,
-            body: &fixture.body,
-        })
+    translate_fixture(platform, &fixture)
         .into_iter()
         .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
         .collect()
@@ -100,16 +105,8 @@ fn every_fixture_through_every_mapping() {
                 .unwrap(),
         );
         let fixture = Fixture::load(path).unwrap();
-        let headers = headers_of(&fixture);
         let topic = topic_of(&fixture, platform);
-        let results: Vec<Value> = catalog
-            .translate(&Webhook {
-                source: platform.as_str(),
-                platform,
-                topic: &topic,
-                headers: &headers,
-                body: &fixture.body,
-            })
+        let results: Vec<Value> = translate_fixture(platform, &fixture)
             .into_iter()
             .map(|r| match r {
                 Ok(plan) => json!({ "plan": plan }),
