@@ -29,6 +29,7 @@ impl App {
         })?;
         log_sources(&config);
         let catalog = load_catalog(&config.mappings_dir)?;
+        check_destinations(&config, &catalog)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -101,6 +102,54 @@ fn load_catalog(dir: &str) -> anyhow::Result<Catalog> {
                 listed.join("\n")
             )
         }
+    }
+}
+
+/// Every destination must be of a known kind, and every mapping must name a configured
+/// destination that performs its operation: checked before anything listens. Destinations
+/// without their credentials are reported as running dry.
+fn check_destinations(config: &Config, catalog: &Catalog) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    let mut built = std::collections::BTreeMap::new();
+    for (id, destination) in &config.destinations {
+        match crate::destination::build(destination) {
+            Ok(d) => {
+                built.insert(id.as_str(), d);
+            }
+            Err(e) => problems.push(format!("{}: destinations.{id}.kind: {e}", config.origin)),
+        }
+        if destination.is_dry() {
+            tracing::warn!(
+                destination = %id,
+                set = %destination.unset_variables.join(", "),
+                "destination runs dry: its deliveries are recorded, nothing is sent"
+            );
+        } else {
+            tracing::info!(destination = %id, kind = %destination.kind, "destination live");
+        }
+    }
+    for mapping in catalog.mappings() {
+        match built.get(mapping.destination.as_str()) {
+            None => problems.push(format!(
+                "{}: destination `{}` is not configured in {}",
+                mapping.file.display(),
+                mapping.destination,
+                config.origin
+            )),
+            Some(d) if !d.operations().contains(&mapping.operation) => problems.push(format!(
+                "{}: destination `{}` ({}) does not perform {}",
+                mapping.file.display(),
+                mapping.destination,
+                d.kind(),
+                mapping.operation
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", problems.join("\n"))
     }
 }
 

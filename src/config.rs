@@ -79,6 +79,31 @@ pub struct SourceConfig {
     pub verify_token: EnvSecrets,
 }
 
+/// One configured target service. Without all its credentials it runs dry: deliveries are
+/// recorded with the request that would have been sent, and nothing leaves the machine.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    pub id: String,
+    /// `legion`, `scalef`, `salekit` or `http`; checked against the known kinds at start-up.
+    pub kind: String,
+    /// Without a trailing slash.
+    pub base_url: String,
+    /// Secrets by name (`api_key`, `token`, …), from the environment.
+    pub credentials: BTreeMap<String, Secret>,
+    /// Variables of credentials that are not set; any makes the destination dry.
+    pub unset_variables: Vec<String>,
+    /// Non-secret values: paths, header values.
+    pub settings: BTreeMap<String, String>,
+    /// Deliveries per request, for destinations that accept several.
+    pub batch_size: usize,
+}
+
+impl DestinationConfig {
+    pub fn is_dry(&self) -> bool {
+        !self.unset_variables.is_empty() || self.base_url.is_empty()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the configuration came from, for messages.
@@ -88,6 +113,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// The directory of mapping files.
     pub mappings_dir: String,
+    pub destinations: BTreeMap<String, DestinationConfig>,
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
@@ -99,6 +125,20 @@ struct RawConfig {
     mappings: Option<RawMappings>,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    destinations: BTreeMap<String, RawDestination>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    kind: String,
+    base_url: String,
+    #[serde(default)]
+    credentials: BTreeMap<String, String>,
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+    batch_size: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -244,12 +284,60 @@ impl Config {
             );
         }
 
+        let mut destinations = BTreeMap::new();
+        for (id, raw) in raw.destinations {
+            let key = format!("destinations.{id}");
+            let base_url = expand_env(&raw.base_url, env)
+                .map_err(|m| invalid(&format!("{key}.base_url"), m))?;
+            let mut unset_variables = base_url.unset_variables;
+            let mut credentials = BTreeMap::new();
+            for (name, template) in &raw.credentials {
+                let secret = env_secrets(
+                    std::iter::once((format!("{key}.credentials.{name}"), template.as_str())),
+                    env,
+                )
+                .map_err(|(k, m)| invalid(&k, m))?;
+                unset_variables.extend(secret.unset_variables);
+                if let Some(value) = secret.values.into_iter().next() {
+                    credentials.insert(name.clone(), value);
+                }
+            }
+            let mut settings = BTreeMap::new();
+            for (name, template) in &raw.settings {
+                let value = required(&format!("{key}.settings.{name}"), template)?;
+                settings.insert(name.clone(), value);
+            }
+            let batch_size = match raw.batch_size {
+                Some(0) => {
+                    return Err(invalid(
+                        &format!("{key}.batch_size"),
+                        "must be above 0".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => 1,
+            };
+            destinations.insert(
+                id.clone(),
+                DestinationConfig {
+                    id,
+                    kind: raw.kind,
+                    base_url: base_url.value.trim_end_matches('/').to_string(),
+                    credentials,
+                    unset_variables,
+                    settings,
+                    batch_size,
+                },
+            );
+        }
+
         Ok(Config {
             origin: origin.to_string(),
             listen,
             store_url,
             max_body_bytes,
             mappings_dir,
+            destinations,
             sources,
         })
     }

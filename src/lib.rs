@@ -6,11 +6,14 @@
 //! - [`config`]: `storehook.toml` and the environment, validated at load.
 //! - [`mapping`]: mapping files (jq) turn a webhook into delivery plans, checked against
 //!   a JSON Schema per operation.
+//! - [`destination`]: how Legion, Scalef, Salekit and generic HTTP endpoints are called and
+//!   how their answers become outcomes (delivered, retry, failed).
 //! - [`app`] binds and serves; [`cli`] is the command line; [`fixture`] reads recorded webhooks.
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod destination;
 pub mod error;
 pub mod fixture;
 pub mod http;

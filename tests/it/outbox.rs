@@ -174,3 +174,35 @@ async fn a_failing_mapping_stores_the_webhook_untranslated_with_the_error() {
     assert!(error.contains("broken on purpose"), "{error}");
     assert_eq!(app.deliveries().await[0].1, "haravan/salekit-audience");
 }
+
+#[tokio::test]
+async fn a_mapping_naming_an_unconfigured_destination_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("shopify");
+    std::fs::create_dir_all(&mappings).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/shopify");
+    let text = std::fs::read_to_string(root.join("legion-purchase.toml")).unwrap();
+    std::fs::write(
+        mappings.join("legion-purchase.toml"),
+        text.replace("destination = \"legion\"", "destination = \"legoin\""),
+    )
+    .unwrap();
+    let mut env = test_env(dir.path());
+    env.insert(
+        "STOREHOOK_MAPPINGS_DIR".into(),
+        dir.path().display().to_string(),
+    );
+    let mut config =
+        storehook::config::Config::parse(storehook::config::EMBEDDED, "storehook.toml", &|n| {
+            env.get(n).cloned()
+        })
+        .unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let err = storehook::app::App::build(config)
+        .await
+        .err()
+        .expect("the start is refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("legion-purchase.toml"), "{text}");
+    assert!(text.contains("`legoin` is not configured"), "{text}");
+}

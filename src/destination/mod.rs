@@ -1,0 +1,285 @@
+//! The Destination seam: how each kind of target service is asked to do an operation, and
+//! how its answer is read. One file per kind; [`send`] does the HTTP part they share and
+//! turns every answer into an [`Outcome`]: delivered, retry later, or failed for good.
+
+mod generic;
+mod legion;
+mod salekit;
+mod scalef;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{DestinationConfig, Secret};
+use crate::mapping::Operation;
+
+/// How much of a response body is kept with an attempt.
+pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
+
+/// One delivery as a destination sends it.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub delivery_id: i64,
+    pub operation: Operation,
+    pub payload: Value,
+    /// For a Scalef status update: the id the conversion's create answered with.
+    pub conversion_id: Option<String>,
+}
+
+/// A header of a request; secret values are masked wherever the request is shown or stored.
+#[derive(Debug, Clone)]
+pub enum HeaderValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+/// The exact request a delivery becomes.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub url: String,
+    pub headers: Vec<(String, HeaderValue)>,
+    pub body: Vec<u8>,
+}
+
+/// A request as it may be shown or stored: secret header values replaced by `***`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShownRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Request {
+    fn json(url: String, headers: Vec<(String, HeaderValue)>, body: &impl Serialize) -> Request {
+        let mut all = vec![(
+            "Content-Type".to_string(),
+            HeaderValue::Plain("application/json".into()),
+        )];
+        all.extend(headers);
+        Request {
+            url,
+            headers: all,
+            body: serde_json::to_vec(body).expect("JSON values serialise"),
+        }
+    }
+
+    pub fn shown(&self) -> ShownRequest {
+        ShownRequest {
+            method: "POST",
+            url: self.url.clone(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = match value {
+                        HeaderValue::Plain(v) => v.clone(),
+                        HeaderValue::Secret(_) => "***".into(),
+                    };
+                    (name.clone(), value)
+                })
+                .collect(),
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        }
+    }
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered {
+        status: u16,
+        response: String,
+        /// What a Scalef create answered with; later status updates need it.
+        conversion_id: Option<String>,
+    },
+    /// 408, 429, 5xx, a time-out or a connection error: try again, not before `after` when
+    /// the destination said so (`Retry-After`).
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// Any other answer, or a 2xx whose body refuses: repeating will not help.
+    Failed { reason: String },
+}
+
+/// What each kind of destination knows.
+pub trait Destination: Send + Sync {
+    fn kind(&self) -> &'static str;
+    /// The operations it performs.
+    fn operations(&self) -> &'static [Operation];
+    /// Deliveries per request (only Legion takes several).
+    fn max_batch(&self) -> usize {
+        1
+    }
+    /// The request for a batch of deliveries; an error fails them (nothing is sent).
+    fn request(&self, batch: &[Outgoing]) -> Result<Request, String>;
+    /// Reads a 2xx answer's body: the conversion id when there is one, or why the
+    /// destination refused despite its status.
+    fn read_success(&self, batch: &[Outgoing], body: &[u8]) -> Result<Option<String>, String>;
+}
+
+/// The destination a configuration describes.
+pub fn build(config: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
+    Ok(match config.kind.as_str() {
+        "legion" => Box::new(legion::Legion::new(config)),
+        "scalef" => Box::new(scalef::Scalef::new(config)),
+        "salekit" => Box::new(salekit::Salekit::new(config)),
+        "http" => Box::new(generic::Http::new(config)),
+        other => {
+            return Err(format!(
+                "unknown destination kind `{other}` (use legion, scalef, salekit or http)"
+            ));
+        }
+    })
+}
+
+/// An HTTP client for destinations: time-outs as configured, redirects never followed.
+pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client with rustls builds")
+}
+
+/// Sends a batch and reads the answer.
+#[tracing::instrument(name = "send_to_destination", skip_all, fields(kind = destination.kind(), deliveries = batch.len()))]
+pub async fn send(
+    client: &reqwest::Client,
+    destination: &dyn Destination,
+    batch: &[Outgoing],
+) -> Outcome {
+    let request = match destination.request(batch) {
+        Ok(request) => request,
+        Err(reason) => return Outcome::Failed { reason },
+    };
+    let mut builder = client.post(&request.url).body(request.body);
+    for (name, value) in &request.headers {
+        builder = match value {
+            HeaderValue::Plain(v) => builder.header(name, v),
+            HeaderValue::Secret(s) => builder.header(name, s.expose()),
+        };
+    }
+    let response = match builder.send().await {
+        Ok(response) => response,
+        Err(err) if err.is_timeout() => {
+            return Outcome::Retry {
+                after: None,
+                reason: "the request timed out".into(),
+            };
+        }
+        Err(err) => {
+            return Outcome::Retry {
+                after: None,
+                reason: format!("the request failed: {}", error_chain(&err)),
+            };
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    match response.bytes().await {
+        Ok(body) => classify(destination, batch, status, retry_after, &body),
+        Err(err) => Outcome::Retry {
+            after: retry_after,
+            reason: format!("HTTP {status}, but the body could not be read: {err}"),
+        },
+    }
+}
+
+/// The outcome of an answer: 2xx is read by the destination, 408/429/5xx are retried,
+/// everything else fails for good.
+pub fn classify(
+    destination: &dyn Destination,
+    batch: &[Outgoing],
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Outcome {
+    let response = excerpt(body);
+    match status {
+        200..=299 => match destination.read_success(batch, body) {
+            Ok(conversion_id) => Outcome::Delivered {
+                status,
+                response,
+                conversion_id,
+            },
+            Err(refusal) => Outcome::Failed {
+                reason: format!("HTTP {status} but refused: {refusal}"),
+            },
+        },
+        408 | 429 | 500..=599 => Outcome::Retry {
+            after: retry_after,
+            reason: format!("HTTP {status}: {response}"),
+        },
+        _ => Outcome::Failed {
+            reason: format!("HTTP {status}: {response}"),
+        },
+    }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if text.len() <= RESPONSE_EXCERPT_BYTES {
+        text.into_owned()
+    } else {
+        format!(
+            "{}…",
+            &text[..text.floor_char_boundary(RESPONSE_EXCERPT_BYTES)]
+        )
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A credential header, or an error naming what to set.
+fn credential(config: &DestinationConfig, name: &str) -> Result<HeaderValue, String> {
+    config
+        .credentials
+        .get(name)
+        .cloned()
+        .map(HeaderValue::Secret)
+        .ok_or_else(|| format!("destination `{}` has no credential `{name}`", config.id))
+}
+
+/// A setting with its default.
+fn setting(config: &DestinationConfig, name: &str, default: &str) -> String {
+    config
+        .settings
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// The one payload of a single-delivery request.
+fn single(batch: &[Outgoing]) -> Result<&Outgoing, String> {
+    match batch {
+        [one] => Ok(one),
+        _ => Err(format!(
+            "expected one delivery per request, got {}",
+            batch.len()
+        )),
+    }
+}
+
+/// A JSON body, or why it is not one.
+fn json_body(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))
+}
