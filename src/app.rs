@@ -1,15 +1,19 @@
 //! `App::build(Config)` binds the address and opens the store; `App::run(shutdown)` serves
 //! until the shutdown future completes.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
+use crate::delivery::Worker;
 use crate::http::{AppState, router};
 use crate::mapping::Catalog;
 use crate::store;
@@ -17,7 +21,11 @@ use crate::store;
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    workers: Vec<Worker>,
 }
+
+/// How long a stop waits for the delivery workers to finish the attempt they are making.
+const WORKER_STOP_DEADLINE: Duration = Duration::from_secs(15);
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -33,15 +41,27 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let mut wake = HashMap::new();
+        let mut workers = Vec::new();
+        for destination in config.destinations.values() {
+            let notify = Arc::new(Notify::new());
+            wake.insert(destination.id.clone(), notify.clone());
+            workers.push(
+                Worker::new(destination, &config.delivery, store.clone(), notify)
+                    .map_err(|e| anyhow::anyhow!("destinations.{}: {e}", destination.id))?,
+            );
+        }
         let state = AppState {
             sources: Arc::new(config.sources),
             store,
             catalog: Arc::new(catalog),
+            wake: Arc::new(wake),
             max_body_bytes: config.max_body_bytes,
         };
         Ok(Self {
             listener,
             router: router(state),
+            workers,
         })
     }
 
@@ -57,9 +77,29 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), "listening");
-        axum::serve(self.listener, self.router)
+        let (stop, stopped) = watch::channel(false);
+        let workers: Vec<_> = self
+            .workers
+            .into_iter()
+            .map(|worker| tokio::spawn(worker.run(stopped.clone())))
+            .collect();
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        let _ = stop.send(true);
+        let finished = tokio::time::timeout(WORKER_STOP_DEADLINE, futures_join(workers)).await;
+        if finished.is_err() {
+            tracing::warn!(
+                "delivery workers did not stop in time; their leases expire and the deliveries are claimed again at the next start"
+            );
+        }
+        served
+    }
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -96,7 +97,27 @@ pub struct DestinationConfig {
     pub settings: BTreeMap<String, String>,
     /// Deliveries per request, for destinations that accept several.
     pub batch_size: usize,
+    /// Waits before the 2nd, 3rd, … attempt (±20 % jitter); after the last, a delivery is dead.
+    pub retry_schedule: Vec<Duration>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
 }
+
+/// How deliveries are claimed and how long they may wait for another.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// How long a claimed delivery stays leased; a worker that dies leaves it to be claimed
+    /// again after this.
+    pub lease: Duration,
+    /// How long a delivery waits for the one it needs to appear (a status update for a
+    /// conversion whose create has not arrived) before it is skipped.
+    pub waiting_timeout: Duration,
+}
+
+/// The default retry schedule: about two days in all.
+pub const DEFAULT_RETRY_SCHEDULE: [&str; 11] = [
+    "5s", "30s", "2m", "10m", "30m", "1h", "2h", "4h", "8h", "12h", "24h",
+];
 
 impl DestinationConfig {
     pub fn is_dry(&self) -> bool {
@@ -114,6 +135,7 @@ pub struct Config {
     /// The directory of mapping files.
     pub mappings_dir: String,
     pub destinations: BTreeMap<String, DestinationConfig>,
+    pub delivery: DeliveryConfig,
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
@@ -127,6 +149,7 @@ struct RawConfig {
     sources: BTreeMap<String, RawSource>,
     #[serde(default)]
     destinations: BTreeMap<String, RawDestination>,
+    delivery: Option<RawDelivery>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +162,16 @@ struct RawDestination {
     #[serde(default)]
     settings: BTreeMap<String, String>,
     batch_size: Option<usize>,
+    retry_schedule: Option<Vec<String>>,
+    timeout: Option<String>,
+    connect_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    lease: Option<String>,
+    waiting_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -284,6 +317,34 @@ impl Config {
             );
         }
 
+        let duration = |key: &str, text: &str| -> Result<Duration, ConfigError> {
+            text.parse::<jiff::SignedDuration>()
+                .ok()
+                .and_then(|d| Duration::try_from(d).ok())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        key,
+                        format!("`{text}` is not a duration like 500ms, 5s, 2m or 1h"),
+                    )
+                })
+        };
+        let delivery = DeliveryConfig {
+            lease: duration(
+                "delivery.lease",
+                raw.delivery
+                    .as_ref()
+                    .and_then(|d| d.lease.as_deref())
+                    .unwrap_or("60s"),
+            )?,
+            waiting_timeout: duration(
+                "delivery.waiting_timeout",
+                raw.delivery
+                    .as_ref()
+                    .and_then(|d| d.waiting_timeout.as_deref())
+                    .unwrap_or("24h"),
+            )?,
+        };
         let mut destinations = BTreeMap::new();
         for (id, raw) in raw.destinations {
             let key = format!("destinations.{id}");
@@ -317,6 +378,24 @@ impl Config {
                 Some(n) => n,
                 None => 1,
             };
+            let retry_schedule = match &raw.retry_schedule {
+                Some(steps) => steps
+                    .iter()
+                    .map(|step| duration(&format!("{key}.retry_schedule"), step))
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => DEFAULT_RETRY_SCHEDULE
+                    .iter()
+                    .map(|step| duration(&format!("{key}.retry_schedule"), step))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            let timeout = duration(
+                &format!("{key}.timeout"),
+                raw.timeout.as_deref().unwrap_or("10s"),
+            )?;
+            let connect_timeout = duration(
+                &format!("{key}.connect_timeout"),
+                raw.connect_timeout.as_deref().unwrap_or("3s"),
+            )?;
             destinations.insert(
                 id.clone(),
                 DestinationConfig {
@@ -327,6 +406,9 @@ impl Config {
                     unset_variables,
                     settings,
                     batch_size,
+                    retry_schedule,
+                    timeout,
+                    connect_timeout,
                 },
             );
         }
@@ -338,6 +420,7 @@ impl Config {
             max_body_bytes,
             mappings_dir,
             destinations,
+            delivery,
             sources,
         })
     }

@@ -8,7 +8,7 @@ pub const EVENTS_PATH: &str = "/integration/flow-state/event/add/";
 
 pub struct Legion {
     url: String,
-    api_key: Result<HeaderValue, String>,
+    api_key: HeaderValue,
     batch_size: usize,
 }
 
@@ -37,7 +37,7 @@ impl Destination for Legion {
         let events: Vec<&serde_json::Value> = batch.iter().map(|d| &d.payload).collect();
         Ok(Request::json(
             self.url.clone(),
-            vec![("X-Api-Key".into(), self.api_key.clone()?)],
+            vec![("X-Api-Key".into(), self.api_key.clone())],
             &events,
         ))
     }

@@ -33,6 +33,8 @@ pub struct Outgoing {
 pub enum HeaderValue {
     Plain(String),
     Secret(Secret),
+    /// A credential that is not configured: shown in dry runs, never sent.
+    Unset,
 }
 
 /// The exact request a delivery becomes.
@@ -77,6 +79,7 @@ impl Request {
                     let value = match value {
                         HeaderValue::Plain(v) => v.clone(),
                         HeaderValue::Secret(_) => "***".into(),
+                        HeaderValue::Unset => "(not set)".into(),
                     };
                     (name.clone(), value)
                 })
@@ -162,6 +165,11 @@ pub async fn send(
         builder = match value {
             HeaderValue::Plain(v) => builder.header(name, v),
             HeaderValue::Secret(s) => builder.header(name, s.expose()),
+            HeaderValue::Unset => {
+                return Outcome::Failed {
+                    reason: format!("the credential for header {name} is not configured"),
+                };
+            }
         };
     }
     let response = match builder.send().await {
@@ -249,14 +257,13 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// A credential header, or an error naming what to set.
-fn credential(config: &DestinationConfig, name: &str) -> Result<HeaderValue, String> {
+/// A credential header's value ([`HeaderValue::Unset`] when it is not configured).
+fn credential(config: &DestinationConfig, name: &str) -> HeaderValue {
     config
         .credentials
         .get(name)
         .cloned()
-        .map(HeaderValue::Secret)
-        .ok_or_else(|| format!("destination `{}` has no credential `{name}`", config.id))
+        .map_or(HeaderValue::Unset, HeaderValue::Secret)
 }
 
 /// A setting with its default.

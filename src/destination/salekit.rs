@@ -9,7 +9,7 @@ pub const AUDIENCE_PATH: &str = "/api/v1/audience/create";
 
 pub struct Salekit {
     url: String,
-    token: Result<HeaderValue, String>,
+    token: HeaderValue,
 }
 
 impl Salekit {
@@ -32,7 +32,7 @@ impl Destination for Salekit {
         let delivery = single(batch)?;
         Ok(Request::json(
             self.url.clone(),
-            vec![("Token".into(), self.token.clone()?)],
+            vec![("Token".into(), self.token.clone())],
             &delivery.payload,
         ))
     }

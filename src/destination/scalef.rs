@@ -9,8 +9,8 @@ pub struct Scalef {
     create_url: String,
     status_url: String,
     network_id: String,
-    user: Result<HeaderValue, String>,
-    access_token: Result<HeaderValue, String>,
+    user: HeaderValue,
+    access_token: HeaderValue,
 }
 
 impl Scalef {
@@ -45,10 +45,10 @@ impl Destination for Scalef {
     }
     fn request(&self, batch: &[Outgoing]) -> Result<Request, String> {
         let delivery = single(batch)?;
-        let user = ("X-At-User".to_string(), self.user.clone()?);
+        let user = ("X-At-User".to_string(), self.user.clone());
         let token = (
             "X-At-User-Access-Token".to_string(),
-            self.access_token.clone()?,
+            self.access_token.clone(),
         );
         let plain = |v: &str| HeaderValue::Plain(v.to_string());
         match delivery.operation {

@@ -3,7 +3,7 @@
 mod health;
 mod webhooks;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
@@ -11,6 +11,7 @@ use axum::extract::Path;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::Notify;
 use tower_http::trace::TraceLayer;
 
 use crate::config::SourceConfig;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub sources: Arc<BTreeMap<String, SourceConfig>>,
     pub store: Arc<dyn Store>,
     pub catalog: Arc<Catalog>,
+    /// One per destination: notified when deliveries for it were stored.
+    pub wake: Arc<HashMap<String, Arc<Notify>>>,
     pub max_body_bytes: usize,
 }
 

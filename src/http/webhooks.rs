@@ -2,7 +2,6 @@
 //! `GET /webhooks/{source}`: the platform's subscription handshake, where it has one.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -19,7 +18,7 @@ use crate::error::ApiError;
 use crate::mapping::Webhook;
 use crate::source::PlatformKind;
 use crate::source::{header_text, kept_headers, verify_signature};
-use crate::store::{Accepted, NewDelivery, NewWebhook};
+use crate::store::{Accepted, NewDelivery, NewWebhook, now_ms};
 
 pub async fn receive(
     State(state): State<AppState>,
@@ -85,6 +84,7 @@ async fn receive_webhook(
     if let Some(error) = &translation_error {
         tracing::warn!(source = source_id, delivery_id, topic, %error, "webhook not (fully) translated: stored as untranslated");
     }
+    let destinations: Vec<String> = deliveries.iter().map(|d| d.destination.clone()).collect();
     let webhook = NewWebhook {
         source: source_id.to_string(),
         platform: source.platform.as_str().to_string(),
@@ -108,6 +108,13 @@ async fn receive_webhook(
         } => (webhook_id, false, deliveries),
         Accepted::Duplicate { webhook_id } => (webhook_id, true, 0),
     };
+    if deliveries > 0 {
+        for destination in &destinations {
+            if let Some(wake) = state.wake.get(destination) {
+                wake.notify_one();
+            }
+        }
+    }
     tracing::info!(
         source = source_id,
         delivery_id,
@@ -239,11 +246,4 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         }
         Err(err) => Err(ApiError::BodyUnreadable(err.to_string())),
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

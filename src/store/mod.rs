@@ -76,6 +76,45 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// A delivery claimed by a worker, leased until the attempt is recorded.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub operation: String,
+    /// JSON text.
+    pub payload: String,
+    pub conversion_id: Option<String>,
+    /// Attempts made so far, this one included.
+    pub attempts: i64,
+}
+
+/// What one attempt came to, as it is recorded.
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    Delivered {
+        response: String,
+        conversion_id: Option<String>,
+    },
+    Retry {
+        next_attempt_at_ms: i64,
+        reason: String,
+    },
+    Dead {
+        reason: String,
+    },
+    /// The destination runs dry: the request that would have been sent (secrets masked).
+    DryRun {
+        request: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub started_at_ms: i64,
+    pub duration_ms: i64,
+    pub recorded: Recorded,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes the webhook and its deliveries in one transaction, unless its (source, dedupe
@@ -83,6 +122,38 @@ pub trait Store: Send + Sync {
     async fn accept(&self, webhook: NewWebhook) -> Result<Accepted, StoreError>;
     /// Succeeds when the store answers a query.
     async fn check_ready(&self) -> Result<(), StoreError>;
+    /// Leases up to `limit` deliveries of `destination` that are due (or whose lease
+    /// expired), oldest due first, counting the attempt.
+    async fn claim_due_deliveries(
+        &self,
+        destination: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// Records one attempt of these deliveries and moves them on (delivered, pending again,
+    /// dead or dry_run), in one transaction.
+    async fn record_attempt(&self, deliveries: &[i64], attempt: &Attempt)
+    -> Result<(), StoreError>;
+    /// Moves `waiting` deliveries on: to `pending` with the conversion id once the delivery
+    /// they need is delivered; to `skipped` when it failed, ran dry, or never appeared within
+    /// `waiting_timeout_ms`.
+    async fn release_waiting_deliveries(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        waiting_timeout_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// When the next delivery of `destination` falls due, if any is pending or leased.
+    async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError>;
+}
+
+/// The store's clock: Unix time in milliseconds, as every time column holds it.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Opens the store named by `url`, creating and migrating it as needed.

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Accepted, NewWebhook, Store, StoreError};
+use sqlx::Row;
+
+use super::{Accepted, Attempt, ClaimedDelivery, NewWebhook, Recorded, Store, StoreError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
@@ -90,8 +92,8 @@ impl Store for SqliteStore {
             deliveries += sqlx::query(
                 "INSERT INTO deliveries \
                  (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
-                  needs_key, status, next_attempt_at, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                  needs_key, status, next_attempt_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (mapping, key) DO NOTHING",
             )
             .bind(webhook_id)
@@ -103,6 +105,7 @@ impl Store for SqliteStore {
             .bind(needs_mapping)
             .bind(needs_key)
             .bind(status)
+            .bind(webhook.received_at_ms)
             .bind(webhook.received_at_ms)
             .bind(webhook.received_at_ms)
             .execute(&mut *tx)
@@ -119,5 +122,160 @@ impl Store for SqliteStore {
     async fn check_ready(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        destination: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE deliveries \
+             SET status = 'in_flight', lease_until = ?, attempts = attempts + 1, updated_at = ? \
+             WHERE id IN (SELECT id FROM deliveries WHERE destination = ? \
+                 AND ((status = 'pending' AND next_attempt_at <= ?) \
+                      OR (status = 'in_flight' AND lease_until < ?)) \
+                 ORDER BY next_attempt_at, id LIMIT ?) \
+             RETURNING id, operation, payload, conversion_id, attempts",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(now_ms)
+        .bind(destination)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed: Vec<ClaimedDelivery> = rows
+            .into_iter()
+            .map(|row| ClaimedDelivery {
+                id: row.get("id"),
+                operation: row.get("operation"),
+                payload: row.get("payload"),
+                conversion_id: row.get("conversion_id"),
+                attempts: row.get("attempts"),
+            })
+            .collect();
+        claimed.sort_by_key(|d| d.id);
+        Ok(claimed)
+    }
+
+    async fn record_attempt(
+        &self,
+        deliveries: &[i64],
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let now = attempt.started_at_ms + attempt.duration_ms;
+        let mut tx = self.pool.begin().await?;
+        for &id in deliveries {
+            let (outcome, response) = match &attempt.recorded {
+                Recorded::Delivered { response, .. } => ("delivered", response.as_str()),
+                Recorded::Retry { reason, .. } => ("retry", reason.as_str()),
+                Recorded::Dead { reason } => ("dead", reason.as_str()),
+                Recorded::DryRun { request } => ("dry_run", request.as_str()),
+            };
+            sqlx::query(
+                "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, response) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(attempt.started_at_ms)
+            .bind(attempt.duration_ms)
+            .bind(outcome)
+            .bind(response)
+            .execute(&mut *tx)
+            .await?;
+            let update = match &attempt.recorded {
+                Recorded::Delivered { conversion_id, .. } => sqlx::query(
+                    "UPDATE deliveries SET status = 'delivered', conversion_id = ?, \
+                     lease_until = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
+                )
+                .bind(conversion_id.clone()),
+                Recorded::Retry {
+                    next_attempt_at_ms,
+                    reason,
+                } => sqlx::query(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
+                     last_error = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
+                )
+                .bind(*next_attempt_at_ms)
+                .bind(reason.clone()),
+                Recorded::Dead { reason } => sqlx::query(
+                    "UPDATE deliveries SET status = 'dead', last_error = ?, \
+                     lease_until = NULL, updated_at = ? WHERE id = ?",
+                )
+                .bind(reason.clone()),
+                Recorded::DryRun { request } => sqlx::query(
+                    "UPDATE deliveries SET status = 'dry_run', request = ?, \
+                     lease_until = NULL, updated_at = ? WHERE id = ?",
+                )
+                .bind(request.clone()),
+            };
+            update.bind(now).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_waiting_deliveries(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        waiting_timeout_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries AS w SET status = 'pending', next_attempt_at = ?, updated_at = ?, \
+               conversion_id = (SELECT n.conversion_id FROM deliveries AS n \
+                                WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) \
+             WHERE w.destination = ? AND w.status = 'waiting' AND EXISTS \
+               (SELECT 1 FROM deliveries AS n WHERE n.mapping = w.needs_mapping \
+                AND n.key = w.needs_key AND n.status = 'delivered')",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(destination)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deliveries AS w SET status = 'skipped', updated_at = ?, \
+               last_error = 'the delivery it needs was not made (' || \
+                 (SELECT n.status FROM deliveries AS n \
+                  WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) || ')' \
+             WHERE w.destination = ? AND w.status = 'waiting' AND EXISTS \
+               (SELECT 1 FROM deliveries AS n WHERE n.mapping = w.needs_mapping \
+                AND n.key = w.needs_key AND n.status IN ('dead', 'skipped', 'dry_run'))",
+        )
+        .bind(now_ms)
+        .bind(destination)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deliveries AS w SET status = 'skipped', updated_at = ?, \
+               last_error = 'nothing to update: the delivery it needs never appeared' \
+             WHERE w.destination = ? AND w.status = 'waiting' AND w.created_at <= ? \
+               AND NOT EXISTS (SELECT 1 FROM deliveries AS n \
+                 WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key)",
+        )
+        .bind(now_ms)
+        .bind(destination)
+        .bind(now_ms - waiting_timeout_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(CASE status WHEN 'pending' THEN next_attempt_at ELSE lease_until END) \
+             FROM deliveries WHERE destination = ? AND status IN ('pending', 'in_flight')",
+        )
+        .bind(destination)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next)
     }
 }

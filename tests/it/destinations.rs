@@ -1,78 +1,14 @@
 //! Destination clients against doubles: real HTTP servers on 127.0.0.1 that record each
 //! request and answer as the real API would.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use storehook::config::{Config, EMBEDDED};
 use storehook::destination::{self, Destination, Outcome, Outgoing};
 use storehook::mapping::Operation;
 
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    body: Value,
-}
-
-/// A canned answer: status, headers, body.
-type Answer = (u16, Vec<(&'static str, &'static str)>, String);
-
-/// A double: records requests, answers from a queue (then `200 {}`).
-#[derive(Clone, Default)]
-struct Double {
-    received: Arc<Mutex<Vec<Received>>>,
-    answers: Arc<Mutex<VecDeque<Answer>>>,
-}
-
-impl Double {
-    async fn start() -> (Double, String) {
-        let double = Double::default();
-        let state = double.clone();
-        let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
-            let state = state.clone();
-            async move {
-                state.received.lock().unwrap().push(Received {
-                    path: uri.path().to_string(),
-                    headers,
-                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                });
-                let (status, headers, body) = state
-                    .answers
-                    .lock()
-                    .unwrap()
-                    .pop_front()
-                    .unwrap_or((200, vec![], "{}".into()));
-                let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
-                for (name, value) in headers {
-                    response.headers_mut().insert(name, value.parse().unwrap());
-                }
-                response
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (double, url)
-    }
-
-    fn answer(&self, status: u16, headers: Vec<(&'static str, &'static str)>, body: &str) {
-        self.answers
-            .lock()
-            .unwrap()
-            .push_back((status, headers, body.to_string()));
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-}
+use crate::doubles::{Double, Received};
 
 /// The shipped configuration's destination `id`, pointed at `url` with test credentials.
 fn shipped_destination(id: &str, url: &str) -> Box<dyn Destination> {

@@ -95,12 +95,22 @@ pub async fn spawn_app() -> TestApp {
 /// Spawns the app after `adjust` has changed the test environment (remove a secret, add a
 /// previous one, …).
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut BTreeMap<String, String>)) -> TestApp {
+    spawn_app_configured(adjust, |_| {}).await
+}
+
+/// Spawns the app after `adjust_env` changed the environment and `adjust_config` the parsed
+/// configuration (short retry schedules, …).
+pub async fn spawn_app_configured(
+    adjust_env: impl FnOnce(&mut BTreeMap<String, String>),
+    adjust_config: impl FnOnce(&mut Config),
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut env = test_env(dir.path());
-    adjust(&mut env);
+    adjust_env(&mut env);
     let mut config = Config::parse(EMBEDDED, "storehook.toml", &|name| env.get(name).cloned())
         .expect("the shipped configuration loads");
     config.listen = "127.0.0.1:0".parse().unwrap();
+    adjust_config(&mut config);
     let app = App::build(config).await.expect("the app builds");
     let address = format!("http://{}", app.local_addr());
     let (tx, rx) = oneshot::channel::<()>();
@@ -114,6 +124,19 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut BTreeMap<String, String>)) 
         _dir: dir,
         shutdown: Some(tx),
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub mapping: String,
+    pub key: String,
+    pub status: String,
+    pub payload: serde_json::Value,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub conversion_id: Option<String>,
+    pub request: Option<String>,
 }
 
 #[derive(Debug)]
@@ -216,6 +239,66 @@ impl TestApp {
                     serde_json::from_str(row.get::<&str, _>("payload")).unwrap(),
                 )
             })
+            .collect()
+    }
+
+    /// Every delivery row with its delivery state.
+    pub async fn delivery_rows(&self) -> Vec<DeliveryRow> {
+        let pool = self.db().await;
+        let rows = sqlx::query(
+            "SELECT id, mapping, key, status, payload, attempts, last_error, conversion_id, request \
+             FROM deliveries ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows.into_iter()
+            .map(|row| DeliveryRow {
+                id: row.get("id"),
+                mapping: row.get("mapping"),
+                key: row.get("key"),
+                status: row.get("status"),
+                payload: serde_json::from_str(row.get::<&str, _>("payload")).unwrap(),
+                attempts: row.get("attempts"),
+                last_error: row.get("last_error"),
+                conversion_id: row.get("conversion_id"),
+                request: row.get("request"),
+            })
+            .collect()
+    }
+
+    /// Polls the deliveries until `done` holds for them (bounded: 30 s, then panics with
+    /// what they were).
+    pub async fn wait_for_deliveries(
+        &self,
+        done: impl Fn(&[DeliveryRow]) -> bool,
+    ) -> Vec<DeliveryRow> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let rows = self.delivery_rows().await;
+            if done(&rows) {
+                return rows;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("deliveries did not reach the expected state: {rows:#?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many attempts a delivery has recorded.
+    pub async fn attempts_of(&self, delivery_id: i64) -> Vec<(String, Option<String>)> {
+        let pool = self.db().await;
+        let rows =
+            sqlx::query("SELECT outcome, response FROM attempts WHERE delivery_id = ? ORDER BY id")
+                .bind(delivery_id)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        rows.into_iter()
+            .map(|r| (r.get("outcome"), r.get("response")))
             .collect()
     }
 

@@ -1,7 +1,9 @@
 //! One integration test binary: a real server on 127.0.0.1:0 over a real SQLite file.
 
 mod cli;
+mod delivery;
 mod destinations;
+mod doubles;
 mod durability;
 mod handshakes;
 mod harness;

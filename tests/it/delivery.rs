@@ -1,0 +1,343 @@
+//! End to end: signed webhooks in, requests at destination doubles out, with retries, dead
+//! letters, a status update waiting for its conversion, and dry runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::doubles::{Double, Received};
+use crate::harness::*;
+
+struct Doubles {
+    legion: Double,
+    scalef: Double,
+    salekit: Double,
+}
+
+fn scalef_answer(request: &Received) -> crate::doubles::Answer {
+    if request.path.ends_with("/conversion") {
+        let order = request.body["order_id"].as_str().unwrap_or("?");
+        let body = json!({"status": "success", "data": {"conversion": {"conversion_id": format!("conv-{order}")}}});
+        (200, vec![], body.to_string())
+    } else {
+        (200, vec![], r#"{"status": "success"}"#.into())
+    }
+}
+
+/// The app with every destination live against its double, short retry schedules, and a
+/// one-second wait for conversions that never come.
+async fn spawn_with_doubles(legion_default: Option<u16>) -> (TestApp, Doubles) {
+    let legion = match legion_default {
+        Some(status) => Double::start_with(move |_| (status, vec![], "down".into())).await,
+        None => Double::start().await,
+    };
+    let (scalef, scalef_url) = Double::start_with(scalef_answer).await;
+    let (salekit, salekit_url) = Double::start_with(|_| {
+        (
+            200,
+            vec![],
+            r#"{"error": false, "msg": "Thành công"}"#.into(),
+        )
+    })
+    .await;
+    let (legion, legion_url) = legion;
+    let app = spawn_app_configured(
+        |env| {
+            env.insert("LEGION_BASE_URL".into(), legion_url);
+            env.insert("LEGION_API_KEY".into(), "legion-key".into());
+            env.insert("SCALEF_BASE_URL".into(), scalef_url);
+            env.insert("SCALEF_USER".into(), "scalef-user".into());
+            env.insert("SCALEF_ACCESS_TOKEN".into(), "scalef-token".into());
+            env.insert("SALEKIT_BASE_URL".into(), salekit_url);
+            env.insert("SALEKIT_TOKEN".into(), "salekit-token".into());
+        },
+        |config| {
+            for destination in config.destinations.values_mut() {
+                destination.retry_schedule = vec![Duration::from_millis(200); 3];
+            }
+            config.delivery.waiting_timeout = Duration::from_secs(1);
+        },
+    )
+    .await;
+    (
+        app,
+        Doubles {
+            legion,
+            scalef,
+            salekit,
+        },
+    )
+}
+
+fn settled(rows: &[DeliveryRow]) -> bool {
+    !rows.is_empty()
+        && rows.iter().all(|r| {
+            matches!(
+                r.status.as_str(),
+                "delivered" | "dead" | "skipped" | "dry_run"
+            )
+        })
+}
+
+#[tokio::test]
+async fn every_fixture_reaches_its_destinations_once() {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    for platform in PLATFORMS {
+        for fixture in fixtures(platform) {
+            let response = app
+                .post_fixture(platform, &fixture, secret_of(platform))
+                .await;
+            assert_eq!(response.status(), 200);
+        }
+    }
+    let rows = app.wait_for_deliveries(settled).await;
+    let by_status = |mapping_part: &str, status: &str| {
+        rows.iter()
+            .filter(|r| r.mapping.contains(mapping_part) && r.status == status)
+            .count()
+    };
+    assert!(rows.iter().all(|r| r.status != "dead"), "{rows:#?}");
+    // Status updates of cancelled orders whose conversion was never created are skipped.
+    assert_eq!(by_status("scalef-status", "skipped"), 3, "{rows:#?}");
+
+    // Legion: every event arrived, each id exactly once, as the stored payload.
+    let events: Vec<Value> = doubles
+        .legion
+        .received()
+        .iter()
+        .flat_map(|r| r.body.as_array().unwrap().clone())
+        .collect();
+    let legion_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.mapping.ends_with("legion-purchase"))
+        .collect();
+    assert_eq!(events.len(), legion_rows.len());
+    for row in &legion_rows {
+        assert_eq!(row.status, "delivered");
+        let arrived = events
+            .iter()
+            .filter(|e| e["id"] == row.payload["id"])
+            .count();
+        assert_eq!(arrived, 1, "{}", row.payload["id"]);
+        assert!(events.contains(&row.payload));
+    }
+    // Salekit and Scalef: one request per delivered row, with its payload.
+    let salekit: Vec<Value> = doubles
+        .salekit
+        .received()
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    let salekit_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.mapping.ends_with("salekit-audience"))
+        .collect();
+    assert_eq!(salekit.len(), salekit_rows.len());
+    for row in salekit_rows {
+        assert!(salekit.contains(&row.payload));
+    }
+    let scalef = doubles.scalef.received();
+    let creates: Vec<_> = rows
+        .iter()
+        .filter(|r| r.mapping.ends_with("scalef-conversion"))
+        .collect();
+    assert_eq!(scalef.len(), creates.len(), "nothing else arrives");
+    for row in creates {
+        let order = row.payload["order_id"].as_str().unwrap();
+        assert_eq!(
+            row.conversion_id.as_deref(),
+            Some(format!("conv-{order}").as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_500_then_200_is_delivered_once_with_two_attempts() {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    doubles.salekit.answer(500, vec![], "try later");
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    app.post_fixture("haravan", &fixture, secret_of("haravan"))
+        .await;
+    let rows = app.wait_for_deliveries(settled).await;
+    let salekit = rows
+        .iter()
+        .find(|r| r.mapping == "haravan/salekit-audience")
+        .unwrap();
+    assert_eq!(salekit.status, "delivered");
+    assert_eq!(salekit.key, "1071234501");
+    assert_eq!(salekit.attempts, 2);
+    let attempts = app.attempts_of(salekit.id).await;
+    assert_eq!(attempts[0].0, "retry");
+    assert!(attempts[0].1.as_deref().unwrap().contains("500"));
+    assert_eq!(attempts[1].0, "delivered");
+    assert_eq!(doubles.salekit.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_400_and_a_body_level_refusal_are_dead_at_once_with_the_response_kept() {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    doubles.salekit.answer(
+        200,
+        vec![],
+        r#"{"error": true, "msg": "Sai Token vui lòng kiểm tra lại!"}"#,
+    );
+    doubles.scalef.answer(
+        400,
+        vec![],
+        r#"{"status": "error", "message": "campaign not found"}"#,
+    );
+    let fixture = fixture("haravan", "local-phone-click-id");
+    app.post_fixture("haravan", &fixture, secret_of("haravan"))
+        .await;
+    let rows = app.wait_for_deliveries(settled).await;
+    let salekit = rows
+        .iter()
+        .find(|r| r.mapping == "haravan/salekit-audience")
+        .unwrap();
+    assert_eq!((salekit.status.as_str(), salekit.attempts), ("dead", 1));
+    assert!(salekit.last_error.as_deref().unwrap().contains("Sai Token"));
+    let scalef = rows
+        .iter()
+        .find(|r| r.mapping == "haravan/scalef-conversion")
+        .unwrap();
+    assert_eq!((scalef.status.as_str(), scalef.attempts), ("dead", 1));
+    assert!(
+        scalef
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("campaign not found")
+    );
+    let legion = rows
+        .iter()
+        .find(|r| r.mapping == "haravan/legion-purchase")
+        .unwrap();
+    assert_eq!(
+        legion.status, "delivered",
+        "other destinations are not affected"
+    );
+}
+
+#[tokio::test]
+async fn retries_end_in_a_dead_delivery_after_the_schedule() {
+    let (app, doubles) = spawn_with_doubles(Some(503)).await;
+    let fixture = fixture("woocommerce", "paid-two-items-discount");
+    app.post_fixture("woocommerce", &fixture, secret_of("woocommerce"))
+        .await;
+    let rows = app.wait_for_deliveries(settled).await;
+    let legion = rows
+        .iter()
+        .find(|r| r.mapping == "woocommerce/legion-purchase")
+        .unwrap();
+    assert_eq!(legion.status, "dead");
+    assert_eq!(legion.attempts, 4, "the first try and three retries");
+    assert!(
+        legion
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 4 attempts")
+    );
+    assert_eq!(doubles.legion.received().len(), 4);
+}
+
+#[tokio::test]
+async fn legion_down_does_not_delay_salekit() {
+    let (app, doubles) = spawn_with_doubles(Some(500)).await;
+    let fixture = fixture("shopify", "guest-no-customer");
+    app.post_fixture("shopify", &fixture, secret_of("shopify"))
+        .await;
+    let rows = app
+        .wait_for_deliveries(|rows| {
+            rows.iter()
+                .any(|r| r.mapping == "shopify/salekit-audience" && r.status == "delivered")
+        })
+        .await;
+    let legion = rows
+        .iter()
+        .find(|r| r.mapping == "shopify/legion-purchase")
+        .unwrap();
+    assert_ne!(legion.status, "delivered");
+    assert_eq!(doubles.salekit.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_status_update_waits_for_its_conversion_and_uses_its_id() {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    // The create fails once, so the status update has to wait for its retry.
+    doubles.scalef.answer(502, vec![], "bad gateway");
+    let fixture = fixture("shopify", "local-phone-click-id");
+    app.post_fixture("shopify", &fixture, secret_of("shopify"))
+        .await;
+
+    let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
+    order["cancelled_at"] = "2026-03-15T09:00:00+07:00".into();
+    order["cancel_reason"] = "customer".into();
+    order["financial_status"] = "refunded".into();
+    let body = serde_json::to_vec(&order).unwrap();
+    let mut headers: BTreeMap<String, String> = recorded_headers_without_signature(&fixture)
+        .into_iter()
+        .collect();
+    headers.insert("X-Shopify-Topic".into(), "orders/cancelled".into());
+    headers.insert("X-Shopify-Event-Id".into(), "cancel-event-1".into());
+    headers.insert(
+        "X-Shopify-Hmac-Sha256".into(),
+        platform_signature(secret_of("shopify"), &body),
+    );
+    let headers: Vec<_> = headers.into_iter().collect();
+    let response = app.post_raw("shopify", &headers, body).await;
+    assert_eq!(json_of(response).await["deliveries"], 1);
+
+    let rows = app.wait_for_deliveries(settled).await;
+    let update = rows
+        .iter()
+        .find(|r| r.mapping == "shopify/scalef-status")
+        .unwrap();
+    assert_eq!(update.status, "delivered", "{rows:#?}");
+    let received = doubles.scalef.received();
+    let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/conversion",
+            "/api/v1/conversion",
+            "/api/v1/update-conversion-status"
+        ]
+    );
+    assert_eq!(
+        received[2].body,
+        json!({"conversion_id": "conv-1002", "status": "rejected", "reason": "customer"})
+    );
+}
+
+#[tokio::test]
+async fn without_credentials_deliveries_run_dry_and_record_the_request() {
+    let (legion, legion_url) = Double::start().await;
+    let app = spawn_app_with(|env| {
+        env.insert("LEGION_BASE_URL".into(), legion_url);
+    })
+    .await;
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    app.post_fixture("haravan", &fixture, secret_of("haravan"))
+        .await;
+    let rows = app.wait_for_deliveries(settled).await;
+    for row in &rows {
+        assert_eq!(row.status, "dry_run", "{row:#?}");
+    }
+    let legion_row = rows
+        .iter()
+        .find(|r| r.mapping == "haravan/legion-purchase")
+        .unwrap();
+    let request: Value = serde_json::from_str(legion_row.request.as_deref().unwrap()).unwrap();
+    assert!(
+        request["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/integration/flow-state/event/add/")
+    );
+    assert!(request["headers"].to_string().contains("(not set)"));
+    let sent: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, json!([legion_row.payload]));
+    assert!(legion.received().is_empty(), "nothing leaves the machine");
+}
