@@ -1,6 +1,8 @@
-//! The command line: `serve`, `send`, `sign`, `check`, `translate`, `migrate`.
+//! The command line: `serve`, `send`, `sign`, `check`, `translate`, `deliveries`, `replay`,
+//! `migrate`.
 
 mod mapping;
+mod outbox;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +80,22 @@ pub enum Command {
         #[arg(long)]
         source: Option<String>,
     },
+    /// List deliveries (newest first, 50 unless --limit says otherwise).
+    Deliveries {
+        #[command(flatten)]
+        filter: outbox::FilterArgs,
+        /// JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put deliveries back in the queue (by default the dead ones), or with --retranslate
+    /// run the current mappings over their stored webhooks first (after a mapping fix).
+    Replay {
+        #[command(flatten)]
+        filter: outbox::FilterArgs,
+        #[arg(long)]
+        retranslate: bool,
+    },
     /// Create or upgrade the store's tables, then exit.
     Migrate,
 }
@@ -126,6 +144,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 source: source.as_deref(),
             },
         ),
+        Command::Deliveries { filter, json } => outbox::deliveries(&config, &filter, json).await,
+        Command::Replay {
+            filter,
+            retranslate,
+        } => outbox::replay(&config, &filter, retranslate).await,
         Command::Migrate => {
             store::open(&config.store_url).await?;
             println!("store ready: {}", describe_store(&config.store_url));

@@ -115,6 +115,44 @@ pub struct Attempt {
     pub recorded: Recorded,
 }
 
+/// Which deliveries an operator means.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+    pub destination: Option<String>,
+    /// Created at or after this Unix time in milliseconds.
+    pub since_ms: Option<i64>,
+    pub webhook_id: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// A delivery as operators see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliverySummary {
+    pub id: i64,
+    pub webhook_id: i64,
+    pub mapping: String,
+    pub key: String,
+    pub destination: String,
+    pub operation: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// A stored webhook, as re-translation reads it.
+#[derive(Debug, Clone)]
+pub struct StoredWebhook {
+    pub id: i64,
+    pub source: String,
+    pub platform: String,
+    pub topic: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes the webhook and its deliveries in one transaction, unless its (source, dedupe
@@ -144,6 +182,34 @@ pub trait Store: Send + Sync {
         now_ms: i64,
         waiting_timeout_ms: i64,
     ) -> Result<(), StoreError>;
+    /// Deliveries matching the filter, newest first.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliverySummary>, StoreError>;
+    /// Puts matching deliveries that were not delivered back in the queue, due now, with a
+    /// fresh retry schedule; returns how many.
+    async fn requeue_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
+    /// The webhooks whose deliveries match the filter (or, filtering by webhook or time only,
+    /// those webhooks themselves, translated or not), oldest first.
+    async fn webhooks_for(&self, filter: &DeliveryFilter)
+    -> Result<Vec<StoredWebhook>, StoreError>;
+    /// Writes the deliveries of a re-translated webhook: new ones are added; existing ones
+    /// that were not delivered (and are in `only_status`, when given) take the new payload
+    /// and are due now; delivered ones are left alone, so nothing is counted twice.
+    /// Returns (added, replaced).
+    async fn replace_deliveries(
+        &self,
+        webhook_id: i64,
+        deliveries: &[NewDelivery],
+        translation_error: Option<&str>,
+        only_status: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(u64, u64), StoreError>;
     /// When the next delivery of `destination` falls due, if any is pending or leased.
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError>;
 }

@@ -9,7 +9,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use sqlx::Row;
 
-use super::{Accepted, Attempt, ClaimedDelivery, NewWebhook, Recorded, Store, StoreError};
+use super::{
+    Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliverySummary, NewDelivery, NewWebhook,
+    Recorded, Store, StoreError, StoredWebhook,
+};
+
+/// The condition of a [`DeliveryFilter`] over `deliveries`, bound as ?1 status, ?2
+/// destination, ?3 since, ?4 webhook (?5 is the limit); an unset field matches everything.
+macro_rules! filter_sql {
+    () => {
+        "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR destination = ?2) \
+         AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR webhook_id = ?4)"
+    };
+}
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
@@ -277,5 +289,188 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(next)
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliverySummary>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT id, webhook_id, mapping, key, destination, operation, status, attempts, \
+             next_attempt_at, created_at, last_error FROM deliveries WHERE ",
+            filter_sql!(),
+            " ORDER BY id DESC LIMIT ?5"
+        ))
+        .bind(filter.status.clone())
+        .bind(filter.destination.clone())
+        .bind(filter.since_ms)
+        .bind(filter.webhook_id)
+        .bind(filter.limit.unwrap_or(-1))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| DeliverySummary {
+                id: row.get("id"),
+                webhook_id: row.get("webhook_id"),
+                mapping: row.get("mapping"),
+                key: row.get("key"),
+                destination: row.get("destination"),
+                operation: row.get("operation"),
+                status: row.get("status"),
+                attempts: row.get("attempts"),
+                next_attempt_at: row.get("next_attempt_at"),
+                created_at: row.get("created_at"),
+                last_error: row.get("last_error"),
+            })
+            .collect())
+    }
+
+    async fn requeue_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(concat!(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?6, \
+             lease_until = NULL, updated_at = ?6 \
+             WHERE id IN (SELECT id FROM deliveries WHERE ",
+            filter_sql!(),
+            " AND status IN ('dead', 'dry_run', 'skipped', 'pending') ORDER BY id LIMIT ?5)"
+        ))
+        .bind(filter.status.clone())
+        .bind(filter.destination.clone())
+        .bind(filter.since_ms)
+        .bind(filter.webhook_id)
+        .bind(filter.limit.unwrap_or(-1))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn webhooks_for(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
+        let by_delivery = filter.status.is_some() || filter.destination.is_some();
+        let sql = if by_delivery {
+            concat!(
+                "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE id IN \
+                 (SELECT webhook_id FROM deliveries WHERE ",
+                filter_sql!(),
+                ") ORDER BY id LIMIT ?5"
+            )
+        } else {
+            "SELECT id, source, platform, topic, headers, body FROM webhooks \
+             WHERE (?1 IS NULL OR 1) AND (?2 IS NULL OR 1) AND (?3 IS NULL OR received_at >= ?3) \
+             AND (?4 IS NULL OR id = ?4) ORDER BY id LIMIT ?5"
+        };
+        let rows = sqlx::query(sql)
+            .bind(filter.status.clone())
+            .bind(filter.destination.clone())
+            .bind(filter.since_ms)
+            .bind(filter.webhook_id)
+            .bind(filter.limit.unwrap_or(-1))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredWebhook {
+                id: row.get("id"),
+                source: row.get("source"),
+                platform: row.get("platform"),
+                topic: row.get("topic"),
+                headers: serde_json::from_str(row.get::<&str, _>("headers")).unwrap_or_default(),
+                body: row.get("body"),
+            })
+            .collect())
+    }
+
+    async fn replace_deliveries(
+        &self,
+        webhook_id: i64,
+        deliveries: &[NewDelivery],
+        translation_error: Option<&str>,
+        only_status: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE webhooks SET status = ?, error = ? WHERE id = ?")
+            .bind(if translation_error.is_some() {
+                "untranslated"
+            } else {
+                "translated"
+            })
+            .bind(translation_error)
+            .bind(webhook_id)
+            .execute(&mut *tx)
+            .await?;
+        let (mut added, mut replaced) = (0, 0);
+        for delivery in deliveries {
+            let status = if delivery.needs.is_some() {
+                "waiting"
+            } else {
+                "pending"
+            };
+            let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT status FROM deliveries WHERE mapping = ? AND key = ?")
+                    .bind(&delivery.mapping)
+                    .bind(&delivery.key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match existing.as_deref() {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO deliveries \
+                         (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
+                          needs_key, status, next_attempt_at, created_at, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(webhook_id)
+                    .bind(&delivery.mapping)
+                    .bind(&delivery.key)
+                    .bind(&delivery.destination)
+                    .bind(&delivery.operation)
+                    .bind(&delivery.payload)
+                    .bind(needs_mapping)
+                    .bind(needs_key)
+                    .bind(status)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    added += 1;
+                }
+                // Sent, or being sent: a new payload would count the order twice.
+                Some("delivered") | Some("in_flight") => {}
+                Some(status) if only_status.is_some_and(|only| only != status) => {}
+                Some(_) => {
+                    sqlx::query(
+                        "UPDATE deliveries SET payload = ?, destination = ?, operation = ?, \
+                         needs_mapping = ?, needs_key = ?, status = ?, attempts = 0, \
+                         next_attempt_at = ?, last_error = NULL, request = NULL, updated_at = ? \
+                         WHERE mapping = ? AND key = ?",
+                    )
+                    .bind(&delivery.payload)
+                    .bind(&delivery.destination)
+                    .bind(&delivery.operation)
+                    .bind(needs_mapping)
+                    .bind(needs_key)
+                    .bind(status)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(&delivery.mapping)
+                    .bind(&delivery.key)
+                    .execute(&mut *tx)
+                    .await?;
+                    replaced += 1;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok((added, replaced))
     }
 }

@@ -341,3 +341,134 @@ async fn without_credentials_deliveries_run_dry_and_record_the_request() {
     assert_eq!(sent, json!([legion_row.payload]));
     assert!(legion.received().is_empty(), "nothing leaves the machine");
 }
+
+/// Runs the real binary against the app's database and mappings.
+fn storehook_cli(app: &TestApp, mappings: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_storehook"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env(
+            "STOREHOOK_STORE_URL",
+            format!("sqlite://{}", app.db_path.display()),
+        )
+        .env("STOREHOOK_MAPPINGS_DIR", mappings)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_delivery_is_replayed_and_delivered() {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    doubles
+        .salekit
+        .answer(400, vec![], r#"{"error": true, "msg": "thiếu trường"}"#);
+    let fixture = fixture("woocommerce", "paid-two-items-discount");
+    app.post_fixture("woocommerce", &fixture, secret_of("woocommerce"))
+        .await;
+    app.wait_for_deliveries(settled).await;
+
+    let mappings = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let listed = storehook_cli(&app, &mappings, &["deliveries", "--status", "dead"]);
+    assert!(
+        listed.contains("woocommerce/salekit-audience") && listed.contains("1 deliveries"),
+        "{listed}"
+    );
+    let out = storehook_cli(&app, &mappings, &["replay", "--destination", "salekit"]);
+    assert!(out.contains("requeued 1 deliveries"), "{out}");
+    let rows = app
+        .wait_for_deliveries(|rows| rows.iter().all(|r| r.status == "delivered"))
+        .await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(doubles.salekit.received().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_retranslate_sends_the_fixed_mappings_payload() {
+    // A copy of the shipped mappings the operator will fix.
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir_all(mappings.join("haravan")).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/haravan");
+    for name in ["legion-purchase", "salekit-audience"] {
+        std::fs::copy(
+            shipped.join(format!("{name}.toml")),
+            mappings.join(format!("haravan/{name}.toml")),
+        )
+        .unwrap();
+    }
+    let (salekit, salekit_url) = Double::start_with(|request| {
+        if request.body["src"] == "haravan" {
+            (
+                200,
+                vec![],
+                r#"{"error": true, "msg": "src không hợp lệ"}"#.into(),
+            )
+        } else {
+            (
+                200,
+                vec![],
+                r#"{"error": false, "msg": "Thành công"}"#.into(),
+            )
+        }
+    })
+    .await;
+    let mappings_dir = mappings.display().to_string();
+    let app = spawn_app_with(|env| {
+        env.insert("STOREHOOK_MAPPINGS_DIR".into(), mappings_dir);
+        env.insert("SALEKIT_BASE_URL".into(), salekit_url);
+        env.insert("SALEKIT_TOKEN".into(), "salekit-token".into());
+    })
+    .await;
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    app.post_fixture("haravan", &fixture, secret_of("haravan"))
+        .await;
+    let rows = app.wait_for_deliveries(settled).await;
+    let salekit_row = rows
+        .iter()
+        .find(|r| r.mapping == "haravan/salekit-audience")
+        .unwrap();
+    assert_eq!(salekit_row.status, "dead");
+
+    let file = mappings.join("haravan/salekit-audience.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(r#"src     = '"haravan"'"#, r#"src     = '"haravan-shop"'"#),
+    )
+    .unwrap();
+    let out = storehook_cli(
+        &app,
+        &mappings,
+        &["replay", "--retranslate", "--destination", "salekit"],
+    );
+    assert!(
+        out.contains("re-translated 1 webhooks: 0 deliveries added, 1 replaced"),
+        "{out}"
+    );
+
+    let rows = app
+        .wait_for_deliveries(|rows| {
+            rows.iter()
+                .any(|r| r.mapping == "haravan/salekit-audience" && r.status == "delivered")
+        })
+        .await;
+    let received = salekit.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[1].body["src"], "haravan-shop");
+    let legion = rows
+        .iter()
+        .find(|r| r.mapping == "haravan/legion-purchase")
+        .unwrap();
+    assert_eq!(
+        legion.status, "dry_run",
+        "the Legion delivery was left alone"
+    );
+}
