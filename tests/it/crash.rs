@@ -127,10 +127,10 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook_and_doubles_no_legion_
             }
             if !killed && answered.load(std::sync::atomic::Ordering::SeqCst) >= kill_after {
                 child.kill().unwrap(); // SIGKILL: no shutdown, no flush
-                child.wait().unwrap();
                 killed = true;
             }
         }
+        child.wait().unwrap();
         assert!(killed);
     }
 
