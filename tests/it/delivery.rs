@@ -150,6 +150,36 @@ async fn every_fixture_reaches_its_destinations_once() {
             Some(format!("conv-{order}").as_str())
         );
     }
+
+    // What arrived, in a stable order (Legion's batching depends on timing, its events do
+    // not): the reviewed snapshot shows every request a destination gets from the fixtures.
+    let shown = |received: Vec<Received>, credential_headers: &[&str]| -> Vec<Value> {
+        let mut requests: Vec<Value> = received
+            .into_iter()
+            .flat_map(|r| {
+                let headers: BTreeMap<&str, &str> = credential_headers
+                    .iter()
+                    .chain(&["content-type", "x-at-user-type", "x-network-id"])
+                    .filter_map(|h| r.headers.get(*h).map(|v| (*h, v.to_str().unwrap())))
+                    .collect();
+                let bodies = match &r.body {
+                    Value::Array(events) => events.clone(),
+                    other => vec![other.clone()],
+                };
+                bodies
+                    .into_iter()
+                    .map(|body| json!({"path": r.path, "headers": headers, "body": body}))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        requests.sort_by_key(|r| r["body"].to_string());
+        requests
+    };
+    insta::assert_json_snapshot!(json!({
+        "legion": shown(doubles.legion.received(), &["x-api-key"]),
+        "scalef": shown(doubles.scalef.received(), &["x-at-user", "x-at-user-access-token"]),
+        "salekit": shown(doubles.salekit.received(), &["token"]),
+    }));
 }
 
 #[tokio::test]
