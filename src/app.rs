@@ -22,7 +22,12 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     workers: Vec<Worker>,
+    store: Arc<dyn store::Store>,
+    retention: Duration,
 }
+
+/// How often the retention purge runs.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// How long a stop waits for the delivery workers to finish the attempt they are making.
 const WORKER_STOP_DEADLINE: Duration = Duration::from_secs(15);
@@ -53,7 +58,7 @@ impl App {
         }
         let state = AppState {
             sources: Arc::new(config.sources),
-            store,
+            store: store.clone(),
             catalog: Arc::new(catalog),
             wake: Arc::new(wake),
             max_body_bytes: config.max_body_bytes,
@@ -62,6 +67,8 @@ impl App {
             listener,
             router: router(state),
             workers,
+            store,
+            retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
         })
     }
 
@@ -78,11 +85,16 @@ impl App {
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), "listening");
         let (stop, stopped) = watch::channel(false);
-        let workers: Vec<_> = self
+        let mut workers: Vec<_> = self
             .workers
             .into_iter()
             .map(|worker| tokio::spawn(worker.run(stopped.clone())))
             .collect();
+        workers.push(tokio::spawn(purge_periodically(
+            self.store,
+            self.retention,
+            stopped.clone(),
+        )));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -94,6 +106,26 @@ impl App {
             );
         }
         served
+    }
+}
+
+/// Runs the retention purge at start and then every [`PURGE_EVERY`], until the stop.
+async fn purge_periodically(
+    store: Arc<dyn store::Store>,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let cutoff = store::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        match store.purge_before(cutoff).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "retention: old webhooks purged"),
+            Err(err) => tracing::error!(error = %err, "retention purge failed; retried later"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PURGE_EVERY) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -131,6 +131,10 @@ pub struct Config {
     pub origin: String,
     pub listen: SocketAddr,
     pub store_url: String,
+    /// After this many days, the bodies of webhooks whose deliveries are all done, and the
+    /// payloads and attempts of done deliveries, are purged. Their ids and keys stay, so a
+    /// late repeat is still recognised and no order is ever delivered twice.
+    pub retention_days: u32,
     pub max_body_bytes: usize,
     /// The directory of mapping files.
     pub mappings_dir: String,
@@ -185,6 +189,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: String,
+    retention_days: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -271,6 +276,11 @@ impl Config {
         if store_url.is_empty() {
             return Err(invalid("store.url", "is empty".into()));
         }
+        let retention_days = match raw.store.retention_days {
+            Some(0) => return Err(invalid("store.retention_days", "must be above 0".into())),
+            Some(days) => days,
+            None => 30,
+        };
         let mappings_dir = match &raw.mappings {
             Some(m) => required("mappings.dir", &m.dir)?,
             None => DEFAULT_MAPPINGS_DIR.to_string(),
@@ -417,6 +427,7 @@ impl Config {
             origin: origin.to_string(),
             listen,
             store_url,
+            retention_days,
             max_body_bytes,
             mappings_dir,
             destinations,

@@ -210,6 +210,11 @@ pub trait Store: Send + Sync {
         only_status: Option<&str>,
         now_ms: i64,
     ) -> Result<(u64, u64), StoreError>;
+    /// Purges what `retention_days` allows for webhooks received before `cutoff_ms`: the
+    /// bodies and headers of webhooks whose deliveries are all done, and the payloads and
+    /// attempts of done deliveries. Rows, dedupe ids and keys stay. Returns how many webhooks
+    /// were purged.
+    async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
     /// When the next delivery of `destination` falls due, if any is pending or leased.
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError>;
 }

@@ -280,6 +280,38 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT d.id FROM deliveries AS d \
+             JOIN webhooks AS w ON w.id = d.webhook_id WHERE w.received_at < ? \
+             AND d.status IN ('delivered', 'skipped', 'dry_run'))",
+        )
+        .bind(cutoff_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deliveries SET payload = 'null', request = NULL WHERE payload != 'null' \
+             AND status IN ('delivered', 'skipped', 'dry_run') \
+             AND webhook_id IN (SELECT id FROM webhooks WHERE received_at < ?)",
+        )
+        .bind(cutoff_ms)
+        .execute(&mut *tx)
+        .await?;
+        let purged = sqlx::query(
+            "UPDATE webhooks SET body = x'', headers = '{}', status = 'purged' \
+             WHERE received_at < ? AND status != 'purged' AND NOT EXISTS \
+             (SELECT 1 FROM deliveries AS d WHERE d.webhook_id = webhooks.id \
+              AND d.status NOT IN ('delivered', 'skipped', 'dry_run'))",
+        )
+        .bind(cutoff_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(purged)
+    }
+
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(CASE status WHEN 'pending' THEN next_attempt_at ELSE lease_until END) \

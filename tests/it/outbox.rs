@@ -205,3 +205,54 @@ async fn a_mapping_naming_an_unconfigured_destination_stops_the_start() {
     assert!(text.contains("legion-purchase.toml"), "{text}");
     assert!(text.contains("`legoin` is not configured"), "{text}");
 }
+
+#[tokio::test]
+async fn retention_purges_bodies_and_payloads_but_keeps_ids_and_keys() {
+    let app = spawn_app().await;
+    let shopify = fixture("shopify", "local-phone-click-id");
+    let woo = fixture("woocommerce", "paid-two-items-discount");
+    app.post_fixture("shopify", &shopify, secret_of("shopify"))
+        .await;
+    app.post_fixture("woocommerce", &woo, secret_of("woocommerce"))
+        .await;
+    // Without credentials every destination runs dry: all deliveries end as dry_run.
+    app.wait_for_deliveries(|rows| rows.len() == 5 && rows.iter().all(|r| r.status == "dry_run"))
+        .await;
+
+    let store = storehook::store::open(&format!("sqlite://{}", app.db_path.display()))
+        .await
+        .unwrap();
+    let purged = store
+        .purge_before(storehook::store::now_ms() + 1)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    for webhook in app.inbox().await {
+        assert!(webhook.body.is_empty());
+    }
+    assert!(
+        app.delivery_rows()
+            .await
+            .iter()
+            .all(|r| r.payload.is_null())
+    );
+
+    // A late repeat is still recognised, and the order still gets no second delivery.
+    let again = json_of(
+        app.post_fixture("shopify", &shopify, secret_of("shopify"))
+            .await,
+    )
+    .await;
+    assert_eq!(again["duplicate"], true);
+    let mut order: serde_json::Value = serde_json::from_slice(&woo.body).unwrap();
+    order["status"] = "completed".into();
+    order["date_modified_gmt"] = "2026-05-01T00:00:00".into();
+    let body = serde_json::to_vec(&order).unwrap();
+    let update = json_of(
+        app.post_signed("woocommerce", &woo, &body, secret_of("woocommerce"))
+            .await,
+    )
+    .await;
+    assert_eq!(update["duplicate"], false);
+    assert_eq!(update["deliveries"], 0);
+}
