@@ -502,3 +502,37 @@ async fn replay_retranslate_sends_the_fixed_mappings_payload() {
         "the Legion delivery was left alone"
     );
 }
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_not_retried_sooner() {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    doubles
+        .salekit
+        .answer(429, vec![("retry-after", "2")], "slow down");
+    let fixture = fixture("shopify", "guest-no-customer");
+    app.post_fixture("shopify", &fixture, secret_of("shopify"))
+        .await;
+    let rows = app
+        .wait_for_deliveries(|rows| {
+            rows.iter()
+                .any(|r| r.mapping == "shopify/salekit-audience" && r.status == "delivered")
+        })
+        .await;
+    let salekit = rows
+        .iter()
+        .find(|r| r.mapping == "shopify/salekit-audience")
+        .unwrap();
+    assert_eq!(salekit.attempts, 2);
+    let pool = app.db().await;
+    let started: Vec<i64> =
+        sqlx::query_scalar("SELECT started_at FROM attempts WHERE delivery_id = ? ORDER BY id")
+            .bind(salekit.id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        started[1] - started[0] >= 2000,
+        "retried after {} ms, though the schedule's step is 200 ms and Retry-After said 2 s",
+        started[1] - started[0]
+    );
+}
