@@ -14,6 +14,48 @@ use super::{
     Recorded, Store, StoreError, StoredWebhook,
 };
 
+/// A delivery starts `waiting` when it needs another one, else `pending`.
+fn initial_status(delivery: &NewDelivery) -> &'static str {
+    if delivery.needs.is_some() {
+        "waiting"
+    } else {
+        "pending"
+    }
+}
+
+/// Adds a delivery, due at `now_ms`, unless its (mapping, key) is already stored; returns
+/// how many rows were written (0 or 1).
+async fn insert_delivery(
+    tx: &mut sqlx::SqliteConnection,
+    webhook_id: i64,
+    delivery: &NewDelivery,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+    let written = sqlx::query(
+        "INSERT INTO deliveries \
+         (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
+          needs_key, status, next_attempt_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (mapping, key) DO NOTHING",
+    )
+    .bind(webhook_id)
+    .bind(&delivery.mapping)
+    .bind(&delivery.key)
+    .bind(&delivery.destination)
+    .bind(&delivery.operation)
+    .bind(&delivery.payload)
+    .bind(needs_mapping)
+    .bind(needs_key)
+    .bind(initial_status(delivery))
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(written.rows_affected())
+}
+
 /// The condition of a [`DeliveryFilter`] over `deliveries`, bound as ?1 status, ?2
 /// destination, ?3 since, ?4 webhook (?5 is the limit); an unset field matches everything.
 macro_rules! filter_sql {
@@ -95,34 +137,8 @@ impl Store for SqliteStore {
         };
         let mut deliveries = 0;
         for delivery in &webhook.deliveries {
-            let status = if delivery.needs.is_some() {
-                "waiting"
-            } else {
-                "pending"
-            };
-            let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
-            deliveries += sqlx::query(
-                "INSERT INTO deliveries \
-                 (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
-                  needs_key, status, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (mapping, key) DO NOTHING",
-            )
-            .bind(webhook_id)
-            .bind(&delivery.mapping)
-            .bind(&delivery.key)
-            .bind(&delivery.destination)
-            .bind(&delivery.operation)
-            .bind(&delivery.payload)
-            .bind(needs_mapping)
-            .bind(needs_key)
-            .bind(status)
-            .bind(webhook.received_at_ms)
-            .bind(webhook.received_at_ms)
-            .bind(webhook.received_at_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            deliveries +=
+                insert_delivery(&mut tx, webhook_id, delivery, webhook.received_at_ms).await?;
         }
         tx.commit().await?;
         Ok(Accepted::Stored {
@@ -440,11 +456,6 @@ impl Store for SqliteStore {
             .await?;
         let (mut added, mut replaced) = (0, 0);
         for delivery in deliveries {
-            let status = if delivery.needs.is_some() {
-                "waiting"
-            } else {
-                "pending"
-            };
             let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
             let existing: Option<String> =
                 sqlx::query_scalar("SELECT status FROM deliveries WHERE mapping = ? AND key = ?")
@@ -454,26 +465,7 @@ impl Store for SqliteStore {
                     .await?;
             match existing.as_deref() {
                 None => {
-                    sqlx::query(
-                        "INSERT INTO deliveries \
-                         (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
-                          needs_key, status, next_attempt_at, created_at, updated_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(webhook_id)
-                    .bind(&delivery.mapping)
-                    .bind(&delivery.key)
-                    .bind(&delivery.destination)
-                    .bind(&delivery.operation)
-                    .bind(&delivery.payload)
-                    .bind(needs_mapping)
-                    .bind(needs_key)
-                    .bind(status)
-                    .bind(now_ms)
-                    .bind(now_ms)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_delivery(&mut tx, webhook_id, delivery, now_ms).await?;
                     added += 1;
                 }
                 // Sent, or being sent: a new payload would count the order twice.
@@ -491,7 +483,7 @@ impl Store for SqliteStore {
                     .bind(&delivery.operation)
                     .bind(needs_mapping)
                     .bind(needs_key)
-                    .bind(status)
+                    .bind(initial_status(delivery))
                     .bind(now_ms)
                     .bind(now_ms)
                     .bind(&delivery.mapping)
