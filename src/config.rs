@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
@@ -101,6 +102,13 @@ pub struct DestinationConfig {
     pub retry_schedule: Vec<Duration>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Requests per second at most (none: no limit).
+    pub rate_limit_per_second: Option<NonZeroU32>,
+    /// After this many attempts in a row that must be retried (5xx, 429, time-outs,
+    /// connection errors), the worker pauses for `cool_down`, so a destination that is down
+    /// is not hammered by every queued delivery in turn.
+    pub breaker_failures: u32,
+    pub breaker_cool_down: Duration,
 }
 
 /// How deliveries are claimed and how long they may wait for another.
@@ -169,6 +177,15 @@ struct RawDestination {
     retry_schedule: Option<Vec<String>>,
     timeout: Option<String>,
     connect_timeout: Option<String>,
+    rate_limit_per_second: Option<u32>,
+    circuit_breaker: Option<RawCircuitBreaker>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCircuitBreaker {
+    failures: u32,
+    cool_down: String,
 }
 
 #[derive(Deserialize)]
@@ -406,6 +423,22 @@ impl Config {
                 &format!("{key}.connect_timeout"),
                 raw.connect_timeout.as_deref().unwrap_or("3s"),
             )?;
+            let rate_limit_per_second = match raw.rate_limit_per_second {
+                Some(n) => Some(NonZeroU32::new(n).ok_or_else(|| {
+                    invalid(
+                        &format!("{key}.rate_limit_per_second"),
+                        "must be above 0".into(),
+                    )
+                })?),
+                None => None,
+            };
+            let (breaker_failures, breaker_cool_down) = match &raw.circuit_breaker {
+                Some(b) => (
+                    b.failures.max(1),
+                    duration(&format!("{key}.circuit_breaker.cool_down"), &b.cool_down)?,
+                ),
+                None => (5, Duration::from_secs(30)),
+            };
             destinations.insert(
                 id.clone(),
                 DestinationConfig {
@@ -419,6 +452,9 @@ impl Config {
                     retry_schedule,
                     timeout,
                     connect_timeout,
+                    rate_limit_per_second,
+                    breaker_failures,
+                    breaker_cool_down,
                 },
             );
         }

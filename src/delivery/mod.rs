@@ -1,11 +1,14 @@
 //! Delivery workers: one per destination, so a failing service never delays another. Each
 //! claims due deliveries with a lease, sends them, and records the attempt: delivered, a
 //! retry at the next step of its schedule (never sooner than `Retry-After`), or dead.
-//! New deliveries wake their worker at once; due retries are picked up on time.
+//! New deliveries wake their worker at once; due retries are picked up on time. A rate
+//! limit spaces the requests; a circuit breaker pauses a destination after failures in a row.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
@@ -32,6 +35,11 @@ pub struct Worker {
     /// Notified by the receive path when it stored deliveries for this destination; a
     /// notification while the worker is busy is kept, so none is lost.
     wake: Arc<Notify>,
+    rate_limit: Option<DefaultDirectRateLimiter>,
+    breaker_failures: u32,
+    breaker_cool_down: Duration,
+    /// Failed attempts in a row; at `breaker_failures` the worker pauses.
+    failures_in_a_row: AtomicU32,
 }
 
 impl Worker {
@@ -50,6 +58,12 @@ impl Worker {
             retry_schedule: config.retry_schedule.clone(),
             delivery: delivery.clone(),
             wake,
+            rate_limit: config
+                .rate_limit_per_second
+                .map(|n| RateLimiter::direct(Quota::per_second(n))),
+            breaker_failures: config.breaker_failures,
+            breaker_cool_down: config.breaker_cool_down,
+            failures_in_a_row: AtomicU32::new(0),
         })
     }
 
@@ -61,6 +75,16 @@ impl Worker {
                 break;
             }
             let wait = match self.work_once().await {
+                Ok(true) if self.breaker_open() => {
+                    tracing::warn!(
+                        destination = %self.destination_id,
+                        failures = self.breaker_failures,
+                        cool_down_ms = self.breaker_cool_down.as_millis() as u64,
+                        "circuit open: pausing this destination"
+                    );
+                    self.failures_in_a_row.store(0, Ordering::Relaxed);
+                    self.breaker_cool_down
+                }
                 Ok(true) => continue,
                 Ok(false) => self.idle_wait().await,
                 Err(err) => {
@@ -125,7 +149,18 @@ impl Worker {
                 Err(reason) => Recorded::Dead { reason },
             };
         }
-        match destination::send(&self.client, self.destination.as_ref(), outgoing).await {
+        if let Some(limit) = &self.rate_limit {
+            limit.until_ready().await;
+        }
+        let outcome = destination::send(&self.client, self.destination.as_ref(), outgoing).await;
+        // Only an unreachable or failing service opens the circuit; an answer, even a
+        // refusal of one payload, shows it is up.
+        if matches!(outcome, Outcome::Retry { .. }) {
+            self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.failures_in_a_row.store(0, Ordering::Relaxed);
+        }
+        match outcome {
             Outcome::Delivered {
                 response,
                 conversion_id,
@@ -148,6 +183,10 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn breaker_open(&self) -> bool {
+        self.failures_in_a_row.load(Ordering::Relaxed) >= self.breaker_failures
     }
 
     /// Until the next delivery falls due, at most [`IDLE_POLL`].

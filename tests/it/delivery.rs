@@ -536,3 +536,94 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
         started[1] - started[0]
     );
 }
+
+#[tokio::test]
+async fn the_rate_limit_spaces_requests_to_a_destination() {
+    let (scalef, scalef_url) = Double::start_with(scalef_answer).await;
+    let app = spawn_app_configured(
+        |env| {
+            env.insert("SCALEF_BASE_URL".into(), scalef_url);
+            env.insert("SCALEF_USER".into(), "scalef-user".into());
+            env.insert("SCALEF_ACCESS_TOKEN".into(), "scalef-token".into());
+        },
+        |config| {
+            config
+                .destinations
+                .get_mut("scalef")
+                .unwrap()
+                .rate_limit_per_second = std::num::NonZeroU32::new(2);
+        },
+    )
+    .await;
+    // Four orders with click ids: four conversions, at two per second.
+    for platform in ["haravan", "woocommerce", "shopify"] {
+        let fixture = fixture(platform, "local-phone-click-id");
+        app.post_fixture(platform, &fixture, secret_of(platform))
+            .await;
+    }
+    let fixture = fixture("shopify", "local-phone-click-id");
+    let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
+    order["id"] = 5678901239999u64.into();
+    let body = serde_json::to_vec(&order).unwrap();
+    let mut headers: BTreeMap<String, String> = recorded_headers_without_signature(&fixture)
+        .into_iter()
+        .collect();
+    headers.insert("X-Shopify-Event-Id".into(), "another-order".into());
+    headers.insert(
+        "X-Shopify-Hmac-Sha256".into(),
+        platform_signature(secret_of("shopify"), &body),
+    );
+    app.post_raw("shopify", &headers.into_iter().collect::<Vec<_>>(), body)
+        .await;
+
+    app.wait_for_deliveries(|rows| {
+        rows.iter()
+            .filter(|r| r.mapping.ends_with("scalef-conversion") && r.status == "delivered")
+            .count()
+            == 4
+    })
+    .await;
+    let received = scalef.received();
+    assert_eq!(received.len(), 4);
+    let span = received[3].at - received[0].at;
+    assert!(
+        span >= Duration::from_millis(900),
+        "4 requests at 2/s took only {span:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_failures_in_a_row_and_pauses_the_destination() {
+    let (legion, legion_url) = Double::start_with(|_| (503, vec![], "down".into())).await;
+    let app = spawn_app_configured(
+        |env| {
+            env.insert("LEGION_BASE_URL".into(), legion_url);
+            env.insert("LEGION_API_KEY".into(), "legion-key".into());
+        },
+        |config| {
+            let legion = config.destinations.get_mut("legion").unwrap();
+            legion.retry_schedule = vec![Duration::from_millis(10); 10];
+            legion.breaker_failures = 2;
+            legion.breaker_cool_down = Duration::from_millis(1500);
+        },
+    )
+    .await;
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    app.post_fixture("haravan", &fixture, secret_of("haravan"))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while legion.received().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "legion got {} requests",
+            legion.received().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = legion.received();
+    let pause = received[2].at - received[1].at;
+    assert!(
+        pause >= Duration::from_millis(1400),
+        "paused only {pause:?} after two failures"
+    );
+}

@@ -12,6 +12,8 @@ use serde_json::Value;
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When the request arrived.
+    pub at: std::time::Instant,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
@@ -47,6 +49,7 @@ impl Double {
             let state = state.clone();
             async move {
                 let received = Received {
+                    at: std::time::Instant::now(),
                     path: uri.path().to_string(),
                     headers,
                     body: serde_json::from_slice(&body).unwrap_or(Value::Null),
