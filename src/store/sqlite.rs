@@ -14,6 +14,19 @@ use super::{
     Recorded, Store, StoreError, StoredWebhook,
 };
 
+/// Binds a [`DeliveryFilter`] as `filter_sql!` and `LIMIT ?5` expect it.
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    filter: &DeliveryFilter,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(filter.status.clone())
+        .bind(filter.destination.clone())
+        .bind(filter.since_ms)
+        .bind(filter.webhook_id)
+        .bind(filter.limit.unwrap_or(-1))
+}
+
 /// A delivery starts `waiting` when it needs another one, else `pending`.
 fn initial_status(delivery: &NewDelivery) -> &'static str {
     if delivery.needs.is_some() {
@@ -343,17 +356,15 @@ impl Store for SqliteStore {
         &self,
         filter: &DeliveryFilter,
     ) -> Result<Vec<DeliverySummary>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT id, webhook_id, mapping, key, destination, operation, status, attempts, \
-             next_attempt_at, created_at, last_error FROM deliveries WHERE ",
-            filter_sql!(),
-            " ORDER BY id DESC LIMIT ?5"
-        ))
-        .bind(filter.status.clone())
-        .bind(filter.destination.clone())
-        .bind(filter.since_ms)
-        .bind(filter.webhook_id)
-        .bind(filter.limit.unwrap_or(-1))
+        let rows = bind_filter(
+            sqlx::query(concat!(
+                "SELECT id, webhook_id, mapping, key, destination, operation, status, attempts, \
+                 next_attempt_at, created_at, last_error FROM deliveries WHERE ",
+                filter_sql!(),
+                " ORDER BY id DESC LIMIT ?5"
+            )),
+            filter,
+        )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -379,18 +390,16 @@ impl Store for SqliteStore {
         filter: &DeliveryFilter,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(concat!(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?6, \
-             lease_until = NULL, updated_at = ?6 \
-             WHERE id IN (SELECT id FROM deliveries WHERE ",
-            filter_sql!(),
-            " AND status IN ('dead', 'dry_run', 'skipped', 'pending') ORDER BY id LIMIT ?5)"
-        ))
-        .bind(filter.status.clone())
-        .bind(filter.destination.clone())
-        .bind(filter.since_ms)
-        .bind(filter.webhook_id)
-        .bind(filter.limit.unwrap_or(-1))
+        let done = bind_filter(
+            sqlx::query(concat!(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?6, \
+                 lease_until = NULL, updated_at = ?6 \
+                 WHERE id IN (SELECT id FROM deliveries WHERE ",
+                filter_sql!(),
+                " AND status IN ('dead', 'dry_run', 'skipped', 'pending') ORDER BY id LIMIT ?5)"
+            )),
+            filter,
+        )
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
@@ -414,12 +423,7 @@ impl Store for SqliteStore {
              WHERE (?1 IS NULL OR 1) AND (?2 IS NULL OR 1) AND (?3 IS NULL OR received_at >= ?3) \
              AND (?4 IS NULL OR id = ?4) ORDER BY id LIMIT ?5"
         };
-        let rows = sqlx::query(sql)
-            .bind(filter.status.clone())
-            .bind(filter.destination.clone())
-            .bind(filter.since_ms)
-            .bind(filter.webhook_id)
-            .bind(filter.limit.unwrap_or(-1))
+        let rows = bind_filter(sqlx::query(sql), filter)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows

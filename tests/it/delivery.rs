@@ -279,10 +279,7 @@ async fn legion_down_does_not_delay_salekit() {
     app.post_fixture("shopify", &fixture, secret_of("shopify"))
         .await;
     let rows = app
-        .wait_for_deliveries(|rows| {
-            rows.iter()
-                .any(|r| r.mapping == "shopify/salekit-audience" && r.status == "delivered")
-        })
+        .wait_for_status("shopify/salekit-audience", "delivered")
         .await;
     let legion = rows
         .iter()
@@ -485,10 +482,7 @@ async fn replay_retranslate_sends_the_fixed_mappings_payload() {
     );
 
     let rows = app
-        .wait_for_deliveries(|rows| {
-            rows.iter()
-                .any(|r| r.mapping == "haravan/salekit-audience" && r.status == "delivered")
-        })
+        .wait_for_status("haravan/salekit-audience", "delivered")
         .await;
     let received = salekit.received();
     assert_eq!(received.len(), 2);
@@ -513,10 +507,7 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
     app.post_fixture("shopify", &fixture, secret_of("shopify"))
         .await;
     let rows = app
-        .wait_for_deliveries(|rows| {
-            rows.iter()
-                .any(|r| r.mapping == "shopify/salekit-audience" && r.status == "delivered")
-        })
+        .wait_for_status("shopify/salekit-audience", "delivered")
         .await;
     let salekit = rows
         .iter()

@@ -287,6 +287,15 @@ impl TestApp {
         }
     }
 
+    /// Polls until the delivery of `mapping` has `status`; returns all deliveries then.
+    pub async fn wait_for_status(&self, mapping: &str, status: &str) -> Vec<DeliveryRow> {
+        self.wait_for_deliveries(|rows| {
+            rows.iter()
+                .any(|r| r.mapping == mapping && r.status == status)
+        })
+        .await
+    }
+
     /// How many attempts a delivery has recorded.
     pub async fn attempts_of(&self, delivery_id: i64) -> Vec<(String, Option<String>)> {
         let pool = self.db().await;
