@@ -128,31 +128,27 @@ pub async fn replay(
                 )
             })?;
         let headers: BTreeMap<String, String> = webhook.headers.clone();
-        let results = catalog.translate(&Webhook {
+        let (plans, error) = catalog.plans_and_error(&Webhook {
             source: &webhook.source,
             platform,
             topic: &webhook.topic,
             headers: &headers,
             body: &webhook.body,
         });
-        let mut deliveries = Vec::new();
-        let mut errors = Vec::new();
-        for result in results {
-            match result {
-                Ok(plan)
-                    if filter
-                        .destination
-                        .as_ref()
-                        .is_some_and(|d| *d != plan.destination) => {}
-                Ok(plan) => deliveries.push(NewDelivery::from(plan)),
-                Err(err) => errors.push(err.to_string()),
-            }
-        }
-        if !errors.is_empty() {
+        let deliveries: Vec<NewDelivery> = plans
+            .into_iter()
+            .filter(|plan| {
+                filter
+                    .destination
+                    .as_ref()
+                    .is_none_or(|d| *d == plan.destination)
+            })
+            .map(NewDelivery::from)
+            .collect();
+        if let Some(error) = &error {
             failed += 1;
-            eprintln!("webhook {}: {}", webhook.id, errors.join("; "));
+            eprintln!("webhook {}: {}", webhook.id, error.replace('\n', "; "));
         }
-        let error = (!errors.is_empty()).then(|| errors.join("\n"));
         let (a, r) = store
             .replace_deliveries(
                 webhook.id,

@@ -16,7 +16,6 @@ use super::AppState;
 use crate::config::SourceConfig;
 use crate::error::ApiError;
 use crate::mapping::Webhook;
-use crate::source::PlatformKind;
 use crate::source::{header_text, kept_headers, verify_signature};
 use crate::store::{Accepted, NewDelivery, NewWebhook, now_ms};
 
@@ -79,8 +78,14 @@ async fn receive_webhook(
         );
     }
     let kept = kept_headers(platform, headers);
-    let (deliveries, translation_error) =
-        translate(state, source_id, source.platform, topic, &kept, &raw);
+    let (plans, translation_error) = state.catalog.plans_and_error(&Webhook {
+        source: source_id,
+        platform: source.platform,
+        topic,
+        headers: &kept,
+        body: &raw,
+    });
+    let deliveries: Vec<NewDelivery> = plans.into_iter().map(NewDelivery::from).collect();
     if let Some(error) = &translation_error {
         tracing::warn!(source = source_id, delivery_id, topic, %error, "webhook not (fully) translated: stored as untranslated");
     }
@@ -130,42 +135,6 @@ async fn receive_webhook(
         "deliveries": deliveries,
     }))
     .into_response())
-}
-
-/// The deliveries the catalog makes of a webhook, and why translation failed where it did
-/// (no mapping for the topic, or a mapping's error): a failure is stored with the webhook,
-/// which is still acknowledged, since the shop cannot fix it.
-fn translate(
-    state: &AppState,
-    source_id: &str,
-    platform: PlatformKind,
-    topic: &str,
-    headers: &BTreeMap<String, String>,
-    body: &[u8],
-) -> (Vec<NewDelivery>, Option<String>) {
-    if state.catalog.routed(platform, topic).next().is_none() {
-        return (
-            Vec::new(),
-            Some(format!("no mapping applies to {platform} topic {topic}")),
-        );
-    }
-    let webhook = Webhook {
-        source: source_id,
-        platform,
-        topic,
-        headers,
-        body,
-    };
-    let mut deliveries = Vec::new();
-    let mut errors = Vec::new();
-    for result in state.catalog.translate(&webhook) {
-        match result {
-            Ok(plan) => deliveries.push(NewDelivery::from(plan)),
-            Err(err) => errors.push(err.to_string()),
-        }
-    }
-    let error = (!errors.is_empty()).then(|| errors.join("\n"));
-    (deliveries, error)
 }
 
 pub async fn handshake(

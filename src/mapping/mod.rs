@@ -226,6 +226,34 @@ impl Catalog {
             .collect()
     }
 
+    /// The plans a webhook becomes, and why translation failed where it did: no mapping is
+    /// routed to its topic, or the errors of the mappings that failed (one a line). The
+    /// receive path stores that error with the webhook; `replay --retranslate` does too.
+    pub fn plans_and_error(&self, webhook: &Webhook<'_>) -> (Vec<Plan>, Option<String>) {
+        if self
+            .routed(webhook.platform, webhook.topic)
+            .next()
+            .is_none()
+        {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "no mapping applies to {} topic {}",
+                    webhook.platform, webhook.topic
+                )),
+            );
+        }
+        let mut plans = Vec::new();
+        let mut errors = Vec::new();
+        for result in self.translate(webhook) {
+            match result {
+                Ok(plan) => plans.push(plan),
+                Err(err) => errors.push(err.to_string()),
+            }
+        }
+        (plans, (!errors.is_empty()).then(|| errors.join("\n")))
+    }
+
     /// `Ok(None)` when the mapping's `when` does not hold.
     fn apply(
         &self,
