@@ -72,6 +72,11 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A failure shared by every webhook of one group commit.
+    #[error("database error: {0}")]
+    Batch(Arc<sqlx::Error>),
+    #[error("the store's writer has stopped (the service is shutting down)")]
+    WriterStopped,
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -1,6 +1,8 @@
 //! SQLite backend: one file, WAL mode, every commit synced before it is acknowledged.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,6 +10,10 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
+
+mod accept;
+use accept::{Job, initial_status, insert_delivery};
 
 use super::{
     Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliverySummary, NewDelivery, NewWebhook,
@@ -27,48 +33,6 @@ fn bind_filter<'q>(
         .bind(filter.limit.unwrap_or(-1))
 }
 
-/// A delivery starts `waiting` when it needs another one, else `pending`.
-fn initial_status(delivery: &NewDelivery) -> &'static str {
-    if delivery.needs.is_some() {
-        "waiting"
-    } else {
-        "pending"
-    }
-}
-
-/// Adds a delivery, due at `now_ms`, unless its (mapping, key) is already stored; returns
-/// how many rows were written (0 or 1).
-async fn insert_delivery(
-    tx: &mut sqlx::SqliteConnection,
-    webhook_id: i64,
-    delivery: &NewDelivery,
-    now_ms: i64,
-) -> Result<u64, StoreError> {
-    let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
-    let written = sqlx::query(
-        "INSERT INTO deliveries \
-         (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
-          needs_key, status, next_attempt_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (mapping, key) DO NOTHING",
-    )
-    .bind(webhook_id)
-    .bind(&delivery.mapping)
-    .bind(&delivery.key)
-    .bind(&delivery.destination)
-    .bind(&delivery.operation)
-    .bind(&delivery.payload)
-    .bind(needs_mapping)
-    .bind(needs_key)
-    .bind(initial_status(delivery))
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
-    Ok(written.rows_affected())
-}
-
 /// The condition of a [`DeliveryFilter`] over `deliveries`, bound as ?1 status, ?2
 /// destination, ?3 since, ?4 webhook (?5 is the limit); an unset field matches everything.
 macro_rules! filter_sql {
@@ -84,6 +48,10 @@ pub struct SqliteStore {
     /// `synchronous = FULL` in WAL mode: a commit returns only after the WAL is fsynced, so
     /// an acknowledged webhook survives a crash or power loss.
     pool: SqlitePool,
+    /// The group-commit writer of the receive path ([`accept`]).
+    writer: mpsc::Sender<Job>,
+    /// Transactions the writer has committed.
+    commits: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -107,57 +75,30 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await?;
-        Ok(Self { pool })
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = accept::spawn_writer(pool.clone(), commits.clone());
+        Ok(Self {
+            pool,
+            writer,
+            commits,
+        })
+    }
+
+    /// How many group commits the receive path has made (each holds one or more webhooks).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
-    #[tracing::instrument(name = "accept_webhook", skip_all, fields(source = %webhook.source, topic = %webhook.topic))]
     async fn accept(&self, webhook: NewWebhook) -> Result<Accepted, StoreError> {
-        let headers = serde_json::to_string(&webhook.headers).expect("a string map serialises");
-        let status = match webhook.translation_error {
-            None => "translated",
-            Some(_) => "untranslated",
-        };
-        let mut tx = self.pool.begin().await?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO webhooks \
-             (source, platform, topic, dedupe_id, headers, body, status, error, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (source, dedupe_id) DO NOTHING RETURNING id",
-        )
-        .bind(&webhook.source)
-        .bind(&webhook.platform)
-        .bind(&webhook.topic)
-        .bind(&webhook.dedupe_id)
-        .bind(headers)
-        .bind(&webhook.body)
-        .bind(status)
-        .bind(&webhook.translation_error)
-        .bind(webhook.received_at_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(webhook_id) = inserted else {
-            tx.rollback().await?;
-            let webhook_id: i64 =
-                sqlx::query_scalar("SELECT id FROM webhooks WHERE source = ? AND dedupe_id = ?")
-                    .bind(&webhook.source)
-                    .bind(&webhook.dedupe_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-            return Ok(Accepted::Duplicate { webhook_id });
-        };
-        let mut deliveries = 0;
-        for delivery in &webhook.deliveries {
-            deliveries +=
-                insert_delivery(&mut tx, webhook_id, delivery, webhook.received_at_ms).await?;
-        }
-        tx.commit().await?;
-        Ok(Accepted::Stored {
-            webhook_id,
-            deliveries,
-        })
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { webhook, reply })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
