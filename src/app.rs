@@ -24,13 +24,15 @@ pub struct App {
     workers: Vec<Worker>,
     store: Arc<dyn store::Store>,
     retention: Duration,
+    shutdown_grace: Duration,
 }
 
 /// How often the retention purge runs.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-/// How long a stop waits for the delivery workers to finish the attempt they are making.
-const WORKER_STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// How much longer than `delivery.shutdown_grace` a stop waits for the workers to release
+/// their leases (a store that hangs must not hang the stop).
+const RELEASE_DEADLINE: Duration = Duration::from_secs(5);
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -69,6 +71,7 @@ impl App {
             workers,
             store,
             retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
+            shutdown_grace: config.delivery.shutdown_grace,
         })
     }
 
@@ -99,7 +102,8 @@ impl App {
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop.send(true);
-        let finished = tokio::time::timeout(WORKER_STOP_DEADLINE, futures_join(workers)).await;
+        let deadline = self.shutdown_grace + RELEASE_DEADLINE;
+        let finished = tokio::time::timeout(deadline, futures_join(workers)).await;
         if finished.is_err() {
             tracing::warn!(
                 "delivery workers did not stop in time; their leases expire and the deliveries are claimed again at the next start"

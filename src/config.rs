@@ -109,6 +109,8 @@ pub struct DestinationConfig {
     /// is not hammered by every queued delivery in turn.
     pub breaker_failures: u32,
     pub breaker_cool_down: Duration,
+    /// Requests in flight at once to this destination (lanes of its worker).
+    pub concurrency: usize,
 }
 
 /// How deliveries are claimed and how long they may wait for another.
@@ -120,7 +122,13 @@ pub struct DeliveryConfig {
     /// How long a delivery waits for the one it needs to appear (a status update for a
     /// conversion whose create has not arrived) before it is skipped.
     pub waiting_timeout: Duration,
+    /// On shutdown, how long attempts in flight may take to finish before they are
+    /// abandoned and their leases released.
+    pub shutdown_grace: Duration,
 }
+
+/// Requests in flight at once per destination, unless its `concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// The default retry schedule: about two days in all.
 pub const DEFAULT_RETRY_SCHEDULE: [&str; 11] = [
@@ -179,6 +187,7 @@ struct RawDestination {
     connect_timeout: Option<String>,
     rate_limit_per_second: Option<u32>,
     circuit_breaker: Option<RawCircuitBreaker>,
+    concurrency: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +202,7 @@ struct RawCircuitBreaker {
 struct RawDelivery {
     lease: Option<String>,
     waiting_timeout: Option<String>,
+    shutdown_grace: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -371,6 +381,13 @@ impl Config {
                     .and_then(|d| d.waiting_timeout.as_deref())
                     .unwrap_or("24h"),
             )?,
+            shutdown_grace: duration(
+                "delivery.shutdown_grace",
+                raw.delivery
+                    .as_ref()
+                    .and_then(|d| d.shutdown_grace.as_deref())
+                    .unwrap_or("10s"),
+            )?,
         };
         let mut destinations = BTreeMap::new();
         for (id, raw) in raw.destinations {
@@ -439,6 +456,16 @@ impl Config {
                 ),
                 None => (5, Duration::from_secs(30)),
             };
+            let concurrency = match raw.concurrency {
+                Some(0) => {
+                    return Err(invalid(
+                        &format!("{key}.concurrency"),
+                        "must be above 0".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => DEFAULT_CONCURRENCY,
+            };
             destinations.insert(
                 id.clone(),
                 DestinationConfig {
@@ -455,6 +482,7 @@ impl Config {
                     rate_limit_per_second,
                     breaker_failures,
                     breaker_cool_down,
+                    concurrency,
                 },
             );
         }

@@ -3,14 +3,20 @@
 //! retry at the next step of its schedule (never sooner than `Retry-After`), or dead.
 //! New deliveries wake their worker at once; due retries are picked up on time. A rate
 //! limit spaces the requests; a circuit breaker pauses a destination after failures in a row.
+//! A worker runs `concurrency` lanes, each claiming its own batches, sharing the rate limit
+//! and the breaker. On shutdown the lanes finish the attempts in flight up to
+//! `delivery.shutdown_grace`; leases still held then are released, so the next start sends
+//! those deliveries at once instead of waiting for the lease to expire.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use crate::config::{DeliveryConfig, DestinationConfig};
 use crate::destination::{self, Destination, Outcome, Outgoing};
@@ -40,6 +46,11 @@ pub struct Worker {
     breaker_cool_down: Duration,
     /// Failed attempts in a row; at `breaker_failures` the worker pauses.
     failures_in_a_row: AtomicU32,
+    /// Until when every lane pauses (the circuit is open).
+    paused_until: Mutex<Option<Instant>>,
+    concurrency: usize,
+    /// Deliveries claimed and not yet recorded, released if the shutdown grace runs out.
+    held: Mutex<HashSet<i64>>,
 }
 
 impl Worker {
@@ -64,32 +75,84 @@ impl Worker {
             breaker_failures: config.breaker_failures,
             breaker_cool_down: config.breaker_cool_down,
             failures_in_a_row: AtomicU32::new(0),
+            paused_until: Mutex::new(None),
+            concurrency: config.concurrency.max(1),
+            held: Mutex::new(HashSet::new()),
         })
     }
 
-    /// Works until `shutdown` turns true; the attempt in progress is finished and recorded.
+    /// Works until `shutdown` turns true; attempts in flight are then finished and recorded
+    /// for up to `delivery.shutdown_grace`, and the leases of those still unfinished are
+    /// released.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        tracing::info!(destination = %self.destination_id, dry = self.dry, "delivery worker started");
+        tracing::info!(destination = %self.destination_id, dry = self.dry, concurrency = self.concurrency, "delivery worker started");
+        let worker = Arc::new(self);
+        let mut lanes = JoinSet::new();
+        for _ in 0..worker.concurrency {
+            lanes.spawn(worker.clone().lane(shutdown.clone()));
+        }
+        // A dropped sender means the service is going away: stop as well.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        let grace = worker.delivery.shutdown_grace;
+        let finished =
+            tokio::time::timeout(grace, async { while lanes.join_next().await.is_some() {} }).await;
+        if finished.is_err() {
+            lanes.abort_all();
+            while lanes.join_next().await.is_some() {}
+            worker.release_held().await;
+        }
+        tracing::info!(destination = %worker.destination_id, "delivery worker stopped");
+    }
+
+    async fn release_held(&self) {
+        let held: Vec<i64> = self.held.lock().expect("held ids").drain().collect();
+        if held.is_empty() {
+            return;
+        }
+        match self.store.release_leases(&held).await {
+            Ok(released) => tracing::warn!(
+                destination = %self.destination_id,
+                deliveries = ?held,
+                released,
+                "shutdown grace over: attempts in flight abandoned, their leases released; they are sent again at the next start"
+            ),
+            Err(err) => tracing::error!(
+                destination = %self.destination_id,
+                deliveries = ?held,
+                error = %err,
+                "shutdown grace over and the leases could not be released: they are claimed again when they expire"
+            ),
+        }
+    }
+
+    /// One lane: claims and sends batches until `shutdown` turns true.
+    async fn lane(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let wait = match self.work_once().await {
-                Ok(true) if self.breaker_open() => {
-                    tracing::warn!(
-                        destination = %self.destination_id,
-                        failures = self.breaker_failures,
-                        cool_down_ms = self.breaker_cool_down.as_millis() as u64,
-                        "circuit open: pausing this destination"
-                    );
-                    self.failures_in_a_row.store(0, Ordering::Relaxed);
-                    self.breaker_cool_down
-                }
-                Ok(true) => continue,
-                Ok(false) => self.idle_wait().await,
-                Err(err) => {
-                    tracing::error!(destination = %self.destination_id, error = %err, "delivery worker cannot reach the store; backing off");
-                    STORE_BACKOFF
+            let wait = if let Some(pause) = self.pause_left() {
+                pause
+            } else {
+                match self.work_once().await {
+                    Ok(true) if self.breaker_open() => {
+                        tracing::warn!(
+                            destination = %self.destination_id,
+                            failures = self.breaker_failures,
+                            cool_down_ms = self.breaker_cool_down.as_millis() as u64,
+                            "circuit open: pausing this destination"
+                        );
+                        self.failures_in_a_row.store(0, Ordering::Relaxed);
+                        *self.paused_until.lock().expect("pause") =
+                            Some(Instant::now() + self.breaker_cool_down);
+                        self.breaker_cool_down
+                    }
+                    Ok(true) => continue,
+                    Ok(false) => self.idle_wait().await,
+                    Err(err) => {
+                        tracing::error!(destination = %self.destination_id, error = %err, "delivery worker cannot reach the store; backing off");
+                        STORE_BACKOFF
+                    }
                 }
             };
             tokio::select! {
@@ -98,7 +161,14 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
-        tracing::info!(destination = %self.destination_id, "delivery worker stopped");
+    }
+
+    /// How long the open circuit still pauses this destination.
+    fn pause_left(&self) -> Option<Duration> {
+        let until = (*self.paused_until.lock().expect("pause"))?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
     }
 
     /// Claims and sends one batch; `false` when nothing was due.
@@ -123,7 +193,12 @@ impl Worker {
         if batch.is_empty() {
             return Ok(false);
         }
+        if self.concurrency > 1 {
+            // More may be due: let an idle lane look too.
+            self.wake.notify_one();
+        }
         let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
+        self.held.lock().expect("held ids").extend(&ids);
         let started_at_ms = now_ms();
         let started = Instant::now();
         let recorded = match outgoing(&batch) {
@@ -136,7 +211,15 @@ impl Worker {
             recorded,
         };
         log_attempt(&self.destination_id, &ids, &attempt);
-        self.store.record_attempt(&ids, &attempt).await?;
+        let recorded = self.store.record_attempt(&ids, &attempt).await;
+        // Recorded or not, the lease is no longer this lane's to release: unrecorded, it
+        // expires and the delivery is claimed again.
+        let mut held = self.held.lock().expect("held ids");
+        for id in &ids {
+            held.remove(id);
+        }
+        drop(held);
+        recorded?;
         Ok(true)
     }
 

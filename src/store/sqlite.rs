@@ -282,6 +282,22 @@ impl Store for SqliteStore {
         Ok(purged)
     }
 
+    async fn release_leases(&self, deliveries: &[i64]) -> Result<u64, StoreError> {
+        let ids = serde_json::to_string(deliveries).expect("ids serialise");
+        let now = super::now_ms();
+        let released = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', lease_until = NULL, \
+             attempts = max(attempts - 1, 0), next_attempt_at = ?, updated_at = ? \
+             WHERE status = 'in_flight' AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(released.rows_affected())
+    }
+
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(CASE status WHEN 'pending' THEN next_attempt_at ELSE lease_until END) \

@@ -78,6 +78,7 @@ pub struct TestApp {
     /// Holds the temporary directory (and the database in it) for as long as the app runs.
     pub _dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -114,7 +115,7 @@ pub async fn spawn_app_configured(
     let app = App::build(config).await.expect("the app builds");
     let address = format!("http://{}", app.local_addr());
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(app.run(async {
+    let running = tokio::spawn(app.run(async {
         let _ = rx.await;
     }));
     TestApp {
@@ -123,6 +124,7 @@ pub async fn spawn_app_configured(
         client: reqwest::Client::new(),
         _dir: dir,
         shutdown: Some(tx),
+        running: Some(running),
     }
 }
 
@@ -151,6 +153,16 @@ pub struct StoredWebhook {
 }
 
 impl TestApp {
+    /// Shuts the app down as SIGTERM would and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+    }
+
     pub fn webhook_url(&self, source: &str) -> String {
         format!("{}/webhooks/{source}", self.address)
     }

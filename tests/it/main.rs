@@ -12,3 +12,4 @@ mod outbox;
 mod receive;
 mod refusals;
 mod translate;
+mod workers;

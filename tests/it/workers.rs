@@ -1,0 +1,152 @@
+//! Worker lanes: several requests in flight per destination, and a shutdown that gives up
+//! the leases of attempts it cannot finish.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// A Salekit double that takes `delay` to answer and remembers the most requests it had in
+/// flight at once.
+async fn slow_salekit(delay: Duration) -> (Arc<AtomicUsize>, Arc<AtomicUsize>, String) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (now, max) = (in_flight.clone(), most.clone());
+    let app = Router::new().fallback(move || {
+        let (now, max) = (now.clone(), max.clone());
+        async move {
+            let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(current, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            r#"{"error": false, "msg": "ok"}"#
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (in_flight, most, url)
+}
+
+/// Posts `count` distinct paid Haravan orders.
+async fn post_orders(app: &TestApp, count: u64) {
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    let order: Value = serde_json::from_slice(&fixture.body).unwrap();
+    for n in 0..count {
+        let mut order = order.clone();
+        order["id"] = (1_000_000 + n).into();
+        let body = serde_json::to_vec(&order).unwrap();
+        let response = app
+            .post_signed("haravan", &fixture, &body, secret_of("haravan"))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+}
+
+async fn salekit_app(url: String, concurrency: usize, grace: Duration) -> TestApp {
+    spawn_app_configured(
+        |env| {
+            env.insert("SALEKIT_BASE_URL".into(), url);
+            env.insert("SALEKIT_TOKEN".into(), "salekit-token".into());
+        },
+        move |config| {
+            let salekit = config.destinations.get_mut("salekit").unwrap();
+            salekit.rate_limit_per_second = None;
+            salekit.concurrency = concurrency;
+            config.delivery.shutdown_grace = grace;
+        },
+    )
+    .await
+}
+
+async fn all_salekit_delivered(app: &TestApp, count: usize) {
+    app.wait_for_deliveries(|rows| {
+        rows.iter()
+            .filter(|r| r.mapping.ends_with("salekit-audience") && r.status == "delivered")
+            .count()
+            == count
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_destination_has_as_many_requests_in_flight_as_its_concurrency() {
+    let (_, most, url) = slow_salekit(Duration::from_millis(300)).await;
+    let app = salekit_app(url, 4, Duration::from_secs(10)).await;
+    post_orders(&app, 8).await;
+    all_salekit_delivered(&app, 8).await;
+    let most = most.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "{most} requests in flight at most");
+}
+
+#[tokio::test]
+async fn a_concurrency_of_one_sends_one_request_at_a_time() {
+    let (_, most, url) = slow_salekit(Duration::from_millis(100)).await;
+    let app = salekit_app(url, 1, Duration::from_secs(10)).await;
+    post_orders(&app, 4).await;
+    all_salekit_delivered(&app, 4).await;
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_attempts_in_flight() {
+    let (in_flight, _, url) = slow_salekit(Duration::from_millis(700)).await;
+    let mut app = salekit_app(url, 1, Duration::from_secs(10)).await;
+    post_orders(&app, 1).await;
+    while in_flight.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.stop().await;
+    let rows = app.delivery_rows().await;
+    let salekit: Vec<_> = rows
+        .iter()
+        .filter(|r| r.mapping.ends_with("salekit-audience"))
+        .collect();
+    assert_eq!(salekit.len(), 1);
+    assert_eq!(salekit[0].status, "delivered");
+}
+
+#[tokio::test]
+async fn shutdown_releases_the_leases_of_attempts_it_cannot_finish() {
+    // A destination that takes every connection and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let mut app = salekit_app(url, 2, Duration::from_millis(300)).await;
+    post_orders(&app, 1).await;
+    app.wait_for_status("haravan/salekit-audience", "in_flight")
+        .await;
+    while accepted.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.stop().await;
+    let rows = app.delivery_rows().await;
+    let salekit: Vec<_> = rows
+        .iter()
+        .filter(|r| r.mapping.ends_with("salekit-audience"))
+        .collect();
+    assert_eq!(salekit.len(), 1);
+    assert_eq!(salekit[0].status, "pending", "{:?}", salekit[0]);
+    assert_eq!(
+        salekit[0].attempts, 0,
+        "the abandoned attempt is not counted"
+    );
+    let lease: Option<i64> = sqlx::query_scalar("SELECT lease_until FROM deliveries WHERE id = ?")
+        .bind(salekit[0].id)
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(lease, None);
+}
