@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::config::Config;
@@ -119,6 +120,7 @@ pub async fn replay(
     })?;
     let webhooks = store.webhooks_for(&filter).await?;
     let (mut added, mut replaced, mut failed) = (0, 0, 0);
+    let bar = progress_bar(webhooks.len());
     for (done, webhook) in webhooks.iter().enumerate() {
         let platform: PlatformKind =
             serde_json::from_value(Value::String(webhook.platform.clone())).with_context(|| {
@@ -147,7 +149,7 @@ pub async fn replay(
             .collect();
         if let Some(error) = &error {
             failed += 1;
-            eprintln!("webhook {}: {}", webhook.id, error.replace('\n', "; "));
+            bar.suspend(|| eprintln!("webhook {}: {}", webhook.id, error.replace('\n', "; ")));
         }
         let (a, r) = store
             .replace_deliveries(
@@ -160,10 +162,13 @@ pub async fn replay(
             .await?;
         added += a;
         replaced += r;
-        if (done + 1) % 100 == 0 {
+        bar.inc(1);
+        // Without a terminal (a log, CI) the bar is hidden: a line every 100 instead.
+        if bar.is_hidden() && (done + 1) % 100 == 0 {
             eprintln!("… {}/{} webhooks re-translated", done + 1, webhooks.len());
         }
     }
+    bar.finish_and_clear();
     println!(
         "re-translated {} webhooks: {added} deliveries added, {replaced} replaced and requeued, {failed} webhooks with errors",
         webhooks.len()
@@ -173,4 +178,16 @@ pub async fn replay(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A bar on stderr when it is a terminal; hidden otherwise.
+fn progress_bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "re-translating {bar:40} {pos}/{len} webhooks ({per_sec}, {eta} left)",
+        )
+        .expect("a valid template"),
+    );
+    bar
 }
