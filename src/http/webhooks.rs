@@ -9,14 +9,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::{Value, json};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::config::SourceConfig;
 use crate::error::ApiError;
 use crate::mapping::Webhook;
-use crate::source::{header_text, kept_headers, verify_signature};
+use crate::source::{BodyFields, header_text, kept_headers, verify_signature};
 use crate::store::{Accepted, NewDelivery, NewWebhook, now_ms};
 
 pub async fn receive(
@@ -64,7 +64,7 @@ async fn receive_webhook(
     let topic = header_text(headers, platform.topic_header()).ok_or(ApiError::MissingTopic {
         header: platform.topic_header(),
     })?;
-    let json: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::NotJson(e.to_string()))?;
+    let fields = BodyFields::parse(&raw).map_err(ApiError::NotJson)?;
     let delivery_id = platform
         .delivery_id_header()
         .and_then(|name| header_text(headers, name))
@@ -94,7 +94,7 @@ async fn receive_webhook(
         source: source_id.to_string(),
         platform: source.platform.as_str().to_string(),
         topic: topic.to_string(),
-        dedupe_id: platform.dedupe_id(headers, topic, &json, &raw),
+        dedupe_id: platform.dedupe_id(headers, topic, &fields, &raw),
         headers: kept,
         body: raw.to_vec(),
         received_at_ms: now_ms(),

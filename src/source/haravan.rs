@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::BodyFields;
 use axum::http::HeaderMap;
-use serde_json::Value;
 
 use super::{Platform, PlatformKind, SubscriptionRequest, header_text, order_update_id};
 
@@ -57,7 +57,7 @@ impl Platform for Haravan {
         })
     }
     /// Haravan sends no delivery id: one order update is (shop, topic, order id, `updated_at`).
-    fn dedupe_id(&self, headers: &HeaderMap, topic: &str, body: &Value, raw: &[u8]) -> String {
+    fn dedupe_id(&self, headers: &HeaderMap, topic: &str, body: &BodyFields, raw: &[u8]) -> String {
         let org = header_text(headers, ORG_ID_HEADER).unwrap_or("-");
         order_update_id(topic, &format!("{org}:"), body, "updated_at", raw)
     }

@@ -2,6 +2,7 @@
 //! us (handshakes) and repeats itself (deduplication). Adding a platform is one file here plus
 //! one variant of [`PlatformKind`].
 
+mod fields;
 mod haravan;
 mod shopify;
 mod woocommerce;
@@ -14,6 +15,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use fields::BodyFields;
 use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
@@ -92,7 +95,7 @@ pub trait Platform: Send + Sync {
         None
     }
     /// The id under which repeated deliveries of one event are recognised (unique per source).
-    fn dedupe_id(&self, headers: &HeaderMap, topic: &str, body: &Value, raw: &[u8]) -> String;
+    fn dedupe_id(&self, headers: &HeaderMap, topic: &str, body: &BodyFields, raw: &[u8]) -> String;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -235,7 +238,7 @@ fn scalar_text(value: Option<&Value>) -> Option<String> {
 fn order_update_id(
     topic: &str,
     scope: &str,
-    body: &Value,
+    body: &BodyFields,
     updated_field: &str,
     raw: &[u8],
 ) -> String {

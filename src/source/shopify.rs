@@ -1,8 +1,8 @@
 //! Shopify and Shopify-style shops: every delivery of one event carries the same
 //! `X-Shopify-Event-Id`, which is what duplicates are recognised by.
 
+use super::BodyFields;
 use axum::http::HeaderMap;
-use serde_json::Value;
 
 use super::{Platform, PlatformKind, body_hash_id, header_text};
 
@@ -43,7 +43,13 @@ impl Platform for Shopify {
             "app/uninstalled",
         ]
     }
-    fn dedupe_id(&self, headers: &HeaderMap, topic: &str, _body: &Value, raw: &[u8]) -> String {
+    fn dedupe_id(
+        &self,
+        headers: &HeaderMap,
+        topic: &str,
+        _body: &BodyFields,
+        raw: &[u8],
+    ) -> String {
         match header_text(headers, EVENT_ID_HEADER) {
             Some(event_id) => format!("event:{event_id}"),
             None => body_hash_id(topic, raw),

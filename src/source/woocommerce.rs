@@ -1,8 +1,8 @@
 //! WooCommerce (WordPress): signed like the others, but greets a new webhook with an unsigned
 //! ping that must get exactly 200, and repeats `order.updated` for every change of an order.
 
+use super::BodyFields;
 use axum::http::HeaderMap;
-use serde_json::Value;
 
 use super::{Platform, PlatformKind, order_update_id};
 
@@ -59,7 +59,13 @@ impl Platform for WooCommerce {
     }
     /// One order change is (topic, order id, `date_modified_gmt`): a repeated delivery of it
     /// shares the id, the next change of the same order does not.
-    fn dedupe_id(&self, _headers: &HeaderMap, topic: &str, body: &Value, raw: &[u8]) -> String {
+    fn dedupe_id(
+        &self,
+        _headers: &HeaderMap,
+        topic: &str,
+        body: &BodyFields,
+        raw: &[u8],
+    ) -> String {
         order_update_id(topic, "", body, "date_modified_gmt", raw)
     }
 }
