@@ -12,7 +12,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = storehook::cli::Cli::parse();
-    init_logging();
+    // Held until main returns, so every line is written before the process exits.
+    let _log_writer = init_logging();
     match storehook::cli::run(cli).await {
         Ok(code) => code,
         Err(err) => {
@@ -23,17 +24,23 @@ async fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout is the CLI's output): `RUST_LOG` filters them (default `info`),
-/// `STOREHOOK_LOG_FORMAT=json` writes one JSON object a line.
-fn init_logging() {
+/// `STOREHOOK_LOG_FORMAT=json` writes one JSON object a line. Lines are written by a
+/// background thread, so a request never waits on a write to stderr; when that thread falls
+/// behind, logging waits rather than dropping lines.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if std::env::var("STOREHOOK_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
