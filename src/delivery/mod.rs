@@ -26,6 +26,9 @@ use crate::store::{Attempt, ClaimedDelivery, Recorded, Store, StoreError, now_ms
 /// The longest a worker sleeps between looks at its queue (waiting deliveries and expired
 /// leases are noticed within this).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often, at most, a worker moves its `waiting` deliveries on (a write transaction, so
+/// not on every claim).
+const RELEASE_WAITING_EVERY: Duration = Duration::from_millis(250);
 /// How long a worker backs off after the store failed.
 const STORE_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -51,6 +54,8 @@ pub struct Worker {
     concurrency: usize,
     /// Deliveries claimed and not yet recorded, released if the shutdown grace runs out.
     held: Mutex<HashSet<i64>>,
+    /// When `waiting` deliveries were last moved on.
+    waiting_released_at: Mutex<Option<Instant>>,
 }
 
 impl Worker {
@@ -78,6 +83,7 @@ impl Worker {
             paused_until: Mutex::new(None),
             concurrency: config.concurrency.max(1),
             held: Mutex::new(HashSet::new()),
+            waiting_released_at: Mutex::new(None),
         })
     }
 
@@ -174,13 +180,15 @@ impl Worker {
     /// Claims and sends one batch; `false` when nothing was due.
     async fn work_once(&self) -> Result<bool, StoreError> {
         let now = now_ms();
-        self.store
-            .release_waiting_deliveries(
-                &self.destination_id,
-                now,
-                millis(self.delivery.waiting_timeout),
-            )
-            .await?;
+        if self.release_waiting_due() {
+            self.store
+                .release_waiting_deliveries(
+                    &self.destination_id,
+                    now,
+                    millis(self.delivery.waiting_timeout),
+                )
+                .await?;
+        }
         let batch = self
             .store
             .claim_due_deliveries(
@@ -266,6 +274,16 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// True at most every [`RELEASE_WAITING_EVERY`], for one lane.
+    fn release_waiting_due(&self) -> bool {
+        let mut last = self.waiting_released_at.lock().expect("release time");
+        let due = last.is_none_or(|at| at.elapsed() >= RELEASE_WAITING_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     fn breaker_open(&self) -> bool {

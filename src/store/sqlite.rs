@@ -52,6 +52,10 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     /// Transactions the writer has committed.
     commits: Arc<AtomicU64>,
+    /// Held by every write of this process, so our own connections never contend for
+    /// SQLite's write lock: contention would put them in SQLite's busy handler, which
+    /// sleeps in steps of up to 100 ms and made ingest crawl under load.
+    write_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -76,11 +80,13 @@ impl SqliteStore {
             .await?;
         MIGRATIONS.run(&pool).await?;
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = accept::spawn_writer(pool.clone(), commits.clone());
+        let write_gate = Arc::new(tokio::sync::Mutex::new(()));
+        let writer = accept::spawn_writer(pool.clone(), commits.clone(), write_gate.clone());
         Ok(Self {
             pool,
             writer,
             commits,
+            write_gate,
         })
     }
 
@@ -113,6 +119,7 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let _gate = self.write_gate.lock().await;
         let rows = sqlx::query(
             "UPDATE deliveries \
              SET status = 'in_flight', lease_until = ?, attempts = attempts + 1, updated_at = ? \
@@ -149,6 +156,7 @@ impl Store for SqliteStore {
         deliveries: &[i64],
         attempt: &Attempt,
     ) -> Result<(), StoreError> {
+        let _gate = self.write_gate.lock().await;
         let now = attempt.started_at_ms + attempt.duration_ms;
         let mut tx = self.pool.begin().await?;
         for &id in deliveries {
@@ -207,6 +215,7 @@ impl Store for SqliteStore {
         now_ms: i64,
         waiting_timeout_ms: i64,
     ) -> Result<(), StoreError> {
+        let _gate = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE deliveries AS w SET status = 'pending', next_attempt_at = ?, updated_at = ?, \
@@ -251,6 +260,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let _gate = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "DELETE FROM attempts WHERE delivery_id IN (SELECT d.id FROM deliveries AS d \
@@ -283,6 +293,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_leases(&self, deliveries: &[i64]) -> Result<u64, StoreError> {
+        let _gate = self.write_gate.lock().await;
         let ids = serde_json::to_string(deliveries).expect("ids serialise");
         let now = super::now_ms();
         let released = sqlx::query(
@@ -347,6 +358,7 @@ impl Store for SqliteStore {
         filter: &DeliveryFilter,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        let _gate = self.write_gate.lock().await;
         let done = bind_filter(
             sqlx::query(concat!(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?6, \
@@ -404,6 +416,7 @@ impl Store for SqliteStore {
         only_status: Option<&str>,
         now_ms: i64,
     ) -> Result<(u64, u64), StoreError> {
+        let _gate = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE webhooks SET status = ?, error = ? WHERE id = ?")
             .bind(if translation_error.is_some() {

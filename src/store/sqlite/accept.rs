@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{Connection, SqliteConnection, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::store::{Accepted, NewDelivery, NewWebhook, StoreError};
 
@@ -22,18 +22,31 @@ pub(super) struct Job {
 }
 
 /// Starts the writer task; it ends when the returned sender (the store) is dropped.
-/// `commits` counts the transactions it commits.
-pub(super) fn spawn_writer(pool: SqlitePool, commits: Arc<AtomicU64>) -> mpsc::Sender<Job> {
+/// `commits` counts the transactions it commits; `gate` is the store's write gate.
+pub(super) fn spawn_writer(
+    pool: SqlitePool,
+    commits: Arc<AtomicU64>,
+    gate: Arc<Mutex<()>>,
+) -> mpsc::Sender<Job> {
     let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
-    tokio::spawn(run_writer(pool, receiver, commits));
+    tokio::spawn(run_writer(pool, receiver, commits, gate));
     sender
 }
 
-async fn run_writer(pool: SqlitePool, mut receiver: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+async fn run_writer(
+    pool: SqlitePool,
+    mut receiver: mpsc::Receiver<Job>,
+    commits: Arc<AtomicU64>,
+    gate: Arc<Mutex<()>>,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    // Whatever arrived while the previous commit was syncing forms the next batch.
+    // Whatever arrived while the previous commit was syncing (or the workers wrote) forms
+    // the next batch.
     while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let results = write_batch(&pool, &jobs).await;
+        let results = {
+            let _gate = gate.lock().await;
+            write_batch(&pool, &jobs).await
+        };
         if results.iter().any(Result::is_ok) {
             commits.fetch_add(1, Ordering::Relaxed);
         }
