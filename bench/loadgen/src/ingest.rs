@@ -128,46 +128,41 @@ impl Target {
     }
 }
 
-/// What one connection saw while measuring.
-struct Stats {
-    /// Microseconds from due (fixed rate) or sent (closed loop) to the whole answer.
-    latency: Histogram<u64>,
-    /// Microseconds from sent to the whole answer.
-    service: Histogram<u64>,
-    /// Microseconds from due to sent (fixed rate).
-    send_lag: Histogram<u64>,
+/// What the answers said.
+#[derive(Default)]
+struct Tally {
     requests: u64,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<String, u64>,
+    /// Answers `200 {"duplicate": false, …}`: stored as new webhooks.
     stored: u64,
     duplicates: u64,
+    /// Sum of the answers' `deliveries`: deliveries storehook created.
     deliveries: u64,
-    warmup_requests: u64,
-    unsent: u64,
 }
 
-impl Stats {
-    fn new() -> Stats {
-        let histogram = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-        Stats {
-            latency: histogram(),
-            service: histogram(),
-            send_lag: histogram(),
-            requests: 0,
-            statuses: BTreeMap::new(),
-            errors: BTreeMap::new(),
-            stored: 0,
-            duplicates: 0,
-            deliveries: 0,
-            warmup_requests: 0,
-            unsent: 0,
+impl Tally {
+    fn count(&mut self, outcome: &anyhow::Result<(u16, Bytes)>) {
+        self.requests += 1;
+        match outcome {
+            Ok((status, body)) => {
+                *self.statuses.entry(*status).or_default() += 1;
+                if *status == 200
+                    && let Ok(answer) = serde_json::from_slice::<Value>(body)
+                {
+                    if answer["duplicate"] == Value::Bool(true) {
+                        self.duplicates += 1;
+                    } else if answer.get("webhook_id").is_some() {
+                        self.stored += 1;
+                    }
+                    self.deliveries += answer["deliveries"].as_u64().unwrap_or(0);
+                }
+            }
+            Err(err) => *self.errors.entry(format!("{err:#}")).or_default() += 1,
         }
     }
 
-    fn merge(&mut self, other: Stats) {
-        self.latency.add(&other.latency).expect("same bounds");
-        self.service.add(&other.service).expect("same bounds");
-        self.send_lag.add(&other.send_lag).expect("same bounds");
+    fn merge(&mut self, other: Tally) {
         self.requests += other.requests;
         for (status, n) in other.statuses {
             *self.statuses.entry(status).or_default() += n;
@@ -178,8 +173,67 @@ impl Stats {
         self.stored += other.stored;
         self.duplicates += other.duplicates;
         self.deliveries += other.deliveries;
-        self.warmup_requests += other.warmup_requests;
+    }
+
+    fn ok(&self) -> u64 {
+        self.statuses.get(&200).copied().unwrap_or(0)
+    }
+
+    fn non_200(&self) -> BTreeMap<String, u64> {
+        self.statuses
+            .iter()
+            .filter(|(status, _)| **status != 200)
+            .map(|(status, n)| (status.to_string(), *n))
+            .collect()
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// What one connection saw.
+struct Stats {
+    /// Microseconds from due (fixed rate) or sent (closed loop) to the whole answer.
+    latency: Histogram<u64>,
+    /// Microseconds from sent to the whole answer.
+    service: Histogram<u64>,
+    /// Microseconds from due to sent (fixed rate).
+    send_lag: Histogram<u64>,
+    /// Requests due while measuring.
+    measured: Tally,
+    /// Requests due during the warm-up (not in the figures).
+    warmup: Tally,
+    /// Due while measuring but never sent: the server fell behind the fixed rate.
+    unsent: u64,
+    /// Answers (any status) that arrived while measuring, whenever their request was due:
+    /// the throughput. (In an overloaded fixed-rate run, requests due in the warm-up are
+    /// still being answered while measuring.)
+    answered_in_window: u64,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        let histogram = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        Stats {
+            latency: histogram(),
+            service: histogram(),
+            send_lag: histogram(),
+            measured: Tally::default(),
+            warmup: Tally::default(),
+            unsent: 0,
+            answered_in_window: 0,
+        }
+    }
+
+    fn merge(&mut self, other: Stats) {
+        self.latency.add(&other.latency).expect("same bounds");
+        self.service.add(&other.service).expect("same bounds");
+        self.send_lag.add(&other.send_lag).expect("same bounds");
+        self.measured.merge(other.measured);
+        self.warmup.merge(other.warmup);
         self.unsent += other.unsent;
+        self.answered_in_window += other.answered_in_window;
     }
 }
 
@@ -214,39 +268,23 @@ impl User {
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
         let done = Instant::now();
-        if !counted {
-            self.stats.warmup_requests += 1;
-            if outcome.is_err() {
-                self.sender = None;
-            }
-            return;
+        if outcome.is_err() {
+            self.sender = None;
         }
         let stats = &mut self.stats;
-        stats.requests += 1;
+        if outcome.is_ok() && done >= clock.measure_from && done < clock.end {
+            stats.answered_in_window += 1;
+        }
+        if !counted {
+            stats.warmup.count(&outcome);
+            return;
+        }
+        stats.measured.count(&outcome);
         stats.latency.saturating_record(micros(done - due));
         stats.service.saturating_record(micros(done - sent));
         stats
             .send_lag
             .saturating_record(micros(sent.saturating_duration_since(due)));
-        match outcome {
-            Ok((status, body)) => {
-                *stats.statuses.entry(status).or_default() += 1;
-                if status == 200
-                    && let Ok(answer) = serde_json::from_slice::<Value>(&body)
-                {
-                    if answer["duplicate"] == Value::Bool(true) {
-                        stats.duplicates += 1;
-                    } else if answer.get("webhook_id").is_some() {
-                        stats.stored += 1;
-                    }
-                    stats.deliveries += answer["deliveries"].as_u64().unwrap_or(0);
-                }
-            }
-            Err(err) => {
-                *stats.errors.entry(format!("{err:#}")).or_default() += 1;
-                self.sender = None;
-            }
-        }
     }
 
     async fn send(&mut self, body: Bytes, signature: HeaderValue) -> anyhow::Result<(u16, Bytes)> {
@@ -492,12 +530,9 @@ fn latency_json(h: &Histogram<u64>) -> Value {
 }
 
 impl Report {
-    fn ok(&self) -> u64 {
-        self.stats.statuses.get(&200).copied().unwrap_or(0)
-    }
-
+    /// Answers received per second while measuring.
     fn rps(&self) -> f64 {
-        self.stats.requests as f64 / self.measured.as_secs_f64()
+        self.stats.answered_in_window as f64 / self.measured.as_secs_f64()
     }
 
     fn cpu_percent(&self) -> Option<f64> {
@@ -507,12 +542,7 @@ impl Report {
 
     fn json(&self, args: &IngestArgs) -> Value {
         let s = &self.stats;
-        let non_200: BTreeMap<String, u64> = s
-            .statuses
-            .iter()
-            .filter(|(status, _)| **status != 200)
-            .map(|(status, n)| (status.to_string(), *n))
-            .collect();
+        let m = &s.measured;
         json!({
             "mode": if args.rate.is_some() { "fixed_rate" } else { "closed_loop" },
             "url": args.url,
@@ -520,20 +550,29 @@ impl Report {
             "rate": args.rate,
             "warmup_s": args.warmup.as_secs_f64(),
             "duration_s": args.duration.as_secs_f64(),
-            "requests": s.requests,
-            "ok": self.ok(),
-            "non_200": non_200,
-            "errors": s.errors.values().sum::<u64>(),
-            "error_kinds": s.errors,
+            "requests": m.requests,
+            "ok": m.ok(),
+            "non_200": m.non_200(),
+            "errors": m.error_count(),
+            "error_kinds": m.errors,
             "unsent": s.unsent,
-            "warmup_requests": s.warmup_requests,
             "rps": (self.rps() * 10.0).round() / 10.0,
+            "answered_in_window": s.answered_in_window,
             "latency_ms": latency_json(&s.latency),
             "service_latency_ms": latency_json(&s.service),
             "send_lag_ms": latency_json(&s.send_lag),
-            "stored": s.stored,
-            "duplicates": s.duplicates,
-            "deliveries_created": s.deliveries,
+            "stored": m.stored,
+            "duplicates": m.duplicates,
+            "deliveries_created": m.deliveries,
+            "warmup": {
+                "requests": s.warmup.requests,
+                "ok": s.warmup.ok(),
+                "non_200": s.warmup.non_200(),
+                "errors": s.warmup.error_count(),
+                "stored": s.warmup.stored,
+                "duplicates": s.warmup.duplicates,
+                "deliveries_created": s.warmup.deliveries,
+            },
             "body_bytes": self.body_bytes,
             "orders_prepared": self.prepared,
             "orders_made_during_run": self.made_during_run,
@@ -543,6 +582,7 @@ impl Report {
 
     fn print(&self, args: &IngestArgs) {
         let s = &self.stats;
+        let m = &s.measured;
         let line = |name: &str, h: &Histogram<u64>| {
             println!(
                 "{name:<16} p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
@@ -572,23 +612,26 @@ impl Report {
             ),
         }
         println!(
-            "requests         {} ({} answered 200), {:.1} req/s",
-            s.requests,
-            self.ok(),
-            self.rps()
+            "requests         {} due while measuring ({} answered 200)",
+            m.requests,
+            m.ok()
         );
-        let non_200: Vec<String> = s
-            .statuses
+        println!(
+            "throughput       {:.1} req/s ({} answers while measuring)",
+            self.rps(),
+            s.answered_in_window
+        );
+        let non_200: Vec<String> = m
+            .non_200()
             .iter()
-            .filter(|(status, _)| **status != 200)
             .map(|(status, n)| format!("{status}: {n}"))
             .collect();
         if !non_200.is_empty() {
             println!("non-200          {}", non_200.join(", "));
         }
-        if !s.errors.is_empty() {
-            println!("errors           {}", s.errors.values().sum::<u64>());
-            for (error, n) in &s.errors {
+        if !m.errors.is_empty() {
+            println!("errors           {}", m.error_count());
+            for (error, n) in &m.errors {
                 println!("  {n} × {error}");
             }
         }
@@ -607,7 +650,14 @@ impl Report {
         }
         println!(
             "stored           {} new, {} duplicates, {} deliveries created",
-            s.stored, s.duplicates, s.deliveries
+            m.stored, m.duplicates, m.deliveries
+        );
+        println!(
+            "warm-up          {} requests ({} answered 200, {} errors), {} deliveries created",
+            s.warmup.requests,
+            s.warmup.ok(),
+            s.warmup.error_count(),
+            s.warmup.deliveries
         );
         println!(
             "generator        {} CPU, {} orders prepared (~{} bytes each), {} made during the run",
@@ -659,19 +709,33 @@ mod tests {
     #[test]
     fn stats_merge() {
         let mut a = Stats::new();
-        a.requests = 2;
+        a.measured.count(&Ok((
+            200,
+            Bytes::from_static(br#"{"webhook_id":1,"duplicate":false,"deliveries":2}"#),
+        )));
+        a.measured.count(&Ok((
+            200,
+            Bytes::from_static(br#"{"webhook_id":1,"duplicate":true,"deliveries":0}"#),
+        )));
         a.latency.record(1000).unwrap();
-        a.statuses.insert(200, 2);
+        a.latency.record(1000).unwrap();
         let mut b = Stats::new();
-        b.requests = 1;
+        b.measured.count(&Ok((503, Bytes::from_static(b"{}"))));
+        b.measured.count(&Err(anyhow::anyhow!("timed out")));
+        b.warmup.count(&Ok((
+            200,
+            Bytes::from_static(br#"{"webhook_id":2,"duplicate":false,"deliveries":2}"#),
+        )));
         b.latency.record(3000).unwrap();
-        b.statuses.insert(200, 1);
-        b.statuses.insert(503, 1);
         a.merge(b);
-        assert_eq!(a.requests, 3);
-        assert_eq!(a.statuses[&200], 3);
-        assert_eq!(a.statuses[&503], 1);
-        assert_eq!(a.latency.len(), 2);
+        assert_eq!(a.measured.requests, 4);
+        assert_eq!(a.measured.ok(), 2);
+        assert_eq!(a.measured.non_200()["503"], 1);
+        assert_eq!(a.measured.error_count(), 1);
+        assert_eq!((a.measured.stored, a.measured.duplicates), (1, 1));
+        assert_eq!(a.measured.deliveries, 2);
+        assert_eq!((a.warmup.requests, a.warmup.deliveries), (1, 2));
+        assert_eq!(a.latency.len(), 3);
         assert!((ms(&a.latency, 1.0) - 3.0).abs() < 0.01);
         assert!((ms(&a.latency, 0.5) - 1.0).abs() < 0.01);
     }
