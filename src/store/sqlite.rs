@@ -158,53 +158,55 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let _gate = self.write_gate.lock().await;
         let now = attempt.started_at_ms + attempt.duration_ms;
+        // One statement for all the deliveries of the attempt (a Legion batch has 50).
+        let ids = serde_json::to_string(deliveries).expect("ids serialise");
+        let (outcome, response) = match &attempt.recorded {
+            Recorded::Delivered { response, .. } => ("delivered", response.as_str()),
+            Recorded::Retry { reason, .. } => ("retry", reason.as_str()),
+            Recorded::Dead { reason } => ("dead", reason.as_str()),
+            Recorded::DryRun { request } => ("dry_run", request.as_str()),
+        };
         let mut tx = self.pool.begin().await?;
-        for &id in deliveries {
-            let (outcome, response) = match &attempt.recorded {
-                Recorded::Delivered { response, .. } => ("delivered", response.as_str()),
-                Recorded::Retry { reason, .. } => ("retry", reason.as_str()),
-                Recorded::Dead { reason } => ("dead", reason.as_str()),
-                Recorded::DryRun { request } => ("dry_run", request.as_str()),
-            };
-            sqlx::query(
-                "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, response) \
-                 VALUES (?, ?, ?, ?, ?)",
+        sqlx::query(
+            "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, response) \
+             SELECT value, ?, ?, ?, ? FROM json_each(?)",
+        )
+        .bind(attempt.started_at_ms)
+        .bind(attempt.duration_ms)
+        .bind(outcome)
+        .bind(response)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        let update = match &attempt.recorded {
+            Recorded::Delivered { conversion_id, .. } => sqlx::query(
+                "UPDATE deliveries SET status = 'delivered', conversion_id = ?, \
+                 lease_until = NULL, last_error = NULL, updated_at = ? \
+                 WHERE id IN (SELECT value FROM json_each(?))",
             )
-            .bind(id)
-            .bind(attempt.started_at_ms)
-            .bind(attempt.duration_ms)
-            .bind(outcome)
-            .bind(response)
-            .execute(&mut *tx)
-            .await?;
-            let update = match &attempt.recorded {
-                Recorded::Delivered { conversion_id, .. } => sqlx::query(
-                    "UPDATE deliveries SET status = 'delivered', conversion_id = ?, \
-                     lease_until = NULL, last_error = NULL, updated_at = ? WHERE id = ?",
-                )
-                .bind(conversion_id.clone()),
-                Recorded::Retry {
-                    next_attempt_at_ms,
-                    reason,
-                } => sqlx::query(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
-                     last_error = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
-                )
-                .bind(*next_attempt_at_ms)
-                .bind(reason.clone()),
-                Recorded::Dead { reason } => sqlx::query(
-                    "UPDATE deliveries SET status = 'dead', last_error = ?, \
-                     lease_until = NULL, updated_at = ? WHERE id = ?",
-                )
-                .bind(reason.clone()),
-                Recorded::DryRun { request } => sqlx::query(
-                    "UPDATE deliveries SET status = 'dry_run', request = ?, \
-                     lease_until = NULL, updated_at = ? WHERE id = ?",
-                )
-                .bind(request.clone()),
-            };
-            update.bind(now).bind(id).execute(&mut *tx).await?;
-        }
+            .bind(conversion_id.clone()),
+            Recorded::Retry {
+                next_attempt_at_ms,
+                reason,
+            } => sqlx::query(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
+                 last_error = ?, lease_until = NULL, updated_at = ? \
+                 WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(*next_attempt_at_ms)
+            .bind(reason.clone()),
+            Recorded::Dead { reason } => sqlx::query(
+                "UPDATE deliveries SET status = 'dead', last_error = ?, \
+                 lease_until = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(reason.clone()),
+            Recorded::DryRun { request } => sqlx::query(
+                "UPDATE deliveries SET status = 'dry_run', request = ?, \
+                 lease_until = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(request.clone()),
+        };
+        update.bind(now).bind(&ids).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -3,10 +3,11 @@
 //! concurrent requests share one fsync and one failing webhook does not fail the others.
 //! Nobody is answered before the commit that holds their webhook has returned.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::store::{Accepted, NewDelivery, NewWebhook, StoreError};
@@ -59,6 +60,12 @@ async fn run_writer(
 }
 
 /// Writes the batch in one `BEGIN IMMEDIATE … COMMIT`; returns one result per job.
+///
+/// Every statement is a round trip to sqlx's SQLite thread, and those round trips, not
+/// SQLite, bounded ingest: so the batch is first written with one multi-row insert for its
+/// webhooks and one for their deliveries. Only if that fails (a webhook the database
+/// refuses) is the batch written again one webhook at a time, each under its own savepoint,
+/// so that only the refused one fails.
 async fn write_batch(pool: &SqlitePool, jobs: &[Job]) -> Vec<Result<Accepted, StoreError>> {
     let everyone = |error: sqlx::Error| {
         let shared = Arc::new(error);
@@ -66,6 +73,24 @@ async fn write_batch(pool: &SqlitePool, jobs: &[Job]) -> Vec<Result<Accepted, St
             .map(|_| Err(StoreError::Batch(shared.clone())))
             .collect()
     };
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(error) => return everyone(error),
+    };
+    match insert_together(&mut tx, jobs).await {
+        Ok(accepted) => {
+            return match tx.commit().await {
+                Ok(()) => accepted.into_iter().map(Ok).collect(),
+                Err(error) => everyone(error),
+            };
+        }
+        Err(error) => {
+            tracing::debug!(%error, webhooks = jobs.len(), "batch refused as a whole: writing its webhooks one by one");
+            if let Err(error) = tx.rollback().await {
+                return everyone(error);
+            }
+        }
+    }
     let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(error) => return everyone(error),
@@ -96,16 +121,150 @@ async fn write_batch(pool: &SqlitePool, jobs: &[Job]) -> Vec<Result<Accepted, St
     }
 }
 
+/// Most rows in one multi-row insert of deliveries (12 parameters each, well under
+/// SQLite's 32,766).
+const DELIVERY_ROWS_PER_INSERT: usize = 1000;
+
+/// Writes every webhook of the batch and their deliveries with a few statements, with the
+/// same outcome as writing them one after the other in order: a repeat of an earlier webhook
+/// (stored before, or earlier in this batch) is a duplicate, and a delivery whose (mapping,
+/// key) is taken is not written again.
+async fn insert_together(
+    conn: &mut SqliteConnection,
+    jobs: &[Job],
+) -> Result<Vec<Accepted>, StoreError> {
+    let headers: Vec<String> = jobs
+        .iter()
+        .map(|job| serde_json::to_string(&job.webhook.headers).expect("a string map serialises"))
+        .collect();
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO webhooks \
+         (source, platform, topic, dedupe_id, headers, body, status, error, received_at) ",
+    );
+    insert.push_values(jobs.iter().zip(&headers), |mut row, (job, headers)| {
+        let webhook = &job.webhook;
+        row.push_bind(&webhook.source)
+            .push_bind(&webhook.platform)
+            .push_bind(&webhook.topic)
+            .push_bind(&webhook.dedupe_id)
+            .push_bind(headers)
+            .push_bind(&webhook.body)
+            .push_bind(status_of(webhook))
+            .push_bind(&webhook.translation_error)
+            .push_bind(webhook.received_at_ms);
+    });
+    // Rows are inserted in order, so of two equal ones in the batch the first is stored.
+    insert.push(" ON CONFLICT (source, dedupe_id) DO NOTHING RETURNING id, source, dedupe_id");
+    let inserted: Vec<(i64, String, String)> = insert
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut new_ids: HashMap<(String, String), i64> = inserted
+        .into_iter()
+        .map(|(id, source, dedupe_id)| ((source, dedupe_id), id))
+        .collect();
+    let mut seen: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut accepted = Vec::with_capacity(jobs.len());
+    let mut stored: Vec<(usize, i64)> = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let webhook = &job.webhook;
+        let key = (webhook.source.as_str(), webhook.dedupe_id.as_str());
+        if let Some(&webhook_id) = seen.get(&key) {
+            accepted.push(Accepted::Duplicate { webhook_id });
+        } else if let Some(webhook_id) =
+            new_ids.remove(&(webhook.source.clone(), webhook.dedupe_id.clone()))
+        {
+            seen.insert(key, webhook_id);
+            stored.push((index, webhook_id));
+            accepted.push(Accepted::Stored {
+                webhook_id,
+                deliveries: 0,
+            });
+        } else {
+            let webhook_id = stored_id(conn, webhook).await?;
+            seen.insert(key, webhook_id);
+            accepted.push(Accepted::Duplicate { webhook_id });
+        }
+    }
+    let rows: Vec<(i64, i64, &NewDelivery)> = stored
+        .iter()
+        .flat_map(|&(index, webhook_id)| {
+            let webhook = &jobs[index].webhook;
+            webhook
+                .deliveries
+                .iter()
+                .map(move |delivery| (webhook_id, webhook.received_at_ms, delivery))
+        })
+        .collect();
+    let mut written: HashMap<i64, u64> = HashMap::new();
+    for chunk in rows.chunks(DELIVERY_ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries \
+             (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
+              needs_key, status, next_attempt_at, created_at, updated_at) ",
+        );
+        insert.push_values(chunk, |mut row, &(webhook_id, now_ms, delivery)| {
+            let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+            row.push_bind(webhook_id)
+                .push_bind(&delivery.mapping)
+                .push_bind(&delivery.key)
+                .push_bind(&delivery.destination)
+                .push_bind(&delivery.operation)
+                .push_bind(&delivery.payload)
+                .push_bind(needs_mapping)
+                .push_bind(needs_key)
+                .push_bind(initial_status(delivery))
+                .push_bind(now_ms)
+                .push_bind(now_ms)
+                .push_bind(now_ms);
+        });
+        insert.push(" ON CONFLICT (mapping, key) DO NOTHING RETURNING webhook_id");
+        let ids: Vec<i64> = insert
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
+        for id in ids {
+            *written.entry(id).or_default() += 1;
+        }
+    }
+    for accepted in &mut accepted {
+        if let Accepted::Stored {
+            webhook_id,
+            deliveries,
+        } = accepted
+        {
+            *deliveries = written.get(webhook_id).copied().unwrap_or(0);
+        }
+    }
+    Ok(accepted)
+}
+
+/// The id of a webhook stored before under the same (source, dedupe id).
+async fn stored_id(conn: &mut SqliteConnection, webhook: &NewWebhook) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM webhooks WHERE source = ? AND dedupe_id = ?")
+            .bind(&webhook.source)
+            .bind(&webhook.dedupe_id)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+fn status_of(webhook: &NewWebhook) -> &'static str {
+    match webhook.translation_error {
+        None => "translated",
+        Some(_) => "untranslated",
+    }
+}
+
 /// Writes one webhook and its deliveries, unless its (source, dedupe id) is already stored.
 async fn insert_webhook(
     conn: &mut SqliteConnection,
     webhook: &NewWebhook,
 ) -> Result<Accepted, StoreError> {
     let headers = serde_json::to_string(&webhook.headers).expect("a string map serialises");
-    let status = match webhook.translation_error {
-        None => "translated",
-        Some(_) => "untranslated",
-    };
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO webhooks \
          (source, platform, topic, dedupe_id, headers, body, status, error, received_at) \
@@ -118,19 +277,14 @@ async fn insert_webhook(
     .bind(&webhook.dedupe_id)
     .bind(headers)
     .bind(&webhook.body)
-    .bind(status)
+    .bind(status_of(webhook))
     .bind(&webhook.translation_error)
     .bind(webhook.received_at_ms)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(webhook_id) = inserted else {
         // Stored before, possibly earlier in this very batch.
-        let webhook_id: i64 =
-            sqlx::query_scalar("SELECT id FROM webhooks WHERE source = ? AND dedupe_id = ?")
-                .bind(&webhook.source)
-                .bind(&webhook.dedupe_id)
-                .fetch_one(&mut *conn)
-                .await?;
+        let webhook_id = stored_id(conn, webhook).await?;
         return Ok(Accepted::Duplicate { webhook_id });
     };
     let mut deliveries = 0;
@@ -191,6 +345,12 @@ mod tests {
 
     use crate::store::{Accepted, NewDelivery, NewWebhook, SqliteStore, Store};
 
+    fn webhook_with_key(source: &str, dedupe_id: &str, key: &str) -> NewWebhook {
+        let mut webhook = webhook(source, dedupe_id);
+        webhook.deliveries[0].key = key.to_string();
+        webhook
+    }
+
     fn webhook(source: &str, dedupe_id: &str) -> NewWebhook {
         NewWebhook {
             source: source.to_string(),
@@ -239,6 +399,55 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), 50);
         assert_eq!(store.commits() - before, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_has_the_outcome_of_writing_its_webhooks_one_after_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let Accepted::Stored { webhook_id: d, .. } = store
+            .accept(webhook_with_key("s", "d", "kd"))
+            .await
+            .unwrap()
+        else {
+            panic!("d is new");
+        };
+        let batch = [
+            webhook_with_key("s", "a", "k1"),
+            webhook_with_key("s", "a", "k1"),
+            // Another webhook of the same order: its delivery key is taken.
+            webhook_with_key("s", "b", "k1"),
+            webhook_with_key("t", "a", "k2"),
+            webhook_with_key("s", "d", "kd"),
+        ];
+        let commits = store.commits();
+        let results: Vec<Accepted> =
+            futures::future::join_all(batch.into_iter().map(|w| store.accept(w)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        assert_eq!(store.commits() - commits, 1, "one batch");
+        let Accepted::Stored {
+            webhook_id: a,
+            deliveries: 1,
+        } = results[0]
+        else {
+            panic!("{results:?}");
+        };
+        assert_eq!(results[1], Accepted::Duplicate { webhook_id: a });
+        assert!(
+            matches!(results[2], Accepted::Stored { webhook_id, deliveries: 0 } if webhook_id != a)
+        );
+        assert!(matches!(results[3], Accepted::Stored { deliveries: 1, .. }));
+        assert_eq!(results[4], Accepted::Duplicate { webhook_id: d });
+        let keys: Vec<(i64, String)> =
+            sqlx::query_as("SELECT webhook_id, key FROM deliveries ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(keys[1], (a, "k1".to_string()));
     }
 
     #[tokio::test]
