@@ -174,10 +174,9 @@ pub trait Store: Send + Sync {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
-    /// Records one attempt of these deliveries and moves them on (delivered, pending again,
-    /// dead or dry_run), in one transaction.
-    async fn record_attempt(&self, deliveries: &[i64], attempt: &Attempt)
-    -> Result<(), StoreError>;
+    /// Records attempts (each of one or more deliveries) and moves their deliveries on
+    /// (delivered, pending again, dead or dry_run), all in one transaction.
+    async fn record_attempts(&self, attempts: &[(Vec<i64>, Attempt)]) -> Result<(), StoreError>;
     /// Moves `waiting` deliveries on: to `pending` with the conversion id once the delivery
     /// they need is delivered; to `skipped` when it failed, ran dry, or never appeared within
     /// `waiting_timeout_ms`.
