@@ -72,9 +72,13 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A failure shared by every webhook of one group commit.
     #[error("database error: {0}")]
-    Batch(Arc<sqlx::Error>),
+    Batch(Arc<rusqlite::Error>),
+    #[error("cannot start the store's writer: {0}")]
+    Writer(String),
     #[error("the store's writer has stopped (the service is shutting down)")]
     WriterStopped,
     #[error("migration failed: {0}")]

@@ -13,7 +13,7 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 mod accept;
-use accept::{Job, initial_status, insert_delivery};
+use accept::{INSERT_DELIVERY, Job, initial_status};
 
 use super::{
     Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliverySummary, NewDelivery, NewWebhook,
@@ -101,6 +101,33 @@ async fn record_attempt(
     Ok(())
 }
 
+/// Adds a delivery, due at `now_ms`, unless its (mapping, key) is already stored; returns
+/// how many rows were written (0 or 1).
+async fn insert_delivery(
+    conn: &mut sqlx::SqliteConnection,
+    webhook_id: i64,
+    delivery: &NewDelivery,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+    let written = sqlx::query(INSERT_DELIVERY)
+        .bind(webhook_id)
+        .bind(&delivery.mapping)
+        .bind(&delivery.key)
+        .bind(&delivery.destination)
+        .bind(&delivery.operation)
+        .bind(&delivery.payload)
+        .bind(needs_mapping)
+        .bind(needs_key)
+        .bind(initial_status(delivery))
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(written.rows_affected())
+}
+
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
 pub struct SqliteStore {
@@ -126,7 +153,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let path = options.get_filename();
+        let path = options.get_filename().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.display().to_string(),
@@ -140,7 +167,7 @@ impl SqliteStore {
         MIGRATIONS.run(&pool).await?;
         let commits = Arc::new(AtomicU64::new(0));
         let write_gate = Arc::new(tokio::sync::Mutex::new(()));
-        let writer = accept::spawn_writer(pool.clone(), commits.clone(), write_gate.clone());
+        let writer = accept::spawn_writer(&path, commits.clone(), write_gate.clone())?;
         Ok(Self {
             pool,
             writer,
