@@ -13,11 +13,12 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 mod accept;
+mod rounds;
 use accept::{INSERT_DELIVERY, Job, initial_status};
 
 use super::{
     Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliverySummary, NewDelivery, NewWebhook,
-    Recorded, Store, StoreError, StoredWebhook,
+    Store, StoreError, StoredWebhook,
 };
 
 /// Binds a [`DeliveryFilter`] as `filter_sql!` and `LIMIT ?5` expect it.
@@ -40,65 +41,6 @@ macro_rules! filter_sql {
         "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR destination = ?2) \
          AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR webhook_id = ?4)"
     };
-}
-
-/// Records one attempt of these deliveries and moves them on, inside the caller's
-/// transaction: two statements, whatever the number of deliveries (a Legion batch has 50).
-async fn record_attempt(
-    tx: &mut sqlx::SqliteConnection,
-    deliveries: &[i64],
-    attempt: &Attempt,
-) -> Result<(), StoreError> {
-    let now = attempt.started_at_ms + attempt.duration_ms;
-    // One statement for all the deliveries of the attempt (a Legion batch has 50).
-    let ids = serde_json::to_string(deliveries).expect("ids serialise");
-    let (outcome, response) = match &attempt.recorded {
-        Recorded::Delivered { response, .. } => ("delivered", response.as_str()),
-        Recorded::Retry { reason, .. } => ("retry", reason.as_str()),
-        Recorded::Dead { reason } => ("dead", reason.as_str()),
-        Recorded::DryRun { request } => ("dry_run", request.as_str()),
-    };
-    sqlx::query(
-        "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, response) \
-         SELECT value, ?, ?, ?, ? FROM json_each(?)",
-    )
-    .bind(attempt.started_at_ms)
-    .bind(attempt.duration_ms)
-    .bind(outcome)
-    .bind(response)
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await?;
-    let update = match &attempt.recorded {
-        Recorded::Delivered { conversion_id, .. } => sqlx::query(
-            "UPDATE deliveries SET status = 'delivered', conversion_id = ?, \
-             lease_until = NULL, last_error = NULL, updated_at = ? \
-             WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(conversion_id.clone()),
-        Recorded::Retry {
-            next_attempt_at_ms,
-            reason,
-        } => sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
-             last_error = ?, lease_until = NULL, updated_at = ? \
-             WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(*next_attempt_at_ms)
-        .bind(reason.clone()),
-        Recorded::Dead { reason } => sqlx::query(
-            "UPDATE deliveries SET status = 'dead', last_error = ?, \
-             lease_until = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(reason.clone()),
-        Recorded::DryRun { request } => sqlx::query(
-            "UPDATE deliveries SET status = 'dry_run', request = ?, \
-             lease_until = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(request.clone()),
-    };
-    update.bind(now).bind(&ids).execute(&mut *tx).await?;
-    Ok(())
 }
 
 /// Adds a delivery, due at `now_ms`, unless its (mapping, key) is already stored; returns
@@ -142,6 +84,8 @@ pub struct SqliteStore {
     /// SQLite's write lock: contention would put them in SQLite's busy handler, which
     /// sleeps in steps of up to 100 ms and made ingest crawl under load.
     write_gate: Arc<tokio::sync::Mutex<()>>,
+    /// The delivery workers' claims and records.
+    rounds: rounds::RoundWriter,
 }
 
 impl SqliteStore {
@@ -168,11 +112,13 @@ impl SqliteStore {
         let commits = Arc::new(AtomicU64::new(0));
         let write_gate = Arc::new(tokio::sync::Mutex::new(()));
         let writer = accept::spawn_writer(&path, commits.clone(), write_gate.clone())?;
+        let rounds = rounds::RoundWriter::open(&path)?;
         Ok(Self {
             pool,
             writer,
             commits,
             write_gate,
+            rounds,
         })
     }
 
@@ -206,49 +152,14 @@ impl Store for SqliteStore {
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let _gate = self.write_gate.lock().await;
-        // Two searches of the (destination, status, next_attempt_at) index, not one OR: with
-        // the OR, SQLite walked every delivery the destination ever had, and each claim grew
-        // slower as history piled up.
-        let rows = sqlx::query(
-            "UPDATE deliveries \
-             SET status = 'in_flight', lease_until = ?1, attempts = attempts + 1, updated_at = ?2 \
-             WHERE id IN (SELECT id FROM ( \
-                 SELECT id, next_attempt_at FROM deliveries \
-                 WHERE destination = ?3 AND status = 'pending' AND next_attempt_at <= ?2 \
-                 UNION ALL \
-                 SELECT id, next_attempt_at FROM deliveries \
-                 WHERE destination = ?3 AND status = 'in_flight' AND lease_until < ?2) \
-               ORDER BY next_attempt_at, id LIMIT ?4) \
-             RETURNING id, operation, payload, conversion_id, attempts",
-        )
-        .bind(now_ms + lease_ms)
-        .bind(now_ms)
-        .bind(destination)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut claimed: Vec<ClaimedDelivery> = rows
-            .into_iter()
-            .map(|row| ClaimedDelivery {
-                id: row.get("id"),
-                operation: row.get("operation"),
-                payload: row.get("payload"),
-                conversion_id: row.get("conversion_id"),
-                attempts: row.get("attempts"),
-            })
-            .collect();
-        claimed.sort_by_key(|d| d.id);
-        Ok(claimed)
+        self.rounds
+            .claim(destination, limit, now_ms, lease_ms)
+            .await
     }
 
     async fn record_attempts(&self, attempts: &[(Vec<i64>, Attempt)]) -> Result<(), StoreError> {
         let _gate = self.write_gate.lock().await;
-        let mut tx = self.pool.begin().await?;
-        for (deliveries, attempt) in attempts {
-            record_attempt(&mut tx, deliveries, attempt).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.rounds.record(attempts).await
     }
 
     async fn release_waiting_deliveries(
