@@ -30,7 +30,7 @@ use crate::store::{Attempt, ClaimedDelivery, Recorded, Store, StoreError, now_ms
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// After a wake-up, how long a worker lets more deliveries arrive before it claims, so that
 /// batches fill (Legion takes 50 events a request) and rounds stay few under load.
-const CLAIM_LINGER: Duration = Duration::from_millis(10);
+const CLAIM_LINGER: Duration = Duration::from_millis(50);
 /// How often, at most, a worker moves its `waiting` deliveries on (a write transaction, so
 /// not on every claim).
 const RELEASE_WAITING_EVERY: Duration = Duration::from_millis(250);

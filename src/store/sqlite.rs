@@ -168,6 +168,16 @@ impl Store for SqliteStore {
         now_ms: i64,
         waiting_timeout_ms: i64,
     ) -> Result<(), StoreError> {
+        // Most destinations never have a waiting delivery: a read (no write lock) tells.
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE destination = ? AND status = 'waiting')",
+        )
+        .bind(destination)
+        .fetch_one(&self.pool)
+        .await?;
+        if !waiting {
+            return Ok(());
+        }
         let _gate = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
