@@ -92,22 +92,30 @@ async fn a_concurrency_of_one_sends_one_request_at_a_time() {
     assert_eq!(most.load(Ordering::SeqCst), 1);
 }
 
+/// Once `arrived` counts a request at the destination, stops the app; the one Salekit
+/// delivery, as the stop left it.
+async fn stop_once_a_request_arrived(app: &mut TestApp, arrived: &AtomicUsize) -> DeliveryRow {
+    while arrived.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.stop().await;
+    let mut salekit: Vec<DeliveryRow> = app
+        .delivery_rows()
+        .await
+        .into_iter()
+        .filter(|r| r.mapping.ends_with("salekit-audience"))
+        .collect();
+    assert_eq!(salekit.len(), 1);
+    salekit.remove(0)
+}
+
 #[tokio::test]
 async fn shutdown_finishes_attempts_in_flight() {
     let (in_flight, _, url) = slow_salekit(Duration::from_millis(700)).await;
     let mut app = salekit_app(url, 1, Duration::from_secs(10)).await;
     post_orders(&app, 1).await;
-    while in_flight.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    app.stop().await;
-    let rows = app.delivery_rows().await;
-    let salekit: Vec<_> = rows
-        .iter()
-        .filter(|r| r.mapping.ends_with("salekit-audience"))
-        .collect();
-    assert_eq!(salekit.len(), 1);
-    assert_eq!(salekit[0].status, "delivered");
+    let salekit = stop_once_a_request_arrived(&mut app, &in_flight).await;
+    assert_eq!(salekit.status, "delivered");
 }
 
 #[tokio::test]
@@ -128,23 +136,11 @@ async fn shutdown_releases_the_leases_of_attempts_it_cannot_finish() {
     post_orders(&app, 1).await;
     app.wait_for_status("haravan/salekit-audience", "in_flight")
         .await;
-    while accepted.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    app.stop().await;
-    let rows = app.delivery_rows().await;
-    let salekit: Vec<_> = rows
-        .iter()
-        .filter(|r| r.mapping.ends_with("salekit-audience"))
-        .collect();
-    assert_eq!(salekit.len(), 1);
-    assert_eq!(salekit[0].status, "pending", "{:?}", salekit[0]);
-    assert_eq!(
-        salekit[0].attempts, 0,
-        "the abandoned attempt is not counted"
-    );
+    let salekit = stop_once_a_request_arrived(&mut app, &accepted).await;
+    assert_eq!(salekit.status, "pending", "{:?}", salekit);
+    assert_eq!(salekit.attempts, 0, "the abandoned attempt is not counted");
     let lease: Option<i64> = sqlx::query_scalar("SELECT lease_until FROM deliveries WHERE id = ?")
-        .bind(salekit[0].id)
+        .bind(salekit.id)
         .fetch_one(&app.db().await)
         .await
         .unwrap();

@@ -28,7 +28,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::orders::{Fixture, OrderMaker, OrderPool, OrderTemplate, RunBase, SIGNATURE_HEADER};
+use crate::orders::{
+    OrderMaker, OrderPool, OrderTemplate, RunBase, SIGNATURE_HEADER, request_headers,
+};
+use storehook::fixture::Fixture;
 
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
@@ -332,7 +335,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         bail!("--duration must be above 0");
     }
     let fixture = Fixture::load(&args.fixture)?;
-    let headers = fixture.request_headers()?;
+    let headers = request_headers(&fixture)?;
     let target = Arc::new(Target::new(&args.url, headers)?);
     let mut base = RunBase::from_clock();
     if let Some(id_base) = args.id_base {

@@ -11,7 +11,6 @@
 //! short-cut as a duplicate.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +23,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use sha2::Sha256;
+use storehook::fixture::Fixture;
 use tokio::sync::mpsc;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -33,75 +33,31 @@ pub const SIGNATURE_HEADER: &str = "X-Haravan-Hmacsha256";
 /// Both spellings seen in the wild: neither is copied from the recorded headers.
 const RECORDED_SIGNATURE_HEADERS: &[&str] = &["x-haravan-hmacsha256", "x-haravan-hmac-sha256"];
 
-/// A recorded webhook: the body file and the headers recorded beside it (`NAME.headers`).
-pub struct Fixture {
-    pub path: PathBuf,
-    pub body: Vec<u8>,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Fixture {
-    pub fn load(path: &Path) -> anyhow::Result<Fixture> {
-        let body =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let headers_path = path.with_extension("headers");
-        let text = std::fs::read_to_string(&headers_path)
-            .with_context(|| format!("cannot read {}", headers_path.display()))?;
-        let mut headers = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let (name, value) = line.split_once(':').with_context(|| {
-                format!(
-                    "{} line {}: expected `Name: value`",
-                    headers_path.display(),
-                    i + 1
-                )
-            })?;
-            headers.push((name.trim().to_string(), value.trim().to_string()));
+/// The headers to send with every order: the recorded ones without the signature (it is
+/// computed per body), `Content-Length` and `Host` (set per request).
+pub fn request_headers(fixture: &Fixture) -> anyhow::Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (name, value) in &fixture.headers {
+        let lower = name.to_ascii_lowercase();
+        if RECORDED_SIGNATURE_HEADERS.contains(&lower.as_str())
+            || lower == "content-length"
+            || lower == "host"
+        {
+            continue;
         }
-        Ok(Fixture {
-            path: path.to_path_buf(),
-            body,
-            headers,
-        })
+        map.append(
+            HeaderName::from_bytes(name.as_bytes())
+                .with_context(|| format!("header name `{name}`"))?,
+            HeaderValue::from_str(value).with_context(|| format!("header `{name}` value"))?,
+        );
     }
-
-    /// A recorded header's value, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    if !map.contains_key(hyper::header::CONTENT_TYPE) {
+        map.insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
-
-    /// The headers to send with every order: the recorded ones without the signature (it is
-    /// computed per body), `Content-Length` and `Host` (set per request).
-    pub fn request_headers(&self) -> anyhow::Result<HeaderMap> {
-        let mut map = HeaderMap::new();
-        for (name, value) in &self.headers {
-            let lower = name.to_ascii_lowercase();
-            if RECORDED_SIGNATURE_HEADERS.contains(&lower.as_str())
-                || lower == "content-length"
-                || lower == "host"
-            {
-                continue;
-            }
-            map.append(
-                HeaderName::from_bytes(name.as_bytes())
-                    .with_context(|| format!("header name `{name}`"))?,
-                HeaderValue::from_str(value).with_context(|| format!("header `{name}` value"))?,
-            );
-        }
-        if !map.contains_key(hyper::header::CONTENT_TYPE) {
-            map.insert(
-                hyper::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-        Ok(map)
-    }
+    Ok(map)
 }
 
 /// The HMAC keyed with the secret, cloned for each body (the key is hashed once).
@@ -416,35 +372,17 @@ impl OrderPool {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for Unix milliseconds.
 pub fn rfc3339_millis(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        ms % 1000
-    )
-}
-
-/// Days since 1970-01-01 → proleptic Gregorian (year, month, day) (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let ms = i64::try_from(ms).expect("a Unix time in milliseconds fits in i64");
+    jiff::Timestamp::from_millisecond(ms)
+        .expect("a timestamp in jiff's range")
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
 
     use super::*;
 
@@ -488,7 +426,7 @@ mod tests {
 
     #[test]
     fn request_headers_drop_the_recorded_signature() {
-        let headers = paid().request_headers().unwrap();
+        let headers = request_headers(&paid()).unwrap();
         assert!(headers.get("x-haravan-hmacsha256").is_none());
         assert_eq!(headers.get("x-haravan-topic").unwrap(), "orders/paid");
         assert_eq!(headers.get("x-haravan-org-id").unwrap(), "200000123456");
