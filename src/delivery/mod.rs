@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
 
 use crate::config::{DeliveryConfig, DestinationConfig};
 use crate::destination::{self, Destination, Outcome, Outgoing};
@@ -54,7 +53,7 @@ pub struct Worker {
     breaker_cool_down: Duration,
     /// Failed attempts in a row; at `breaker_failures` the worker pauses.
     failures_in_a_row: AtomicU32,
-    /// Until when every lane pauses (the circuit is open).
+    /// Until when the worker pauses (the circuit is open).
     paused_until: Mutex<Option<Instant>>,
     concurrency: usize,
     /// Deliveries claimed and not yet recorded, released if the shutdown grace runs out.
@@ -98,17 +97,14 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(destination = %self.destination_id, dry = self.dry, concurrency = self.concurrency, "delivery worker started");
         let worker = Arc::new(self);
-        // One task, so the grace below can abandon it.
-        let mut lanes = JoinSet::new();
-        lanes.spawn(worker.clone().lane(shutdown.clone()));
+        // A task of its own, so the grace below can abandon it.
+        let mut rounds = tokio::spawn(worker.clone().work_rounds(shutdown.clone()));
         // A dropped sender means the service is going away: stop as well.
         let _ = shutdown.wait_for(|stop| *stop).await;
         let grace = worker.delivery.shutdown_grace;
-        let finished =
-            tokio::time::timeout(grace, async { while lanes.join_next().await.is_some() {} }).await;
-        if finished.is_err() {
-            lanes.abort_all();
-            while lanes.join_next().await.is_some() {}
+        if tokio::time::timeout(grace, &mut rounds).await.is_err() {
+            rounds.abort();
+            let _ = rounds.await;
             worker.release_held().await;
         }
         tracing::info!(destination = %worker.destination_id, "delivery worker stopped");
@@ -136,7 +132,7 @@ impl Worker {
     }
 
     /// Claims and sends rounds until `shutdown` turns true.
-    async fn lane(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    async fn work_rounds(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
                 break;
@@ -292,7 +288,7 @@ impl Worker {
         }
     }
 
-    /// True at most every [`RELEASE_WAITING_EVERY`], for one lane.
+    /// True at most every [`RELEASE_WAITING_EVERY`].
     fn release_waiting_due(&self) -> bool {
         let mut last = self.waiting_released_at.lock().expect("release time");
         let due = last.is_none_or(|at| at.elapsed() >= RELEASE_WAITING_EVERY);
