@@ -371,17 +371,7 @@ async fn without_credentials_deliveries_run_dry_and_record_the_request() {
 
 /// Runs the real binary against the app's database and mappings.
 fn storehook_cli(app: &TestApp, mappings: &std::path::Path, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_storehook"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_clear()
-        .env(
-            "STOREHOOK_STORE_URL",
-            format!("sqlite://{}", app.db_path.display()),
-        )
-        .env("STOREHOOK_MAPPINGS_DIR", mappings)
-        .args(args)
-        .output()
-        .unwrap();
+    let output = app.cli(mappings, args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),

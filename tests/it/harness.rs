@@ -153,6 +153,37 @@ pub struct StoredWebhook {
 }
 
 impl TestApp {
+    /// Runs the `storehook` binary on this app's store with `mappings`, and nothing else
+    /// from the environment.
+    pub fn cli(&self, mappings: &Path, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_storehook"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_clear()
+            .env(
+                "STOREHOOK_STORE_URL",
+                format!("sqlite://{}", self.db_path.display()),
+            )
+            .env("STOREHOOK_MAPPINGS_DIR", mappings)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Posts `count` distinct paid Haravan orders, ids from `first_id` on; each answered 200.
+    pub async fn post_paid_haravan_orders(&self, first_id: u64, count: u64) {
+        let fixture = fixture("haravan", "paid-two-items-discount");
+        let order: serde_json::Value = serde_json::from_slice(&fixture.body).unwrap();
+        for id in first_id..first_id + count {
+            let mut order = order.clone();
+            order["id"] = id.into();
+            let body = serde_json::to_vec(&order).unwrap();
+            let response = self
+                .post_signed("haravan", &fixture, &body, secret_of("haravan"))
+                .await;
+            assert_eq!(response.status(), 200);
+        }
+    }
+
     /// Shuts the app down as SIGTERM would and waits until it has stopped.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -260,34 +260,19 @@ async fn retention_purges_bodies_and_payloads_but_keeps_ids_and_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_retranslate_reports_progress_without_a_terminal_and_sums_up() {
     let app = spawn_app().await;
-    let fixture = fixture("haravan", "paid-two-items-discount");
-    let order: serde_json::Value = serde_json::from_slice(&fixture.body).unwrap();
-    for n in 0..120u64 {
-        let mut order = order.clone();
-        order["id"] = (5_000_000 + n).into();
-        let body = serde_json::to_vec(&order).unwrap();
-        let response = app
-            .post_signed("haravan", &fixture, &body, secret_of("haravan"))
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
-    }
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_storehook"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_clear()
-        .env(
-            "STOREHOOK_STORE_URL",
-            format!("sqlite://{}", app.db_path.display()),
-        )
-        .args([
+    app.post_paid_haravan_orders(5_000_000, 120).await;
+    let mappings = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let output = app.cli(
+        &mappings,
+        &[
             "replay",
             "--retranslate",
             "--status",
             "any",
             "--since",
             "1h",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}{stderr}");

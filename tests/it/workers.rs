@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use serde_json::Value;
 
 use crate::harness::*;
 
@@ -30,21 +29,6 @@ async fn slow_salekit(delay: Duration) -> (Arc<AtomicUsize>, Arc<AtomicUsize>, S
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (in_flight, most, url)
-}
-
-/// Posts `count` distinct paid Haravan orders.
-async fn post_orders(app: &TestApp, count: u64) {
-    let fixture = fixture("haravan", "paid-two-items-discount");
-    let order: Value = serde_json::from_slice(&fixture.body).unwrap();
-    for n in 0..count {
-        let mut order = order.clone();
-        order["id"] = (1_000_000 + n).into();
-        let body = serde_json::to_vec(&order).unwrap();
-        let response = app
-            .post_signed("haravan", &fixture, &body, secret_of("haravan"))
-            .await;
-        assert_eq!(response.status(), 200);
-    }
 }
 
 async fn salekit_app(url: String, concurrency: usize, grace: Duration) -> TestApp {
@@ -77,7 +61,7 @@ async fn all_salekit_delivered(app: &TestApp, count: usize) {
 async fn a_destination_has_as_many_requests_in_flight_as_its_concurrency() {
     let (_, most, url) = slow_salekit(Duration::from_millis(300)).await;
     let app = salekit_app(url, 4, Duration::from_secs(10)).await;
-    post_orders(&app, 8).await;
+    app.post_paid_haravan_orders(1_000_000, 8).await;
     all_salekit_delivered(&app, 8).await;
     let most = most.load(Ordering::SeqCst);
     assert!((2..=4).contains(&most), "{most} requests in flight at most");
@@ -87,7 +71,7 @@ async fn a_destination_has_as_many_requests_in_flight_as_its_concurrency() {
 async fn a_concurrency_of_one_sends_one_request_at_a_time() {
     let (_, most, url) = slow_salekit(Duration::from_millis(100)).await;
     let app = salekit_app(url, 1, Duration::from_secs(10)).await;
-    post_orders(&app, 4).await;
+    app.post_paid_haravan_orders(1_000_000, 4).await;
     all_salekit_delivered(&app, 4).await;
     assert_eq!(most.load(Ordering::SeqCst), 1);
 }
@@ -113,7 +97,7 @@ async fn stop_once_a_request_arrived(app: &mut TestApp, arrived: &AtomicUsize) -
 async fn shutdown_finishes_attempts_in_flight() {
     let (in_flight, _, url) = slow_salekit(Duration::from_millis(700)).await;
     let mut app = salekit_app(url, 1, Duration::from_secs(10)).await;
-    post_orders(&app, 1).await;
+    app.post_paid_haravan_orders(1_000_000, 1).await;
     let salekit = stop_once_a_request_arrived(&mut app, &in_flight).await;
     assert_eq!(salekit.status, "delivered");
 }
@@ -133,7 +117,7 @@ async fn shutdown_releases_the_leases_of_attempts_it_cannot_finish() {
         }
     });
     let mut app = salekit_app(url, 2, Duration::from_millis(300)).await;
-    post_orders(&app, 1).await;
+    app.post_paid_haravan_orders(1_000_000, 1).await;
     app.wait_for_status("haravan/salekit-audience", "in_flight")
         .await;
     let salekit = stop_once_a_request_arrived(&mut app, &accepted).await;
