@@ -1,5 +1,6 @@
 //! SQLite backend: one file, WAL mode, every commit synced before it is acknowledged.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,20 @@ async fn insert_delivery(
     Ok(written.rows_affected())
 }
 
+/// How long a connection waits for another process's write lock (the CLI beside `serve`).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A rusqlite connection to the (migrated) database at `path`, for the hot writes, set up
+/// as the pool's connections are: `synchronous = FULL` (a commit returns once the WAL is
+/// fsynced), foreign keys on, the same busy timeout. WAL mode is the file's, set by the pool.
+fn open_writer_connection(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
 pub struct SqliteStore {
@@ -96,7 +111,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let path = options.get_filename().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -112,8 +127,12 @@ impl SqliteStore {
         MIGRATIONS.run(&pool).await?;
         let commits = Arc::new(AtomicU64::new(0));
         let write_gate = Arc::new(tokio::sync::Mutex::new(()));
-        let writer = accept::spawn_writer(&path, commits.clone(), write_gate.clone())?;
-        let rounds = rounds::RoundWriter::open(&path)?;
+        let writer = accept::spawn_writer(
+            open_writer_connection(&path)?,
+            commits.clone(),
+            write_gate.clone(),
+        )?;
+        let rounds = rounds::RoundWriter::new(open_writer_connection(&path)?);
         Ok(Self {
             pool,
             writer,

@@ -8,10 +8,8 @@
 //! and those hand-offs, not SQLite, bounded ingest (about 300 µs per webhook on 2 busy
 //! cores). Here a batch costs one hand-off in and one answer out per webhook.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -39,19 +37,14 @@ pub(super) const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
      ON CONFLICT (mapping, key) DO NOTHING";
 const STORED_ID: &str = "SELECT id FROM webhooks WHERE source = ? AND dedupe_id = ?";
 
-/// Opens the writer's connection to the (migrated) database at `path` and starts its
-/// thread; the thread ends when the returned sender (the store) is dropped. `commits`
-/// counts the transactions it commits; `gate` is the store's write gate.
+/// Starts the writer's thread on `conn`; the thread ends when the returned sender (the
+/// store) is dropped. `commits` counts the transactions it commits; `gate` is the store's
+/// write gate.
 pub(super) fn spawn_writer(
-    path: &Path,
+    conn: Connection,
     commits: Arc<AtomicU64>,
     gate: Arc<Mutex<()>>,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
-    let conn = Connection::open(path)?;
-    // WAL (set by the pool); FULL: a commit returns once the WAL is fsynced.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", true)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(16);
     let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
     std::thread::Builder::new()

@@ -3,9 +3,7 @@
 //! per statement as through sqlx. They hold the store's write gate like every write, and
 //! were what the receive path's group commits waited for.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -16,14 +14,10 @@ pub(super) struct RoundWriter {
 }
 
 impl RoundWriter {
-    pub(super) fn open(path: &Path) -> Result<RoundWriter, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(RoundWriter {
+    pub(super) fn new(conn: Connection) -> RoundWriter {
+        RoundWriter {
             conn: Arc::new(Mutex::new(conn)),
-        })
+        }
     }
 
     /// Runs `write` on the connection, off the async threads; the caller holds the gate.
