@@ -53,13 +53,9 @@ pub struct Worker {
     breaker_cool_down: Duration,
     /// Failed attempts in a row; at `breaker_failures` the worker pauses.
     failures_in_a_row: AtomicU32,
-    /// Until when the worker pauses (the circuit is open).
-    paused_until: Mutex<Option<Instant>>,
     concurrency: usize,
     /// Deliveries claimed and not yet recorded, released if the shutdown grace runs out.
     held: Mutex<HashSet<i64>>,
-    /// When `waiting` deliveries were last moved on.
-    waiting_released_at: Mutex<Option<Instant>>,
 }
 
 impl Worker {
@@ -84,10 +80,8 @@ impl Worker {
             breaker_failures: config.breaker_failures,
             breaker_cool_down: config.breaker_cool_down,
             failures_in_a_row: AtomicU32::new(0),
-            paused_until: Mutex::new(None),
             concurrency: config.concurrency.max(1),
             held: Mutex::new(HashSet::new()),
-            waiting_released_at: Mutex::new(None),
         })
     }
 
@@ -133,14 +127,26 @@ impl Worker {
 
     /// Claims and sends rounds until `shutdown` turns true.
     async fn work_rounds(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        // Until when the open circuit pauses this destination (wake-ups do not end it).
+        let mut paused_until: Option<Instant> = None;
+        // When `waiting` deliveries were last moved on.
+        let mut waiting_released_at: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let wait = if let Some(pause) = self.pause_left() {
+            let pause_left = paused_until
+                .and_then(|until| until.checked_duration_since(Instant::now()))
+                .filter(|left| !left.is_zero());
+            let wait = if let Some(pause) = pause_left {
                 pause
             } else {
-                match self.work_once().await {
+                let release_waiting =
+                    waiting_released_at.is_none_or(|at| at.elapsed() >= RELEASE_WAITING_EVERY);
+                if release_waiting {
+                    waiting_released_at = Some(Instant::now());
+                }
+                match self.work_once(release_waiting).await {
                     Ok(true) if self.breaker_open() => {
                         tracing::warn!(
                             destination = %self.destination_id,
@@ -149,8 +155,7 @@ impl Worker {
                             "circuit open: pausing this destination"
                         );
                         self.failures_in_a_row.store(0, Ordering::Relaxed);
-                        *self.paused_until.lock().expect("pause") =
-                            Some(Instant::now() + self.breaker_cool_down);
+                        paused_until = Some(Instant::now() + self.breaker_cool_down);
                         self.breaker_cool_down
                     }
                     Ok(true) => continue,
@@ -175,18 +180,11 @@ impl Worker {
         }
     }
 
-    /// How long the open circuit still pauses this destination.
-    fn pause_left(&self) -> Option<Duration> {
-        let until = (*self.paused_until.lock().expect("pause"))?;
-        until
-            .checked_duration_since(Instant::now())
-            .filter(|left| !left.is_zero())
-    }
-
-    /// Claims and sends one batch; `false` when nothing was due.
-    async fn work_once(&self) -> Result<bool, StoreError> {
+    /// Claims and sends one round, after moving `waiting` deliveries on when
+    /// `release_waiting`; `false` when nothing was due.
+    async fn work_once(&self, release_waiting: bool) -> Result<bool, StoreError> {
         let now = now_ms();
-        if self.release_waiting_due() {
+        if release_waiting {
             self.store
                 .release_waiting_deliveries(
                     &self.destination_id,
@@ -286,16 +284,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// True at most every [`RELEASE_WAITING_EVERY`].
-    fn release_waiting_due(&self) -> bool {
-        let mut last = self.waiting_released_at.lock().expect("release time");
-        let due = last.is_none_or(|at| at.elapsed() >= RELEASE_WAITING_EVERY);
-        if due {
-            *last = Some(Instant::now());
-        }
-        due
     }
 
     fn breaker_open(&self) -> bool {
