@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
     let catalog = Catalog::load(Path::new(mappings))
         .map_err(|e| anyhow::anyhow!("{} mapping error(s): {e:?}", e.len()))?;
     let headers = BTreeMap::new();
-    let stdin = std::io::stdin().lock();
+    let stdin = std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock());
     let mut out = BufWriter::new(std::io::stdout().lock());
     let started = Instant::now();
     let (mut orders, mut failures) = (0u64, 0u64);

@@ -27,7 +27,9 @@
 //!   evaluation, so `last(range(1e18))` fails at once. The budget is small because values
 //!   nested by a loop deepen the recursion of `tojson` and friends too.
 //! - **Deep input** (parse): [`Input::parse`] and `fromjson` read with serde_json, which
-//!   refuses nesting deeper than 128 levels instead of overflowing the stack.
+//!   refuses nesting deeper than 128 levels instead of overflowing the stack. A body parsed
+//!   only as far as the mappings read it ([`Input::parse_projected`]) is refused so where
+//!   it is built; the parts skipped are checked without recursion.
 //! - **Big output** (eval): more than [`Limits::max_outputs`] values, more than
 //!   [`Limits::max_output_bytes`] of JSON in all, or nesting deeper than [`Limits::max_depth`].
 //! - **Panics** inside the engine (a capacity overflow, say) are caught and become errors.
@@ -49,6 +51,7 @@ use jaq_core::{Compiler, Ctx, Vars};
 use jaq_json::{Num, Val};
 use serde_json::Value;
 
+use super::demand::{Demand, demand_of, parse_projected};
 use super::functions;
 use super::guard::check_program;
 
@@ -91,6 +94,13 @@ impl Input {
     pub fn parse(bytes: &[u8]) -> Result<Input, String> {
         // serde_json refuses nesting deeper than 128 levels instead of overflowing the stack
         serde_json::from_slice(bytes)
+            .map(Input)
+            .map_err(|e| format!("the body is not valid JSON: {e}"))
+    }
+
+    /// Parses JSON bytes, building only what `demand` reads (see [`super::demand`]).
+    pub fn parse_projected(bytes: &[u8], demand: &Demand) -> Result<Input, String> {
+        parse_projected(bytes, demand)
             .map(Input)
             .map_err(|e| format!("the body is not valid JSON: {e}"))
     }
@@ -150,6 +160,8 @@ impl Default for Limits {
 /// A compiled jq expression (jaq + jaq-std + jaq-json definitions + our functions). Send + Sync, compiled once.
 pub struct Expr {
     filter: jaq_core::Filter<Data>,
+    /// What it may read of its input.
+    demand: Demand,
 }
 
 const _: () = {
@@ -179,14 +191,25 @@ impl Expr {
                 .stack_size(COMPILE_STACK_BYTES)
                 .spawn_scoped(scope, || {
                     let filter = compile_in(&Arena::default(), code)?;
-                    check_program(code)?;
-                    Ok(Expr { filter })
+                    // it compiled, so it lexes and parses
+                    let tokens = lex::Lexer::new(code).lex().map_err(|_| "syntax error")?;
+                    let term = load::parse::Parser::new(&tokens)
+                        .parse(|p| p.term())
+                        .map_err(|_| "syntax error")?;
+                    check_program(&term)?;
+                    let demand = demand_of(&term);
+                    Ok(Expr { filter, demand })
                 })
                 .map_err(|e| format!("cannot start the jq compiler: {e}"))?;
             compiler.join().unwrap_or_else(|_| {
                 Err("the jq compiler failed on this expression (panic caught)".into())
             })
         })
+    }
+
+    /// What the expression may read of its input (see [`super::demand`]).
+    pub fn demand(&self) -> &Demand {
+        &self.demand
     }
 
     /// Runs over `input` with `bindings`; collects at most `limits.max_outputs` outputs

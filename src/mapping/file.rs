@@ -195,6 +195,24 @@ impl Mapping {
         })
     }
 
+    /// Every expression of the mapping: `when`, `key`, `needs.key` and the output's.
+    pub fn fields(&self) -> Vec<&Field> {
+        fn output<'m>(node: &'m OutputNode, fields: &mut Vec<&'m Field>) {
+            match node {
+                OutputNode::Object(children) => {
+                    children.iter().for_each(|(_, child)| output(child, fields));
+                }
+                OutputNode::Expr(field) => fields.push(field),
+                OutputNode::Constant(_) => {}
+            }
+        }
+        let mut fields: Vec<&Field> = self.when.iter().collect();
+        fields.push(&self.key);
+        fields.extend(self.needs.iter().map(|needs| &needs.key));
+        output(&self.output, &mut fields);
+        fields
+    }
+
     /// Every compiled expression with its path, for finding the one behind a field.
     pub fn output_field(&self, pointer: &[&str]) -> Option<&Field> {
         let mut node = &self.output;

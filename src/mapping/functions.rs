@@ -267,6 +267,12 @@ thread_local! {
 /// At most this many phone numbers are remembered per thread.
 const PHONE_CACHE: usize = 16;
 
+/// Loads the phone number metadata (about 50 ms, once per process), so that the first
+/// webhook translated does not wait for it.
+pub(super) fn load_phone_metadata() {
+    let _ = format_phone(phonenumber::country::Id::VN, "0912345678", "e164");
+}
+
 fn phone<V: ValT>(input: &V, region: &V, format: &V) -> ValR<V> {
     let format = str_arg(format, "phone", "the format")?;
     if !matches!(format, "e164" | "national" | "national_no_zero") {

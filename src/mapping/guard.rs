@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use jaq_core::load::parse::{Def, Term};
-use jaq_core::load::{self, lex};
 
 use super::expr::{MAX_EXPR_DEPTH, PRELUDE};
 
@@ -34,17 +33,12 @@ const REFUSED: [(&str, usize, &str); 12] = [
 ];
 
 /// The compile-time guard rails on the parsed program: refused builtins, recursion, depth.
-pub(super) fn check_program(code: &str) -> Result<(), String> {
-    // the code compiled, so it lexes and parses
-    let tokens = lex::Lexer::new(code).lex().map_err(|_| "syntax error")?;
-    let term = load::parse::Parser::new(&tokens)
-        .parse(|p| p.term())
-        .map_err(|_| "syntax error")?;
+pub(super) fn check_program(term: &Term<&str>) -> Result<(), String> {
     let mut check = Check {
         prelude: Some(&PRELUDE_DEPTHS),
         ..Check::default()
     };
-    let depth = check.term(&term)?;
+    let depth = check.term(term)?;
     check.recursion()?;
     if depth > MAX_EXPR_DEPTH {
         return Err(format!(

@@ -3,6 +3,7 @@
 //! [`Plan`] or a [`TranslateError`]. Translation is pure: no I/O, and a `Catalog` is shared
 //! by every request thread.
 
+mod demand;
 mod expr;
 mod file;
 mod functions;
@@ -15,6 +16,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use demand::Demand;
 pub use expr::{Bindings, Input, Limits};
 pub use file::{Field, LoadError, Mapping, OutputNode};
 pub use operation::Operation;
@@ -85,6 +87,10 @@ pub struct TranslateError {
 pub struct Catalog {
     mappings: Vec<Mapping>,
     routes: HashMap<(PlatformKind, String), Vec<usize>>,
+    /// What the mappings of each route may read of a body: all that is parsed of it.
+    demands: HashMap<(PlatformKind, String), Demand>,
+    /// Parse bodies only as far as the routed mappings read them.
+    project: bool,
     guards: Guards,
 }
 
@@ -166,9 +172,27 @@ impl Catalog {
                     .push(i);
             }
         }
+        let fields = || mappings.iter().flat_map(|m| m.fields());
+        if fields().any(|field| field.code.contains("phone(")) {
+            functions::load_phone_metadata();
+        }
+        let demands = routes
+            .iter()
+            .map(|(route, routed)| {
+                let mut demand = Demand::default();
+                for &i in routed {
+                    for field in mappings[i].fields() {
+                        demand.merge(field.expr.demand());
+                    }
+                }
+                (route.clone(), demand.finished())
+            })
+            .collect();
         Catalog {
             mappings,
             routes,
+            demands,
+            project: true,
             guards: Guards::default(),
         }
     }
@@ -176,6 +200,18 @@ impl Catalog {
     pub fn with_guards(mut self, guards: Guards) -> Self {
         self.guards = guards;
         self
+    }
+
+    /// Whether a body is parsed only as far as the mappings routed to it read it (on by
+    /// default; see [`Demand`]). Off, every body is parsed whole: the same plans, slower.
+    pub fn with_projection(mut self, on: bool) -> Self {
+        self.project = on;
+        self
+    }
+
+    /// What the mappings routed to a platform and topic may read of a body.
+    pub fn demand(&self, platform: PlatformKind, topic: &str) -> Option<&Demand> {
+        self.demands.get(&(platform, topic.to_string()))
     }
 
     pub fn mappings(&self) -> &[Mapping] {
@@ -193,16 +229,21 @@ impl Catalog {
 
     /// For each mapping routed to the webhook whose `when` holds: its plan, or why it failed.
     pub fn translate(&self, webhook: &Webhook<'_>) -> Vec<Result<Plan, TranslateError>> {
-        let routed: Vec<&Mapping> = self.routed(webhook.platform, webhook.topic).collect();
-        if routed.is_empty() {
+        let route = (webhook.platform, webhook.topic.to_string());
+        let (Some(routed), Some(demand)) = (self.routes.get(&route), self.demands.get(&route))
+        else {
             return Vec::new();
-        }
+        };
+        let routed = routed.iter().map(|&i| &self.mappings[i]);
+        let projected = self.project && !demand.is_whole();
         let input = if webhook.body.len() > self.guards.max_input_bytes {
             Err(format!(
                 "the webhook body ({} bytes) is larger than the {} bytes a mapping may read",
                 webhook.body.len(),
                 self.guards.max_input_bytes
             ))
+        } else if projected {
+            Input::parse_projected(webhook.body, demand)
         } else {
             Input::parse(webhook.body)
         };
@@ -210,18 +251,26 @@ impl Catalog {
             Ok(input) => input,
             Err(message) => {
                 return routed
-                    .iter()
                     .map(|m| Err(error(m, "(input)", "", message.clone())))
                     .collect();
             }
         };
+        // Parsed only if a mapping fails on the projected body, so that its error quotes the
+        // body's real values.
+        let mut whole = None;
         let headers = serde_json::to_value(webhook.headers).expect("a string map is JSON");
         routed
-            .into_iter()
             .filter_map(|mapping| {
                 let bindings =
                     Bindings::new(webhook.topic, webhook.source, &headers, &mapping.vars);
-                self.apply(mapping, &input, &bindings).transpose()
+                let result = self.apply(mapping, &input, &bindings);
+                if result.is_err() && projected {
+                    let whole = whole.get_or_insert_with(|| Input::parse(webhook.body));
+                    if let Ok(whole) = whole {
+                        return self.apply(mapping, whole, &bindings).transpose();
+                    }
+                }
+                result.transpose()
             })
             .collect()
     }
@@ -307,9 +356,7 @@ impl Catalog {
                 format!("{} schema: {message}", mapping.operation),
             ));
         }
-        let size = serde_json::to_vec(&payload)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = json_size(&payload);
         if size > self.guards.max_payload_bytes {
             return Err(error(
                 mapping,
@@ -405,6 +452,25 @@ fn key_text(
                 describe(other.as_ref())
             ),
         )),
+    }
+}
+
+/// The length of a value's JSON text, counted without writing it out.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 

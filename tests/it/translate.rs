@@ -14,20 +14,28 @@ use storehook::source::PlatformKind;
 /// The shipped mappings with their defaults, whatever the machine's environment says;
 /// loaded once for the whole test binary.
 fn catalog() -> &'static Catalog {
-    static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-        Catalog::load_with_env(&dir, &|_| None).unwrap_or_else(|errors| {
-            panic!(
-                "{}",
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })
-    });
+    static CATALOG: LazyLock<Catalog> = LazyLock::new(|| load_catalog().with_projection(true));
     &CATALOG
+}
+
+/// The same, parsing every body whole instead of only what the mappings read.
+fn unprojected_catalog() -> &'static Catalog {
+    static CATALOG: LazyLock<Catalog> = LazyLock::new(|| load_catalog().with_projection(false));
+    &CATALOG
+}
+
+fn load_catalog() -> Catalog {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    Catalog::load_with_env(&dir, &|_| None).unwrap_or_else(|errors| {
+        panic!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
 }
 
 fn platform_named(name: &str) -> PlatformKind {
@@ -121,6 +129,31 @@ fn every_fixture_through_every_mapping() {
             json!({ "topic": topic, "routed": routed, "results": results })
         );
     });
+}
+
+#[test]
+fn bodies_parsed_as_far_as_the_mappings_read_give_the_plans_of_whole_bodies() {
+    let mut compared = 0;
+    for platform in crate::harness::PLATFORMS {
+        let platform = platform_named(platform);
+        for fixture in crate::harness::fixtures(platform.as_str()) {
+            let topic = topic_of(&fixture, platform);
+            let demand = catalog().demand(platform, &topic);
+            if demand.is_none_or(|d| d.is_whole()) {
+                continue;
+            }
+            let projected = translate_body(catalog(), platform, &topic, &fixture.body);
+            let whole = translate_body(unprojected_catalog(), platform, &topic, &fixture.body);
+            assert_eq!(
+                format!("{projected:?}"),
+                format!("{whole:?}"),
+                "{}",
+                fixture.path.display()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 12, "only {compared} fixtures were projected");
 }
 
 #[test]
@@ -330,12 +363,15 @@ mod arbitrary_json {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
         #[test]
+        /// Never panics, and parsing only what the mappings read changes nothing.
         fn arbitrary_json_through_every_shipped_mapping_never_panics(value in json_value()) {
             let catalog = catalog();
             let body = serde_json::to_vec(&value).unwrap();
             for mapping in catalog.mappings() {
                 for topic in &mapping.topics {
-                    let _ = translate_body(catalog, mapping.platform, topic, &body);
+                    let projected = translate_body(catalog, mapping.platform, topic, &body);
+                    let whole = translate_body(unprojected_catalog(), mapping.platform, topic, &body);
+                    prop_assert_eq!(format!("{projected:?}"), format!("{whole:?}"));
                 }
             }
         }
