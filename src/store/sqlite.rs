@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 mod accept;
 mod housekeeping;
 mod rounds;
-use accept::{INSERT_DELIVERY, Job, initial_status};
+mod writer;
+use accept::{INSERT_DELIVERY, initial_status};
+use writer::{Claim, Job, Reply};
 
 use super::{
     Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliverySummary, NewDelivery, NewWebhook,
@@ -92,7 +94,7 @@ pub struct SqliteStore {
     /// `synchronous = FULL` in WAL mode: a commit returns only after the WAL is fsynced, so
     /// an acknowledged webhook survives a crash or power loss.
     pool: SqlitePool,
-    /// The group-commit writer of the receive path ([`accept`]).
+    /// The group-commit writer of the receive path and the delivery workers ([`writer`]).
     writer: mpsc::Sender<Job>,
     /// Transactions the writer has committed.
     commits: Arc<AtomicU64>,
@@ -100,8 +102,6 @@ pub struct SqliteStore {
     /// SQLite's write lock: contention would put them in SQLite's busy handler, which
     /// sleeps in steps of up to 100 ms and made ingest crawl under load.
     write_gate: Arc<tokio::sync::Mutex<()>>,
-    /// The delivery workers' claims and records.
-    rounds: rounds::RoundWriter,
 }
 
 impl SqliteStore {
@@ -127,22 +127,30 @@ impl SqliteStore {
         MIGRATIONS.run(&pool).await?;
         let commits = Arc::new(AtomicU64::new(0));
         let write_gate = Arc::new(tokio::sync::Mutex::new(()));
-        let writer = accept::spawn_writer(
+        let writer = writer::spawn_writer(
             open_writer_connection(&path)?,
             commits.clone(),
             write_gate.clone(),
         )?;
-        let rounds = rounds::RoundWriter::new(open_writer_connection(&path)?);
         Ok(Self {
             pool,
             writer,
             commits,
             write_gate,
-            rounds,
         })
     }
 
-    /// How many group commits the receive path has made (each holds one or more webhooks).
+    /// Hands a write to the writer thread and waits for its commit.
+    async fn write<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// How many group commits the writer has made (each holds one or more writes).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
@@ -151,12 +159,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn accept(&self, webhook: NewWebhook) -> Result<Accepted, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(Job { webhook, reply })
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        self.write(|reply| Job::Accept(webhook, reply)).await
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
@@ -171,15 +174,18 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let _gate = self.write_gate.lock().await;
-        self.rounds
-            .claim(destination, limit, now_ms, lease_ms)
-            .await
+        let claim = Claim {
+            destination: destination.to_string(),
+            limit,
+            now_ms,
+            lease_ms,
+        };
+        self.write(|reply| Job::Claim(claim, reply)).await
     }
 
     async fn record_attempts(&self, attempts: &[(Vec<i64>, Attempt)]) -> Result<(), StoreError> {
-        let _gate = self.write_gate.lock().await;
-        self.rounds.record(attempts).await
+        let attempts = attempts.to_vec();
+        self.write(|reply| Job::Record(attempts, reply)).await
     }
 
     async fn release_waiting_deliveries(

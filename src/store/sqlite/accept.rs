@@ -1,29 +1,10 @@
-//! The receive path's writes, with group commit: one writer thread takes every webhook
-//! waiting to be accepted and writes them all in one transaction, each under its own
-//! savepoint, so concurrent requests share one fsync and one failing webhook does not fail
-//! the others. Nobody is answered before the commit that holds their webhook has returned.
-//!
-//! The writer is a plain thread with its own rusqlite connection (same SQLite library as
-//! sqlx): through sqlx every statement was a hand-off to sqlx's connection thread and back,
-//! and those hand-offs, not SQLite, bounded ingest (about 300 µs per webhook on 2 busy
-//! cores). Here a batch costs one hand-off in and one answer out per webhook.
+//! The receive path's write: a webhook and its deliveries, unless its (source, dedupe id)
+//! is already stored. The writer thread ([`super::writer`]) runs it, batched with every
+//! other write waiting, under a savepoint of its own.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{Accepted, NewDelivery, NewWebhook, StoreError};
-
-/// Most webhooks written by one commit.
-const MAX_BATCH: usize = 256;
-
-/// One webhook to write and where to send what became of it.
-pub(super) struct Job {
-    pub webhook: NewWebhook,
-    pub reply: oneshot::Sender<Result<Accepted, StoreError>>,
-}
 
 /// The statements that add a webhook and a delivery, shared with the sqlx side.
 pub(super) const INSERT_WEBHOOK: &str = "INSERT INTO webhooks \
@@ -37,97 +18,12 @@ pub(super) const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
      ON CONFLICT (mapping, key) DO NOTHING";
 const STORED_ID: &str = "SELECT id FROM webhooks WHERE source = ? AND dedupe_id = ?";
 
-/// Starts the writer's thread on `conn`; the thread ends when the returned sender (the
-/// store) is dropped. `commits` counts the transactions it commits; `gate` is the store's
-/// write gate.
-pub(super) fn spawn_writer(
-    conn: Connection,
-    commits: Arc<AtomicU64>,
-    gate: Arc<Mutex<()>>,
-) -> Result<mpsc::Sender<Job>, StoreError> {
-    conn.set_prepared_statement_cache_capacity(16);
-    let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
-    std::thread::Builder::new()
-        .name("storehook-writer".into())
-        .spawn(move || run_writer(conn, receiver, &commits, &gate))
-        .map_err(|source| StoreError::Writer(source.to_string()))?;
-    Ok(sender)
-}
-
-fn run_writer(
-    mut conn: Connection,
-    mut receiver: mpsc::Receiver<Job>,
-    commits: &AtomicU64,
-    gate: &Mutex<()>,
-) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    // Whatever arrived while the previous commit was syncing (or the workers wrote) forms
-    // the next batch.
-    while receiver.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
-        let waited = std::time::Instant::now();
-        let results = {
-            let _gate = gate.blocking_lock();
-            let wrote = std::time::Instant::now();
-            let results = write_batch(&mut conn, &jobs);
-            tracing::debug!(
-                webhooks = jobs.len(),
-                gate_wait_us = (wrote - waited).as_micros() as u64,
-                write_us = wrote.elapsed().as_micros() as u64,
-                "group commit"
-            );
-            results
-        };
-        if results.iter().any(Result::is_ok) {
-            commits.fetch_add(1, Ordering::Relaxed);
-        }
-        for (job, result) in jobs.drain(..).zip(results) {
-            // The request may have gone (client disconnected): its webhook is stored anyway,
-            // and the shop's retry is answered as a duplicate.
-            let _ = job.reply.send(result);
-        }
-    }
-}
-
-/// Writes the batch in one `BEGIN IMMEDIATE … COMMIT`, each webhook under its own
-/// savepoint; returns one result per job.
-fn write_batch(conn: &mut Connection, jobs: &[Job]) -> Vec<Result<Accepted, StoreError>> {
-    let everyone = |error: rusqlite::Error| {
-        let shared = Arc::new(error);
-        jobs.iter()
-            .map(|_| Err(StoreError::Batch(shared.clone())))
-            .collect()
-    };
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(error) => return everyone(error),
-    };
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let savepoint = match tx.savepoint() {
-            Ok(savepoint) => savepoint,
-            Err(error) => return everyone(error),
-        };
-        match insert_webhook(&savepoint, &job.webhook) {
-            Ok(accepted) => match savepoint.commit() {
-                Ok(()) => results.push(Ok(accepted)),
-                Err(error) => return everyone(error),
-            },
-            Err(error) => {
-                // Only this webhook's rows go (dropping the savepoint rolls it back).
-                drop(savepoint);
-                results.push(Err(error));
-            }
-        }
-    }
-    match tx.commit() {
-        Ok(()) => results,
-        Err(error) => everyone(error),
-    }
-}
-
 /// Writes one webhook and its deliveries, unless its (source, dedupe id) is already stored
 /// (before, or earlier in this batch).
-fn insert_webhook(conn: &Connection, webhook: &NewWebhook) -> Result<Accepted, StoreError> {
+pub(super) fn insert_webhook(
+    conn: &Connection,
+    webhook: &NewWebhook,
+) -> Result<Accepted, StoreError> {
     let headers = serde_json::to_string(&webhook.headers).expect("a string map serialises");
     let inserted: Option<i64> = conn
         .prepare_cached(INSERT_WEBHOOK)?
@@ -195,7 +91,7 @@ pub(super) fn initial_status(delivery: &NewDelivery) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use crate::store::{Accepted, NewDelivery, NewWebhook, SqliteStore, Store};
@@ -206,7 +102,7 @@ mod tests {
         webhook
     }
 
-    fn webhook(source: &str, dedupe_id: &str) -> NewWebhook {
+    pub(in crate::store::sqlite) fn webhook(source: &str, dedupe_id: &str) -> NewWebhook {
         NewWebhook {
             source: source.to_string(),
             platform: "haravan".to_string(),
@@ -227,7 +123,7 @@ mod tests {
         }
     }
 
-    async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+    pub(in crate::store::sqlite) async fn store(dir: &tempfile::TempDir) -> SqliteStore {
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         SqliteStore::open(&url).await.unwrap()
     }

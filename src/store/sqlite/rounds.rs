@@ -1,96 +1,63 @@
-//! The delivery workers' writes (claiming a round, recording its attempts) on a rusqlite
-//! connection of their own, run on tokio's blocking pool: one hand-off per write, not one
-//! per statement as through sqlx. They hold the store's write gate like every write, and
-//! were what the receive path's group commits waited for.
+//! The delivery workers' writes: claiming a round's deliveries and recording its attempts.
+//! The writer thread ([`super::writer`]) runs them, batched with every other write waiting
+//! (the receive path's webhooks included), each under a savepoint of its own.
 
-use std::sync::{Arc, Mutex};
-
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 
 use crate::store::{Attempt, ClaimedDelivery, Recorded, StoreError};
 
-pub(super) struct RoundWriter {
-    conn: Arc<Mutex<Connection>>,
+/// Leases up to `limit` due deliveries of `destination` (pending and due, or in flight with
+/// an expired lease), oldest due first; returns them by id.
+pub(super) fn claim(
+    conn: &Connection,
+    destination: &str,
+    limit: usize,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // Two searches of the (destination, status, next_attempt_at) index, not one OR: with
+    // the OR, SQLite walked every delivery the destination ever had, and each claim grew
+    // slower as history piled up.
+    let mut statement = conn.prepare_cached(
+        "UPDATE deliveries \
+         SET status = 'in_flight', lease_until = ?1, attempts = attempts + 1, \
+             updated_at = ?2 \
+         WHERE id IN (SELECT id FROM ( \
+             SELECT id, next_attempt_at FROM deliveries \
+             WHERE destination = ?3 AND status = 'pending' AND next_attempt_at <= ?2 \
+             UNION ALL \
+             SELECT id, next_attempt_at FROM deliveries \
+             WHERE destination = ?3 AND status = 'in_flight' AND lease_until < ?2) \
+           ORDER BY next_attempt_at, id LIMIT ?4) \
+         RETURNING id, operation, payload, conversion_id, attempts",
+    )?;
+    let rows = statement.query_map(
+        params![now_ms + lease_ms, now_ms, destination, limit],
+        |row| {
+            Ok(ClaimedDelivery {
+                id: row.get(0)?,
+                operation: row.get(1)?,
+                payload: row.get(2)?,
+                conversion_id: row.get(3)?,
+                attempts: row.get(4)?,
+            })
+        },
+    )?;
+    let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(|d| d.id);
+    Ok(claimed)
 }
 
-impl RoundWriter {
-    pub(super) fn new(conn: Connection) -> RoundWriter {
-        RoundWriter {
-            conn: Arc::new(Mutex::new(conn)),
-        }
+/// Records a round's attempts (see [`record_attempt`]).
+pub(super) fn record(
+    conn: &Connection,
+    attempts: &[(Vec<i64>, Attempt)],
+) -> Result<(), StoreError> {
+    for (deliveries, attempt) in attempts {
+        record_attempt(conn, deliveries, attempt)?;
     }
-
-    /// Runs `write` on the connection, off the async threads; the caller holds the gate.
-    async fn run<T: Send + 'static>(
-        &self,
-        write: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            write(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Writer(e.to_string()))?
-    }
-
-    pub(super) async fn claim(
-        &self,
-        destination: &str,
-        limit: usize,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let destination = destination.to_string();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            // Two searches of the (destination, status, next_attempt_at) index, not one OR:
-            // with the OR, SQLite walked every delivery the destination ever had, and each
-            // claim grew slower as history piled up.
-            let mut statement = conn.prepare_cached(
-                "UPDATE deliveries \
-                 SET status = 'in_flight', lease_until = ?1, attempts = attempts + 1, \
-                     updated_at = ?2 \
-                 WHERE id IN (SELECT id FROM ( \
-                     SELECT id, next_attempt_at FROM deliveries \
-                     WHERE destination = ?3 AND status = 'pending' AND next_attempt_at <= ?2 \
-                     UNION ALL \
-                     SELECT id, next_attempt_at FROM deliveries \
-                     WHERE destination = ?3 AND status = 'in_flight' AND lease_until < ?2) \
-                   ORDER BY next_attempt_at, id LIMIT ?4) \
-                 RETURNING id, operation, payload, conversion_id, attempts",
-            )?;
-            let rows = statement.query_map(
-                params![now_ms + lease_ms, now_ms, destination, limit],
-                |row| {
-                    Ok(ClaimedDelivery {
-                        id: row.get(0)?,
-                        operation: row.get(1)?,
-                        payload: row.get(2)?,
-                        conversion_id: row.get(3)?,
-                        attempts: row.get(4)?,
-                    })
-                },
-            )?;
-            let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
-            claimed.sort_by_key(|d| d.id);
-            Ok(claimed)
-        })
-        .await
-    }
-
-    pub(super) async fn record(&self, attempts: &[(Vec<i64>, Attempt)]) -> Result<(), StoreError> {
-        let attempts = attempts.to_vec();
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (deliveries, attempt) in &attempts {
-                record_attempt(&tx, deliveries, attempt)?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
+    Ok(())
 }
 
 /// Records one attempt of these deliveries and moves them on: two statements, whatever the

@@ -1,0 +1,281 @@
+//! Group commit of every hot write: one thread, with its own rusqlite connection, takes all
+//! the writes waiting (webhooks from the receive path, claims and attempt records from the
+//! delivery workers) and runs them in one `BEGIN IMMEDIATE … COMMIT`, each under a savepoint
+//! of its own, so that they share one fsync and a failing one does not fail the others.
+//! Nobody is answered before the commit that holds their write has returned.
+//!
+//! One writer for both sides, not one each: with two, every claim and every record was a
+//! transaction of its own that the receive path's commits queued behind (the store's write
+//! gate), and at 2,000 webhooks/s the workers' small transactions were most of what a
+//! webhook waited for.
+//!
+//! The thread is a plain one: through sqlx every statement was a hand-off to sqlx's
+//! connection thread and back, and those hand-offs, not SQLite, bounded ingest. Here a batch
+//! costs one hand-off in and one answer out per write.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{accept, rounds};
+use crate::store::{Accepted, Attempt, ClaimedDelivery, NewWebhook, StoreError};
+
+/// Most writes run by one commit.
+const MAX_BATCH: usize = 256;
+
+/// Where the outcome of a write goes.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write for the writer thread.
+pub(super) enum Job {
+    /// A webhook and its deliveries ([`accept::insert_webhook`]).
+    Accept(NewWebhook, Reply<Accepted>),
+    /// A delivery worker's round ([`rounds::claim`]).
+    Claim(Claim, Reply<Vec<ClaimedDelivery>>),
+    /// A round's attempts ([`rounds::record`]).
+    Record(Vec<(Vec<i64>, Attempt)>, Reply<()>),
+}
+
+pub(super) struct Claim {
+    pub destination: String,
+    pub limit: usize,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+}
+
+/// A write done (or refused) inside the batch's transaction, answered once it commits.
+enum Answer {
+    Accept(Reply<Accepted>, Result<Accepted, StoreError>),
+    Claim(
+        Reply<Vec<ClaimedDelivery>>,
+        Result<Vec<ClaimedDelivery>, StoreError>,
+    ),
+    Record(Reply<()>, Result<(), StoreError>),
+}
+
+impl Job {
+    /// Runs the write on `conn` (a savepoint of the batch's transaction).
+    fn run(self, conn: &Connection) -> Answer {
+        match self {
+            Job::Accept(webhook, reply) => {
+                Answer::Accept(reply, accept::insert_webhook(conn, &webhook))
+            }
+            Job::Claim(claim, reply) => {
+                let Claim {
+                    destination,
+                    limit,
+                    now_ms,
+                    lease_ms,
+                } = claim;
+                let claimed = rounds::claim(conn, &destination, limit, now_ms, lease_ms);
+                Answer::Claim(reply, claimed)
+            }
+            Job::Record(attempts, reply) => Answer::Record(reply, rounds::record(conn, &attempts)),
+        }
+    }
+
+    /// Not run: the batch failed before it (and its failure is what is answered).
+    fn not_run(self) -> Answer {
+        match self {
+            Job::Accept(_, reply) => Answer::Accept(reply, Err(StoreError::WriterStopped)),
+            Job::Claim(_, reply) => Answer::Claim(reply, Err(StoreError::WriterStopped)),
+            Job::Record(_, reply) => Answer::Record(reply, Err(StoreError::WriterStopped)),
+        }
+    }
+
+    fn kind(&self) -> usize {
+        match self {
+            Job::Accept(..) => 0,
+            Job::Claim(..) => 1,
+            Job::Record(..) => 2,
+        }
+    }
+}
+
+impl Answer {
+    fn is_ok(&self) -> bool {
+        match self {
+            Answer::Accept(_, result) => result.is_ok(),
+            Answer::Claim(_, result) => result.is_ok(),
+            Answer::Record(_, result) => result.is_ok(),
+        }
+    }
+
+    /// Sends the outcome, or the commit's failure when the batch did not commit. The caller
+    /// may have gone (a client that disconnected): its webhook is stored anyway, and the
+    /// shop's retry is answered as a duplicate.
+    fn send(self, committed: &Result<(), Arc<rusqlite::Error>>) {
+        fn send<T>(
+            reply: Reply<T>,
+            result: Result<T, StoreError>,
+            committed: &Result<(), Arc<rusqlite::Error>>,
+        ) {
+            let result = match committed {
+                Ok(()) => result,
+                Err(error) => Err(StoreError::Batch(error.clone())),
+            };
+            let _ = reply.send(result);
+        }
+        match self {
+            Answer::Accept(reply, result) => send(reply, result, committed),
+            Answer::Claim(reply, result) => send(reply, result, committed),
+            Answer::Record(reply, result) => send(reply, result, committed),
+        }
+    }
+}
+
+/// Starts the writer's thread on `conn`; the thread ends when the returned sender (the
+/// store) is dropped. `commits` counts the transactions it commits; `gate` is the store's
+/// write gate, held for each batch (the sqlx side's occasional writes hold it too).
+pub(super) fn spawn_writer(
+    conn: Connection,
+    commits: Arc<AtomicU64>,
+    gate: Arc<Mutex<()>>,
+) -> Result<mpsc::Sender<Job>, StoreError> {
+    conn.set_prepared_statement_cache_capacity(32);
+    let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
+    std::thread::Builder::new()
+        .name("storehook-writer".into())
+        .spawn(move || run_writer(conn, receiver, &commits, &gate))
+        .map_err(|source| StoreError::Writer(source.to_string()))?;
+    Ok(sender)
+}
+
+fn run_writer(
+    mut conn: Connection,
+    mut receiver: mpsc::Receiver<Job>,
+    commits: &AtomicU64,
+    gate: &Mutex<()>,
+) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    // Whatever arrived while the previous commit was syncing forms the next batch.
+    while receiver.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
+        let mut kinds = [0usize; 3];
+        jobs.iter().for_each(|job| kinds[job.kind()] += 1);
+        let waited = std::time::Instant::now();
+        let _gate = gate.blocking_lock();
+        let wrote = std::time::Instant::now();
+        let (answers, committed) = write_batch(&mut conn, jobs.drain(..));
+        tracing::debug!(
+            webhooks = kinds[0],
+            claims = kinds[1],
+            records = kinds[2],
+            gate_wait_us = (wrote - waited).as_micros() as u64,
+            write_us = wrote.elapsed().as_micros() as u64,
+            "group commit"
+        );
+        drop(_gate);
+        if committed.is_ok() && answers.iter().any(Answer::is_ok) {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for answer in answers {
+            answer.send(&committed);
+        }
+    }
+}
+
+/// Runs the jobs in one transaction, each under its own savepoint: a job that fails leaves
+/// no row behind and the others stand. Returns one answer per job and whether the
+/// transaction committed.
+fn write_batch(
+    conn: &mut Connection,
+    mut jobs: impl Iterator<Item = Job>,
+) -> (Vec<Answer>, Result<(), Arc<rusqlite::Error>>) {
+    let mut answers = Vec::with_capacity(jobs.size_hint().0);
+    let committed = (|| {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for job in jobs.by_ref() {
+            let savepoint = match tx.savepoint() {
+                Ok(savepoint) => savepoint,
+                Err(error) => {
+                    answers.push(job.not_run());
+                    return Err(error);
+                }
+            };
+            let answer = job.run(&savepoint);
+            let released = if answer.is_ok() {
+                savepoint.commit()
+            } else {
+                // Only this job's rows go (dropping the savepoint rolls it back).
+                drop(savepoint);
+                Ok(())
+            };
+            answers.push(answer);
+            released?;
+        }
+        tx.commit()
+    })();
+    answers.extend(jobs.map(Job::not_run));
+    (answers, committed.map_err(Arc::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::accept::tests::{store, webhook};
+    use crate::store::{Accepted, Attempt, Recorded, Store};
+
+    #[tokio::test]
+    async fn a_webhook_a_claim_and_a_record_waiting_together_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        store.accept(webhook("s", "a")).await.unwrap();
+        let first = store
+            .claim_due_deliveries("legion", 10, 10, 60_000)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        let before = store.commits();
+
+        // The writer takes one webhook and waits for the gate; the three writes queue.
+        let gate = store.write_gate.clone().lock_owned().await;
+        let alone = store.accept(webhook("s", "x"));
+        tokio::pin!(alone);
+        assert!(futures::poll!(&mut alone).is_pending());
+        while store.writer.capacity() < store.writer.max_capacity() {
+            tokio::task::yield_now().await;
+        }
+        let attempt = Attempt {
+            started_at_ms: 10,
+            duration_ms: 1,
+            recorded: Recorded::Delivered {
+                response: "ok".into(),
+                conversion_id: None,
+            },
+        };
+        let attempts = [(vec![first[0].id], attempt)];
+        let together = async {
+            tokio::join!(
+                store.accept(webhook("s", "b")),
+                store.claim_due_deliveries("legion", 10, 20, 60_000),
+                store.record_attempts(&attempts),
+            )
+        };
+        tokio::pin!(together);
+        assert!(futures::poll!(&mut together).is_pending());
+        drop(gate);
+
+        alone.await.unwrap();
+        let (accepted, claimed, recorded) = together.await;
+        assert!(matches!(
+            accepted.unwrap(),
+            Accepted::Stored { deliveries: 1, .. }
+        ));
+        // The claim ran after the webhooks queued before it: it leases x's and b's deliveries.
+        let claimed = claimed.unwrap();
+        assert_eq!(claimed.len(), 2, "{claimed:?}");
+        recorded.unwrap();
+        assert_eq!(
+            store.commits() - before,
+            2,
+            "x alone, then the three together"
+        );
+        let status: String = sqlx::query_scalar("SELECT status FROM deliveries WHERE id = ?")
+            .bind(first[0].id)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(status, "delivered");
+    }
+}
