@@ -51,9 +51,10 @@ use jaq_core::{Compiler, Ctx, Vars};
 use jaq_json::{Num, Val};
 use serde_json::Value;
 
-use super::demand::{Demand, demand_of, parse_projected};
+use super::demand::{Demand, demand_of};
 use super::functions;
 use super::guard::check_program;
+use super::project::parse_projected;
 
 /// Variables bound in every expression: $topic, $source, $headers, $vars (in this order).
 pub const VARIABLES: [&str; 4] = ["topic", "source", "headers", "vars"];

@@ -9,6 +9,7 @@ mod file;
 mod functions;
 mod guard;
 mod operation;
+mod project;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
