@@ -82,6 +82,13 @@ impl Demand {
         self
     }
 
+    /// [`Demand::finished`] after merging `other`.
+    #[cfg(test)]
+    pub(super) fn finished_with(mut self, other: &Demand) -> Demand {
+        self.merge(other);
+        self.finished()
+    }
+
     fn finish(&mut self) {
         if let Some(each) = &mut self.each {
             each.finish();

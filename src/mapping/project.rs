@@ -184,4 +184,123 @@ mod tests {
         let read = format!(r#"{{"a":{nested}}}"#);
         assert!(Input::parse_projected(read.as_bytes(), &demand).is_err());
     }
+
+    mod generated {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::super::Demand;
+        use crate::mapping::expr::{Bindings, Expr, Input, Limits};
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                (-3i64..30).prop_map(Value::from),
+                prop_oneof![Just("x"), Just(""), Just("0912345678"), Just("/?ref=r")]
+                    .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 5, |inner| {
+                let key = prop_oneof![
+                    Just("a"),
+                    Just("b"),
+                    Just("c"),
+                    Just("k"),
+                    Just("name"),
+                    Just("value"),
+                    Just("note_attributes"),
+                ];
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::vec((key, inner), 0..5).prop_map(|entries| {
+                        Value::Object(
+                            entries
+                                .into_iter()
+                                .map(|(k, v)| (k.to_string(), v))
+                                .collect(),
+                        )
+                    }),
+                ]
+            })
+        }
+
+        /// Small jq programs over the constructs the walk follows and some it does not.
+        fn program() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just(".".to_string()),
+                Just(".a".to_string()),
+                Just(".b".to_string()),
+                Just(".a.b".to_string()),
+                Just(r#"."k""#.to_string()),
+                Just(".[]?".to_string()),
+                Just(".[0]?".to_string()),
+                Just(".c[]?.a".to_string()),
+                Just("$vars.x".to_string()),
+                Just("1".to_string()),
+                Just(r#""s""#.to_string()),
+                Just("null".to_string()),
+                Just(r#"attr("a")"#.to_string()),
+            ];
+            leaf.prop_recursive(4, 24, 2, |inner| {
+                let two = (inner.clone(), inner.clone());
+                prop_oneof![
+                    two.clone().prop_map(|(l, r)| format!("({l}) | ({r})")),
+                    two.clone().prop_map(|(l, r)| format!("({l}), ({r})")),
+                    two.clone().prop_map(|(l, r)| format!("({l}) // ({r})")),
+                    two.clone().prop_map(|(l, r)| format!("({l}) == ({r})")),
+                    two.clone()
+                        .prop_map(|(l, r)| format!("if ({l}) then ({r}) else . end")),
+                    two.clone()
+                        .prop_map(|(l, r)| format!("({l}) as $v | [$v, ({r})]")),
+                    two.clone()
+                        .prop_map(|(l, r)| format!("first_of([({l}), ({r})])")),
+                    two.clone()
+                        .prop_map(|(l, r)| format!("def f(g): g | ({r}); f({l})")),
+                    two.prop_map(|(l, r)| format!("{{a: ({l}), b: ({r})}}")),
+                    inner.clone().prop_map(|e| format!("[({e})]")),
+                    inner.clone().prop_map(|e| format!("({e}).a")),
+                    inner.clone().prop_map(|e| format!("({e})[]?")),
+                    inner.clone().prop_map(|e| format!("({e}) | tostring")),
+                    inner.clone().prop_map(|e| format!("({e}) | length")),
+                    inner.clone().prop_map(|e| format!("({e}) | keys?")),
+                    inner.clone().prop_map(|e| format!("select({e})")),
+                    inner.clone().prop_map(|e| format!("map({e})?")),
+                    inner.clone().prop_map(|e| format!(r#""<\({e})>""#)),
+                    inner.clone().prop_map(|e| format!("try ({e})")),
+                    inner
+                        .clone()
+                        .prop_map(|e| format!("[.[]?] | .[1:] | ({e})")),
+                    inner
+                        .clone()
+                        .prop_map(|e| format!("reduce ({e}) as $x (0; . + 1)")),
+                    inner.clone().prop_map(|e| format!("[({e}) | ..]")),
+                    inner.prop_map(|e| format!("to_entries? | ({e})")),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+            /// Whatever a program reads of a body, it reads the same of the projected body:
+            /// the same values, and an error exactly where the whole body gives one.
+            #[test]
+            fn a_program_gives_the_same_over_its_projected_body(code in program(), body in json()) {
+                let Ok(expr) = Expr::compile(&code) else {
+                    return Ok(());
+                };
+                let bytes = serde_json::to_vec(&body).unwrap();
+                let demand = Demand::default().finished_with(expr.demand());
+                let vars = serde_json::json!({"x": "v"});
+                let bindings = Bindings::new("t", "s", &serde_json::json!({}), &vars);
+                let limits = Limits::default();
+                let whole = expr.eval(&Input::parse(&bytes).unwrap(), &bindings, &limits);
+                let projected = Input::parse_projected(&bytes, &demand).unwrap();
+                let projected = expr.eval(&projected, &bindings, &limits);
+                match whole {
+                    Ok(values) => prop_assert_eq!(Ok(values), projected, "{} reads\n{}", code, demand),
+                    Err(_) => prop_assert!(projected.is_err(), "{} reads\n{}", code, demand),
+                }
+            }
+        }
+    }
 }
