@@ -84,12 +84,19 @@ pub struct TranslateError {
     pub message: String,
 }
 
+/// The mappings of one platform and topic.
+#[derive(Debug, Default)]
+struct Route {
+    /// Indexes into [`Catalog::mappings`], in file order.
+    mappings: Vec<usize>,
+    /// What they may read of a body together: all that is parsed of it.
+    demand: Demand,
+}
+
 #[derive(Debug)]
 pub struct Catalog {
     mappings: Vec<Mapping>,
-    routes: HashMap<(PlatformKind, String), Vec<usize>>,
-    /// What the mappings of each route may read of a body: all that is parsed of it.
-    demands: HashMap<(PlatformKind, String), Demand>,
+    routes: HashMap<(PlatformKind, String), Route>,
     /// Parse bodies only as far as the routed mappings read them.
     project: bool,
     guards: Guards,
@@ -164,35 +171,29 @@ impl Catalog {
     }
 
     pub fn from_mappings(mappings: Vec<Mapping>) -> Catalog {
-        let mut routes: HashMap<(PlatformKind, String), Vec<usize>> = HashMap::new();
+        let mut routes: HashMap<(PlatformKind, String), Route> = HashMap::new();
         for (i, mapping) in mappings.iter().enumerate() {
             for topic in &mapping.topics {
-                routes
-                    .entry((mapping.platform, topic.clone()))
-                    .or_default()
-                    .push(i);
+                let route = routes.entry((mapping.platform, topic.clone())).or_default();
+                route.mappings.push(i);
+                for field in mapping.fields() {
+                    route.demand.merge(field.expr.demand());
+                }
             }
         }
-        let fields = || mappings.iter().flat_map(|m| m.fields());
-        if fields().any(|field| field.code.contains("phone(")) {
+        for route in routes.values_mut() {
+            route.demand = std::mem::take(&mut route.demand).finished();
+        }
+        if mappings
+            .iter()
+            .flat_map(Mapping::fields)
+            .any(|field| field.code.contains("phone("))
+        {
             functions::load_phone_metadata();
         }
-        let demands = routes
-            .iter()
-            .map(|(route, routed)| {
-                let mut demand = Demand::default();
-                for &i in routed {
-                    for field in mappings[i].fields() {
-                        demand.merge(field.expr.demand());
-                    }
-                }
-                (route.clone(), demand.finished())
-            })
-            .collect();
         Catalog {
             mappings,
             routes,
-            demands,
             project: true,
             guards: Guards::default(),
         }
@@ -212,7 +213,11 @@ impl Catalog {
 
     /// What the mappings routed to a platform and topic may read of a body.
     pub fn demand(&self, platform: PlatformKind, topic: &str) -> Option<&Demand> {
-        self.demands.get(&(platform, topic.to_string()))
+        Some(&self.route(platform, topic)?.demand)
+    }
+
+    fn route(&self, platform: PlatformKind, topic: &str) -> Option<&Route> {
+        self.routes.get(&(platform, topic.to_string()))
     }
 
     pub fn mappings(&self) -> &[Mapping] {
@@ -221,21 +226,18 @@ impl Catalog {
 
     /// The mappings routed to this platform and topic (whether or not their `when` holds).
     pub fn routed(&self, platform: PlatformKind, topic: &str) -> impl Iterator<Item = &Mapping> {
-        self.routes
-            .get(&(platform, topic.to_string()))
+        self.route(platform, topic)
             .into_iter()
-            .flatten()
+            .flat_map(|route| &route.mappings)
             .map(|&i| &self.mappings[i])
     }
 
     /// For each mapping routed to the webhook whose `when` holds: its plan, or why it failed.
     pub fn translate(&self, webhook: &Webhook<'_>) -> Vec<Result<Plan, TranslateError>> {
-        let route = (webhook.platform, webhook.topic.to_string());
-        let (Some(routed), Some(demand)) = (self.routes.get(&route), self.demands.get(&route))
-        else {
+        let Some(Route { mappings, demand }) = self.route(webhook.platform, webhook.topic) else {
             return Vec::new();
         };
-        let routed = routed.iter().map(|&i| &self.mappings[i]);
+        let routed = mappings.iter().map(|&i| &self.mappings[i]);
         let projected = self.project && !demand.is_whole();
         let input = if webhook.body.len() > self.guards.max_input_bytes {
             Err(format!(
