@@ -17,7 +17,6 @@ mod accept;
 mod housekeeping;
 mod rounds;
 mod writer;
-use accept::{INSERT_DELIVERY, initial_status};
 use writer::{Claim, Job, Reply};
 
 use super::{
@@ -45,33 +44,6 @@ macro_rules! filter_sql {
         "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR destination = ?2) \
          AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR webhook_id = ?4)"
     };
-}
-
-/// Adds a delivery, due at `now_ms`, unless its (mapping, key) is already stored; returns
-/// how many rows were written (0 or 1).
-async fn insert_delivery(
-    conn: &mut sqlx::SqliteConnection,
-    webhook_id: i64,
-    delivery: &NewDelivery,
-    now_ms: i64,
-) -> Result<u64, StoreError> {
-    let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
-    let written = sqlx::query(INSERT_DELIVERY)
-        .bind(webhook_id)
-        .bind(&delivery.mapping)
-        .bind(&delivery.key)
-        .bind(&delivery.destination)
-        .bind(&delivery.operation)
-        .bind(&delivery.payload)
-        .bind(needs_mapping)
-        .bind(needs_key)
-        .bind(initial_status(delivery))
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
-    Ok(written.rows_affected())
 }
 
 /// How long a connection waits for another process's write lock (the CLI beside `serve`).
@@ -331,59 +303,13 @@ impl Store for SqliteStore {
         only_status: Option<&str>,
         now_ms: i64,
     ) -> Result<(u64, u64), StoreError> {
-        let _gate = self.write_gate.lock().await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE webhooks SET status = ?, error = ? WHERE id = ?")
-            .bind(if translation_error.is_some() {
-                "untranslated"
-            } else {
-                "translated"
-            })
-            .bind(translation_error)
-            .bind(webhook_id)
-            .execute(&mut *tx)
-            .await?;
-        let (mut added, mut replaced) = (0, 0);
-        for delivery in deliveries {
-            let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
-            let existing: Option<String> =
-                sqlx::query_scalar("SELECT status FROM deliveries WHERE mapping = ? AND key = ?")
-                    .bind(&delivery.mapping)
-                    .bind(&delivery.key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match existing.as_deref() {
-                None => {
-                    insert_delivery(&mut tx, webhook_id, delivery, now_ms).await?;
-                    added += 1;
-                }
-                // Sent, or being sent: a new payload would count the order twice.
-                Some("delivered") | Some("in_flight") => {}
-                Some(status) if only_status.is_some_and(|only| only != status) => {}
-                Some(_) => {
-                    sqlx::query(
-                        "UPDATE deliveries SET payload = ?, destination = ?, operation = ?, \
-                         needs_mapping = ?, needs_key = ?, status = ?, attempts = 0, \
-                         next_attempt_at = ?, last_error = NULL, request = NULL, updated_at = ? \
-                         WHERE mapping = ? AND key = ?",
-                    )
-                    .bind(&delivery.payload)
-                    .bind(&delivery.destination)
-                    .bind(&delivery.operation)
-                    .bind(needs_mapping)
-                    .bind(needs_key)
-                    .bind(initial_status(delivery))
-                    .bind(now_ms)
-                    .bind(now_ms)
-                    .bind(&delivery.mapping)
-                    .bind(&delivery.key)
-                    .execute(&mut *tx)
-                    .await?;
-                    replaced += 1;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok((added, replaced))
+        let replace = accept::Replace {
+            webhook_id,
+            deliveries: deliveries.to_vec(),
+            translation_error: translation_error.map(str::to_string),
+            only_status: only_status.map(str::to_string),
+            now_ms,
+        };
+        self.write(|reply| Job::Replace(replace, reply)).await
     }
 }

@@ -1,17 +1,17 @@
-//! The receive path's write: a webhook and its deliveries, unless its (source, dedupe id)
-//! is already stored. The writer thread ([`super::writer`]) runs it, batched with every
-//! other write waiting, under a savepoint of its own.
+//! The writes that add deliveries: the receive path's (a webhook and its deliveries, unless
+//! its (source, dedupe id) is already stored) and `replay --retranslate`'s (a stored
+//! webhook's new deliveries). The writer thread ([`super::writer`]) runs them, batched with
+//! every other write waiting, each under a savepoint of its own.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{Accepted, NewDelivery, NewWebhook, StoreError};
 
-/// The statements that add a webhook and a delivery, shared with the sqlx side.
-pub(super) const INSERT_WEBHOOK: &str = "INSERT INTO webhooks \
+const INSERT_WEBHOOK: &str = "INSERT INTO webhooks \
      (source, platform, topic, dedupe_id, headers, body, status, error, received_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (source, dedupe_id) DO NOTHING RETURNING id";
-pub(super) const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
      (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
       needs_key, status, next_attempt_at, created_at, updated_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -35,7 +35,7 @@ pub(super) fn insert_webhook(
                 webhook.dedupe_id,
                 headers,
                 webhook.body,
-                status_of(webhook),
+                webhook_status(&webhook.translation_error),
                 webhook.translation_error,
                 webhook.received_at_ms,
             ],
@@ -48,25 +48,9 @@ pub(super) fn insert_webhook(
             .query_row(params![webhook.source, webhook.dedupe_id], |row| row.get(0))?;
         return Ok(Accepted::Duplicate { webhook_id });
     };
-    let mut insert = conn.prepare_cached(INSERT_DELIVERY)?;
     let mut deliveries = 0;
     for delivery in &webhook.deliveries {
-        let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
-        let now = webhook.received_at_ms;
-        deliveries += insert.execute(params![
-            webhook_id,
-            delivery.mapping,
-            delivery.key,
-            delivery.destination,
-            delivery.operation,
-            delivery.payload,
-            needs_mapping,
-            needs_key,
-            initial_status(delivery),
-            now,
-            now,
-            now,
-        ])? as u64;
+        deliveries += insert_delivery(conn, webhook_id, delivery, webhook.received_at_ms)?;
     }
     Ok(Accepted::Stored {
         webhook_id,
@@ -74,15 +58,105 @@ pub(super) fn insert_webhook(
     })
 }
 
-fn status_of(webhook: &NewWebhook) -> &'static str {
-    match webhook.translation_error {
+/// Adds a delivery, due at `now_ms`, unless its (mapping, key) is already stored; returns
+/// how many rows were written (0 or 1).
+fn insert_delivery(
+    conn: &Connection,
+    webhook_id: i64,
+    delivery: &NewDelivery,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+    let written = conn.prepare_cached(INSERT_DELIVERY)?.execute(params![
+        webhook_id,
+        delivery.mapping,
+        delivery.key,
+        delivery.destination,
+        delivery.operation,
+        delivery.payload,
+        needs_mapping,
+        needs_key,
+        initial_status(delivery),
+        now_ms,
+        now_ms,
+        now_ms,
+    ])?;
+    Ok(written as u64)
+}
+
+/// A re-translated webhook's outcome, for [`replace_deliveries`].
+pub(super) struct Replace {
+    pub webhook_id: i64,
+    pub deliveries: Vec<NewDelivery>,
+    pub translation_error: Option<String>,
+    pub only_status: Option<String>,
+    pub now_ms: i64,
+}
+
+/// Writes a re-translated webhook's status and deliveries: new ones are added; existing
+/// ones not delivered or in flight (and in `only_status`, when given) take the new payload
+/// and are due now. Returns (added, replaced).
+pub(super) fn replace_deliveries(
+    conn: &Connection,
+    replace: &Replace,
+) -> Result<(u64, u64), StoreError> {
+    let status = webhook_status(&replace.translation_error);
+    conn.prepare_cached("UPDATE webhooks SET status = ?, error = ? WHERE id = ?")?
+        .execute(params![
+            status,
+            replace.translation_error,
+            replace.webhook_id
+        ])?;
+    let (mut added, mut replaced) = (0, 0);
+    for delivery in &replace.deliveries {
+        let existing: Option<String> = conn
+            .prepare_cached("SELECT status FROM deliveries WHERE mapping = ? AND key = ?")?
+            .query_row(params![delivery.mapping, delivery.key], |row| row.get(0))
+            .optional()?;
+        match existing.as_deref() {
+            None => {
+                added += insert_delivery(conn, replace.webhook_id, delivery, replace.now_ms)?;
+            }
+            // Sent, or being sent: a new payload would count the order twice.
+            Some("delivered") | Some("in_flight") => {}
+            Some(status) if replace.only_status.as_deref().is_some_and(|o| o != status) => {}
+            Some(_) => {
+                let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+                conn.prepare_cached(
+                    "UPDATE deliveries SET payload = ?, destination = ?, operation = ?, \
+                     needs_mapping = ?, needs_key = ?, status = ?, attempts = 0, \
+                     next_attempt_at = ?, last_error = NULL, request = NULL, updated_at = ? \
+                     WHERE mapping = ? AND key = ?",
+                )?
+                .execute(params![
+                    delivery.payload,
+                    delivery.destination,
+                    delivery.operation,
+                    needs_mapping,
+                    needs_key,
+                    initial_status(delivery),
+                    replace.now_ms,
+                    replace.now_ms,
+                    delivery.mapping,
+                    delivery.key,
+                ])?;
+                replaced += 1;
+            }
+        }
+    }
+    Ok((added, replaced))
+}
+
+/// A webhook is `untranslated` when its translation failed, else `translated`.
+fn webhook_status(translation_error: &Option<String>) -> &'static str {
+    match translation_error {
         None => "translated",
         Some(_) => "untranslated",
     }
 }
 
 /// A delivery starts `waiting` when it needs another one, else `pending`.
-pub(super) fn initial_status(delivery: &NewDelivery) -> &'static str {
+fn initial_status(delivery: &NewDelivery) -> &'static str {
     if delivery.needs.is_some() {
         "waiting"
     } else {

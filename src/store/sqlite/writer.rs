@@ -1,6 +1,6 @@
-//! Group commit of every hot write: one thread, with its own rusqlite connection, takes all
-//! the writes waiting (webhooks from the receive path, claims and attempt records from the
-//! delivery workers) and runs them in one `BEGIN IMMEDIATE … COMMIT`, each under a savepoint
+//! Group commit of every write that adds or moves deliveries: one thread, with its own
+//! rusqlite connection, takes all the writes waiting (webhooks from the receive path, claims
+//! and attempt records from the delivery workers, re-translated deliveries from `replay`) and runs them in one `BEGIN IMMEDIATE … COMMIT`, each under a savepoint
 //! of its own, so that they share one fsync and a failing one does not fail the others.
 //! Nobody is answered before the commit that holds their write has returned.
 //!
@@ -36,6 +36,8 @@ pub(super) enum Job {
     Claim(Claim, Reply<Vec<ClaimedDelivery>>),
     /// A round's attempts ([`rounds::record`]).
     Record(Vec<(Vec<i64>, Attempt)>, Reply<()>),
+    /// A re-translated webhook's deliveries ([`accept::replace_deliveries`]).
+    Replace(accept::Replace, Reply<(u64, u64)>),
 }
 
 pub(super) struct Claim {
@@ -53,6 +55,7 @@ enum Answer {
         Result<Vec<ClaimedDelivery>, StoreError>,
     ),
     Record(Reply<()>, Result<(), StoreError>),
+    Replace(Reply<(u64, u64)>, Result<(u64, u64), StoreError>),
 }
 
 impl Job {
@@ -73,6 +76,9 @@ impl Job {
                 Answer::Claim(reply, claimed)
             }
             Job::Record(attempts, reply) => Answer::Record(reply, rounds::record(conn, &attempts)),
+            Job::Replace(replace, reply) => {
+                Answer::Replace(reply, accept::replace_deliveries(conn, &replace))
+            }
         }
     }
 
@@ -82,6 +88,7 @@ impl Job {
             Job::Accept(_, reply) => Answer::Accept(reply, Err(StoreError::WriterStopped)),
             Job::Claim(_, reply) => Answer::Claim(reply, Err(StoreError::WriterStopped)),
             Job::Record(_, reply) => Answer::Record(reply, Err(StoreError::WriterStopped)),
+            Job::Replace(_, reply) => Answer::Replace(reply, Err(StoreError::WriterStopped)),
         }
     }
 
@@ -90,6 +97,7 @@ impl Job {
             Job::Accept(..) => 0,
             Job::Claim(..) => 1,
             Job::Record(..) => 2,
+            Job::Replace(..) => 3,
         }
     }
 }
@@ -100,6 +108,7 @@ impl Answer {
             Answer::Accept(_, result) => result.is_ok(),
             Answer::Claim(_, result) => result.is_ok(),
             Answer::Record(_, result) => result.is_ok(),
+            Answer::Replace(_, result) => result.is_ok(),
         }
     }
 
@@ -122,6 +131,7 @@ impl Answer {
             Answer::Accept(reply, result) => send(reply, result, committed),
             Answer::Claim(reply, result) => send(reply, result, committed),
             Answer::Record(reply, result) => send(reply, result, committed),
+            Answer::Replace(reply, result) => send(reply, result, committed),
         }
     }
 }
@@ -152,7 +162,7 @@ fn run_writer(
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     // Whatever arrived while the previous commit was syncing forms the next batch.
     while receiver.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
-        let mut kinds = [0usize; 3];
+        let mut kinds = [0usize; 4];
         jobs.iter().for_each(|job| kinds[job.kind()] += 1);
         let waited = std::time::Instant::now();
         let _gate = gate.blocking_lock();
@@ -162,6 +172,7 @@ fn run_writer(
             webhooks = kinds[0],
             claims = kinds[1],
             records = kinds[2],
+            replacements = kinds[3],
             gate_wait_us = (wrote - waited).as_micros() as u64,
             write_us = wrote.elapsed().as_micros() as u64,
             "group commit"
