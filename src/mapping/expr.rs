@@ -52,6 +52,7 @@ use jaq_json::{Num, Val};
 use serde_json::Value;
 
 use super::demand::{Demand, demand_of};
+use super::direct::{Direct, Halt};
 use super::functions;
 use super::guard::check_program;
 use super::project::parse_projected;
@@ -118,8 +119,9 @@ impl fmt::Debug for Input {
     }
 }
 
-/// The bound variables' values for one webhook, converted once and reused by every expression.
-pub struct Bindings(Vars<Val>);
+/// The bound variables' values for one webhook, converted once and reused by every expression
+/// (as jaq's variables, and in [`VARIABLES`]' order for [`Direct`]).
+pub struct Bindings(Vars<Val>, [Val; 4]);
 
 impl Bindings {
     pub fn new(topic: &str, source: &str, headers: &Value, vars: &Value) -> Bindings {
@@ -129,7 +131,7 @@ impl Bindings {
             from_json(headers, 0),
             from_json(vars, 0),
         ];
-        Bindings(Vars::new(values))
+        Bindings(Vars::new(values.clone()), values)
     }
 }
 
@@ -161,6 +163,8 @@ impl Default for Limits {
 /// A compiled jq expression (jaq + jaq-std + jaq-json definitions + our functions). Send + Sync, compiled once.
 pub struct Expr {
     filter: jaq_core::Filter<Data>,
+    /// The same, evaluated without jaq where it can be ([`super::direct`]).
+    direct: Option<Direct>,
     /// What it may read of its input.
     demand: Demand,
 }
@@ -199,13 +203,23 @@ impl Expr {
                         .map_err(|_| "syntax error")?;
                     check_program(&term)?;
                     let demand = demand_of(&term);
-                    Ok(Expr { filter, demand })
+                    let direct = Direct::compile(&term);
+                    Ok(Expr {
+                        filter,
+                        direct,
+                        demand,
+                    })
                 })
                 .map_err(|e| format!("cannot start the jq compiler: {e}"))?;
             compiler.join().unwrap_or_else(|_| {
                 Err("the jq compiler failed on this expression (panic caught)".into())
             })
         })
+    }
+
+    /// Whether it runs without jaq's interpreter (see [`super::direct`]).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// What the expression may read of its input (see [`super::demand`]).
@@ -242,27 +256,78 @@ impl Expr {
         limits: &Limits,
         first_only: bool,
     ) -> Result<Vec<Value>, String> {
-        functions::set_range_budget(RANGE_BUDGET);
         let run = || {
-            let ctx = Ctx::<Data>::new(&self.filter.lut, bindings.0.clone());
-            let mut outputs = Vec::new();
-            let mut size = 0;
-            for output in self.filter.id.run((ctx, input.0.clone())) {
-                let value = output.map_err(exception_message)?;
-                if outputs.len() == limits.max_outputs {
-                    return Err(format!("yields more than {} values", limits.max_outputs));
-                }
-                outputs.push(to_json(&value, 0, limits, &mut size)?);
-                if first_only {
-                    break;
-                }
-            }
-            Ok(outputs)
+            self.run_direct(input, bindings, limits, first_only)
+                .unwrap_or_else(|| self.run_jaq(input, bindings, limits, first_only))
         };
         catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
             Err("the jq engine failed on this expression (panic caught)".into())
         })
     }
+
+    /// The outputs computed by [`Direct`], or `None` for jaq to compute them.
+    pub(super) fn run_direct(
+        &self,
+        input: &Input,
+        bindings: &Bindings,
+        limits: &Limits,
+        first_only: bool,
+    ) -> Option<Result<Vec<Value>, String>> {
+        let direct = self.direct.as_ref()?;
+        let (mut outputs, mut size, mut refused) = (Vec::new(), 0, None);
+        let run = direct.run(&input.0, &bindings.1, &mut |value| match collect(
+            &mut outputs,
+            &value,
+            limits,
+            &mut size,
+        ) {
+            Ok(()) if first_only => Err(Halt::Enough),
+            Ok(()) => Ok(()),
+            Err(message) => {
+                refused = Some(message);
+                Err(Halt::Enough)
+            }
+        });
+        match (run, refused) {
+            (Err(Halt::Bail), _) => None,
+            (_, Some(message)) => Some(Err(message)),
+            _ => Some(Ok(outputs)),
+        }
+    }
+
+    pub(super) fn run_jaq(
+        &self,
+        input: &Input,
+        bindings: &Bindings,
+        limits: &Limits,
+        first_only: bool,
+    ) -> Result<Vec<Value>, String> {
+        functions::set_range_budget(RANGE_BUDGET);
+        let ctx = Ctx::<Data>::new(&self.filter.lut, bindings.0.clone());
+        let (mut outputs, mut size) = (Vec::new(), 0);
+        for output in self.filter.id.run((ctx, input.0.clone())) {
+            let value = output.map_err(exception_message)?;
+            collect(&mut outputs, &value, limits, &mut size)?;
+            if first_only {
+                break;
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// Adds an output, converted to JSON, within `limits`.
+fn collect(
+    outputs: &mut Vec<Value>,
+    value: &Val,
+    limits: &Limits,
+    size: &mut usize,
+) -> Result<(), String> {
+    if outputs.len() == limits.max_outputs {
+        return Err(format!("yields more than {} values", limits.max_outputs));
+    }
+    outputs.push(to_json(value, 0, limits, size)?);
+    Ok(())
 }
 
 fn compile_in<'s>(arena: &'s Arena, code: &'s str) -> Result<jaq_core::Filter<Data>, String> {

@@ -112,7 +112,7 @@ fn replaced<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
 }
 
 /// jq's `join`: null joins as `""`, numbers and booleans as their text.
-fn join<V: ValT>(items: V, separator: &V) -> ValR<V> {
+pub(super) fn join<V: ValT>(items: V, separator: &V) -> ValR<V> {
     let separator = str_arg(separator, "join", "the separator")?;
     let items: Vec<V> = items
         .into_seq()
@@ -206,7 +206,7 @@ fn str_arg<'v, V: ValT>(v: &'v V, function: &str, what: &str) -> Result<&'v str,
     as_str(v).ok_or_else(|| fail(format!("{function}: {what} must be a string, got {v}")))
 }
 
-fn uuid5<V: ValT>(namespace: &V, name: &V) -> ValR<V> {
+pub(super) fn uuid5<V: ValT>(namespace: &V, name: &V) -> ValR<V> {
     let namespace = str_arg(namespace, "uuid5", "the namespace")?;
     let name = str_arg(name, "uuid5", "the name")?;
     let namespace = uuid::Uuid::parse_str(namespace)
@@ -224,7 +224,7 @@ fn field<V: ValT>(v: &V, key: &V) -> Option<V> {
 
 /// The value of the first `{name, value}` in `.note_attributes` or `{key, value}` in
 /// `.meta_data` whose name is `name`, or null.
-fn attr<V: ValT>(order: V, name: &V) -> V {
+pub(super) fn attr<V: ValT>(order: V, name: &V) -> V {
     let key = |k: &str| V::from(k.to_string());
     let value = key("value");
     for (list, name_key) in [("note_attributes", "name"), ("meta_data", "key")] {
@@ -244,7 +244,7 @@ fn attr<V: ValT>(order: V, name: &V) -> V {
 
 /// The first element that is not null, `""`, `[]` or `{}`, or null. A non-array counts as
 /// an array of itself.
-fn first_of<V: ValT>(values: V) -> V {
+pub(super) fn first_of<V: ValT>(values: V) -> V {
     let empty_arr = V::from_iter(std::iter::empty());
     let empty_obj = V::from_map(std::iter::empty()).unwrap_or_else(|_| null());
     let present =
@@ -286,7 +286,7 @@ pub(super) fn load_phone_metadata() {
     let _ = parse_phone(phonenumber::country::Id::VN, "0912345678");
 }
 
-fn phone<V: ValT>(input: &V, region: &V, format: &V) -> ValR<V> {
+pub(super) fn phone<V: ValT>(input: &V, region: &V, format: &V) -> ValR<V> {
     let format_text = str_arg(format, "phone", "the format")?;
     let Some(format) = PHONE_FORMATS.iter().position(|f| *f == format_text) else {
         let message = format!(
@@ -391,14 +391,14 @@ fn from_decimal<V: ValT>(d: Decimal) -> ValR<V> {
     V::from_num(&d.normalize().to_string())
 }
 
-fn money<V: ValT>(v: &V) -> ValR<V> {
+pub(super) fn money<V: ValT>(v: &V) -> ValR<V> {
     match decimal(v)? {
         Some(d) => from_decimal(d),
         None => Ok(null()),
     }
 }
 
-fn money_sum<V: ValT>(v: V) -> ValR<V> {
+pub(super) fn money_sum<V: ValT>(v: V) -> ValR<V> {
     let items: Vec<V> = v
         .into_seq()
         .map_err(|v| fail(format!("money_sum: expects an array of amounts, got {v}")))?;
@@ -433,7 +433,7 @@ fn timestamp<V: ValT>(v: &V, function: &str) -> Result<Option<jiff::Timestamp>, 
     Ok(Some(zoned.timestamp()))
 }
 
-fn local_time<V: ValT>(input: &V, zone: &V, format: &V) -> ValR<V> {
+pub(super) fn local_time<V: ValT>(input: &V, zone: &V, format: &V) -> ValR<V> {
     let zone = str_arg(zone, "local_time", "the time zone")?;
     let format = str_arg(format, "local_time", "the format")?;
     let tz = jiff::tz::TimeZone::get(zone)
@@ -446,7 +446,7 @@ fn local_time<V: ValT>(input: &V, zone: &V, format: &V) -> ValR<V> {
         .map_err(|e| fail(format!("local_time: cannot format with `{format}`: {e}")))
 }
 
-fn epoch_ms<V: ValT>(input: &V) -> ValR<V> {
+pub(super) fn epoch_ms<V: ValT>(input: &V) -> ValR<V> {
     match timestamp(input, "epoch_ms")? {
         Some(ts) => V::from_num(&ts.as_millisecond().to_string()),
         None => Ok(null()),
@@ -463,7 +463,7 @@ fn query_of(text: &str) -> &str {
     }
 }
 
-fn url_param<V: ValT>(input: &V, name: &V) -> ValR<V> {
+pub(super) fn url_param<V: ValT>(input: &V, name: &V) -> ValR<V> {
     let name = str_arg(name, "url_param", "the parameter name")?;
     if is_null(input) {
         return Ok(null());

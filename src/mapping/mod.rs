@@ -4,9 +4,12 @@
 //! by every request thread.
 
 mod demand;
+mod direct;
 mod expr;
 mod file;
 mod functions;
+#[cfg(test)]
+mod generated;
 mod guard;
 mod operation;
 mod project;
@@ -558,6 +561,26 @@ key         = '.id'
             headers: &headers,
             body: &body,
         })
+    }
+
+    /// The shipped mappings run without jaq's interpreter: a construct [`direct`] does not
+    /// cover costs every order several times more to translate.
+    #[test]
+    fn shipped_mappings_are_evaluated_directly() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+        let catalog = Catalog::load(&dir).unwrap();
+        let interpreted: Vec<String> = catalog
+            .mappings()
+            .iter()
+            .flat_map(|m| m.fields().into_iter().map(move |f| (m, f)))
+            .filter(|(_, field)| !field.expr.is_direct())
+            .map(|(m, field)| format!("{} {}: {}", m.id, field.path, field.code))
+            .collect();
+        assert!(
+            interpreted.is_empty(),
+            "run by jaq:\n{}",
+            interpreted.join("\n")
+        );
     }
 
     #[test]

@@ -1,0 +1,653 @@
+//! Direct evaluation of the jq that mappings are made of, without jaq's interpreter: the
+//! expression's syntax tree is turned once into a tree of [`Node`]s, which runs over jaq's
+//! own values by calling each node's continuation for each of its outputs.
+//!
+//! jaq builds a boxed iterator for every term it evaluates; a mapping field such as
+//! `.total_price | money` spends most of its time there. Evaluated directly, the same field
+//! costs a few lookups and the call of the native function.
+//!
+//! # Exactly jaq's answer, or none
+//!
+//! The direct tree covers the subset of jq that mappings are written in: `.`, literals,
+//! variables, paths with `.a`, `.[k]`, `.[]` and `?`, `|`, `as $x |`, `,`, `//`, `and`, `or`,
+//! arithmetic and comparison, `if`, `-`, array and object construction, string
+//! interpolation, and calls of `empty`, `null`, `true`, `false`, `not`, `select`, `map`,
+//! `IN/1`, `tostring`, `length`, `ltrimstr`, `rtrimstr`, `startswith`, `join` and of storehook's
+//! functions. Anything else (`try`, `reduce`, slices, updates, local `def`s, other builtins,
+//! `@format` strings) is not compiled, and [`super::expr::Expr`] runs jaq instead.
+//!
+//! Where it runs, it follows jaq's definitions of each construct, outputs in the same order
+//! (jaq's cartesian products take the left operand in the outer loop, and so does the
+//! continuation here). It stops at the first error of any kind with [`Halt::Bail`] and
+//! the expression is run again by jaq, which gives the error or, where jq suppresses it,
+//! the result: so errors never need to be reproduced here, and a difference can only be a
+//! wrong value. A differential property test compares the two on generated programs.
+//!
+//! jaq's values hold `Rc`s and expressions are shared between threads, so literals are kept
+//! as [`Lit`] and made into values as they are used (jaq does the same).
+
+use bytes::Bytes;
+use jaq_core::ValT as _;
+use jaq_core::load::lex::StrPart;
+use jaq_core::load::parse::{BinaryOp, Pattern, Term};
+use jaq_core::ops::{Cmp, Math};
+use jaq_core::path::{Opt, Part};
+use jaq_json::Val;
+use jaq_std::ValT as _;
+
+use super::expr::VARIABLES;
+use super::functions;
+
+/// Why a direct evaluation stopped early.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Halt {
+    /// Something jaq has to answer: an error, or a case not reproduced here.
+    Bail,
+    /// The caller has the outputs it wanted.
+    Enough,
+}
+
+type Run = Result<(), Halt>;
+
+/// Where each output goes.
+type Out<'o> = dyn FnMut(Val) -> Run + 'o;
+
+/// A compiled expression, evaluated without jaq. Send + Sync.
+#[derive(Debug)]
+pub(super) struct Direct(Node);
+
+/// A literal value, made into a jaq value where it is used.
+#[derive(Debug)]
+enum Lit {
+    Null,
+    Bool(bool),
+    Int(isize),
+    Num(Box<str>),
+    Str(Bytes),
+    EmptyArr,
+    EmptyObj,
+}
+
+#[derive(Debug)]
+enum Node {
+    Id,
+    Lit(Lit),
+    /// `$topic`, `$source`, `$headers`, `$vars`, by their index in [`VARIABLES`].
+    Global(usize),
+    /// A variable bound by `as`: 0 is the innermost.
+    Local(usize),
+    Path(Box<Node>, Vec<(Step, Opt)>),
+    Pipe(Box<Node>, Box<Node>),
+    /// `l as $x | r`
+    Bind(Box<Node>, Box<Node>),
+    Comma(Box<Node>, Box<Node>),
+    Alt(Box<Node>, Box<Node>),
+    /// `and` (stops on false) and `or` (stops on true)
+    Logic(Box<Node>, bool, Box<Node>),
+    Math(Box<Node>, Math, Box<Node>),
+    Cmp(Box<Node>, Cmp, Box<Node>),
+    Neg(Box<Node>),
+    If(Box<Node>, Box<Node>, Box<Node>),
+    Arr(Box<Node>),
+    Obj(Vec<(Node, Node)>),
+    /// String interpolation: literal parts and terms whose outputs are written as text.
+    Str(Vec<Node>),
+    Empty,
+    Select(Box<Node>),
+    Map(Box<Node>),
+    /// `IN(s)`: whether an output of `s` equals the input, stopping at the first that does
+    /// (jq's `any(s == .; .)`).
+    In(Box<Node>),
+    /// A native function whose arguments are values (jaq's `v(n)`), run over the input.
+    Native(Native, Vec<Node>),
+}
+
+#[derive(Debug)]
+enum Step {
+    Key(Bytes),
+    Index(Node),
+    Each,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Native {
+    Not,
+    ToString,
+    Length,
+    LtrimStr,
+    RtrimStr,
+    StartsWith,
+    Join,
+    FirstOf,
+    Attr,
+    UrlParam,
+    Money,
+    MoneySum,
+    EpochMs,
+    LocalTime,
+    Phone,
+    Uuid5,
+}
+
+impl Native {
+    fn of(name: &str, arity: usize) -> Option<Native> {
+        Some(match (name, arity) {
+            ("not", 0) => Native::Not,
+            ("tostring", 0) => Native::ToString,
+            ("length", 0) => Native::Length,
+            ("ltrimstr", 1) => Native::LtrimStr,
+            ("rtrimstr", 1) => Native::RtrimStr,
+            ("startswith", 1) => Native::StartsWith,
+            ("join", 1) => Native::Join,
+            ("first_of", 1) => Native::FirstOf,
+            ("attr", 1) => Native::Attr,
+            ("url_param", 1) => Native::UrlParam,
+            ("money", 0) => Native::Money,
+            ("money_sum", 0) => Native::MoneySum,
+            ("epoch_ms", 0) => Native::EpochMs,
+            ("local_time", 2) => Native::LocalTime,
+            ("phone", 2) => Native::Phone,
+            ("uuid5", 2) => Native::Uuid5,
+            _ => return None,
+        })
+    }
+
+    fn call(self, input: Val, args: &[Val]) -> Result<Val, Halt> {
+        let ok = |r: jaq_core::ValR<Val>| r.map_err(|_| Halt::Bail);
+        match (self, args) {
+            (Native::Not, []) => Ok(Val::from(!input.as_bool())),
+            (Native::ToString, []) => Ok(input.into_string()),
+            (Native::Length, []) => match &input {
+                Val::Null => Ok(Val::from(0usize)),
+                Val::TStr(s) => Ok(Val::from(String::from_utf8_lossy(s).chars().count())),
+                Val::Arr(items) => Ok(Val::from(items.len())),
+                Val::Obj(entries) => Ok(Val::from(entries.len())),
+                _ => Err(Halt::Bail),
+            },
+            (Native::LtrimStr | Native::RtrimStr, [fix]) => {
+                let (Some(text), Some(fix)) = (input.as_bytes(), fix.as_bytes()) else {
+                    return Err(Halt::Bail);
+                };
+                let rest = match self {
+                    Native::LtrimStr => text.strip_prefix(fix),
+                    _ => text.strip_suffix(fix),
+                };
+                Ok(rest.map_or_else(|| input.clone(), |rest| input.as_sub_str(rest)))
+            }
+            (Native::StartsWith, [prefix]) => match (input.as_bytes(), prefix.as_bytes()) {
+                (Some(text), Some(prefix)) => Ok(Val::from(text.starts_with(prefix))),
+                _ => Err(Halt::Bail),
+            },
+            (Native::Join, [separator]) => ok(functions::join(input, separator)),
+            (Native::FirstOf, [values]) => Ok(functions::first_of(values.clone())),
+            (Native::Attr, [name]) => Ok(functions::attr(input, name)),
+            (Native::UrlParam, [name]) => ok(functions::url_param(&input, name)),
+            (Native::Money, []) => ok(functions::money(&input)),
+            (Native::MoneySum, []) => ok(functions::money_sum(input)),
+            (Native::EpochMs, []) => ok(functions::epoch_ms(&input)),
+            (Native::LocalTime, [zone, format]) => ok(functions::local_time(&input, zone, format)),
+            (Native::Phone, [region, format]) => ok(functions::phone(&input, region, format)),
+            (Native::Uuid5, [namespace, name]) => ok(functions::uuid5(namespace, name)),
+            _ => Err(Halt::Bail),
+        }
+    }
+}
+
+impl Lit {
+    fn val(&self) -> Result<Val, Halt> {
+        Ok(match self {
+            Lit::Null => Val::Null,
+            Lit::Bool(b) => Val::Bool(*b),
+            Lit::Int(i) => Val::from(*i),
+            Lit::Num(n) => Val::from_num(n).map_err(|_| Halt::Bail)?,
+            Lit::Str(s) => Val::TStr(Box::new(s.clone())),
+            Lit::EmptyArr => Val::from_iter(std::iter::empty()),
+            Lit::EmptyObj => Val::from_map(std::iter::empty()).map_err(|_| Halt::Bail)?,
+        })
+    }
+}
+
+/// Variables bound by `as`, innermost first.
+struct Frame<'f> {
+    value: Val,
+    up: Option<&'f Frame<'f>>,
+}
+
+fn local<'f>(frame: Option<&'f Frame<'f>>, depth: usize) -> Result<&'f Val, Halt> {
+    let mut frame = frame.ok_or(Halt::Bail)?;
+    for _ in 0..depth {
+        frame = frame.up.ok_or(Halt::Bail)?;
+    }
+    Ok(&frame.value)
+}
+
+impl Direct {
+    /// The direct tree of `term`, or `None` when it uses something not covered here.
+    pub(super) fn compile(term: &Term<&str>) -> Option<Direct> {
+        compile(term, &mut Vec::new()).map(Direct)
+    }
+
+    /// Runs over `input` with the global variables' values (in [`VARIABLES`]' order),
+    /// giving every output to `out` in jaq's order.
+    pub(super) fn run(&self, input: &Val, globals: &[Val], out: &mut Out<'_>) -> Run {
+        self.0.run(input.clone(), globals, None, out)
+    }
+}
+
+fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> {
+    let boxed = |t: &Term<&'s str>, locals: &mut Vec<&'s str>| compile(t, locals).map(Box::new);
+    Some(match term {
+        Term::Id => Node::Id,
+        Term::Num(n) => match n.parse::<isize>() {
+            Ok(i) => Node::Lit(Lit::Int(i)),
+            Err(_) => {
+                Val::from_num(n).ok()?;
+                Node::Lit(Lit::Num((*n).into()))
+            }
+        },
+        Term::Str(None, parts) => match literal(parts) {
+            Some(text) => Node::Lit(Lit::Str(Bytes::from(text))),
+            None => {
+                let mut nodes = Vec::new();
+                for part in parts {
+                    nodes.push(match part {
+                        StrPart::Str(s) => Node::Lit(Lit::Str(Bytes::from(s.to_string()))),
+                        StrPart::Char(c) => Node::Lit(Lit::Str(Bytes::from(c.to_string()))),
+                        StrPart::Term(t) => {
+                            Node::Native(Native::ToString, Vec::new()).after(compile(t, locals)?)
+                        }
+                    });
+                }
+                Node::Str(nodes)
+            }
+        },
+        Term::Arr(None) => Node::Lit(Lit::EmptyArr),
+        Term::Arr(Some(items)) => Node::Arr(boxed(items, locals)?),
+        Term::Obj(entries) if entries.is_empty() => Node::Lit(Lit::EmptyObj),
+        Term::Obj(entries) => {
+            let mut nodes = Vec::with_capacity(entries.len());
+            for (key, value) in entries {
+                nodes.push(match (key, value) {
+                    (key, Some(value)) => (compile(key, locals)?, compile(value, locals)?),
+                    // `{$x}` is `{x: $x}`
+                    (Term::Var(name), None) => {
+                        let key = Lit::Str(Bytes::from(name.strip_prefix('$')?.to_string()));
+                        (Node::Lit(key), variable(name, locals)?)
+                    }
+                    // `{a}` is `{a: .a}`
+                    (Term::Str(None, parts), None) => {
+                        let name = Bytes::from(literal(parts)?);
+                        let value = Node::Path(
+                            Box::new(Node::Id),
+                            vec![(Step::Key(name.clone()), Opt::Essential)],
+                        );
+                        (Node::Lit(Lit::Str(name)), value)
+                    }
+                    _ => return None,
+                });
+            }
+            Node::Obj(nodes)
+        }
+        Term::Neg(t) => Node::Neg(boxed(t, locals)?),
+        Term::BinOp(l, op, r) => {
+            let l = boxed(l, locals)?;
+            match op {
+                BinaryOp::Pipe(None) => Node::Pipe(l, boxed(r, locals)?),
+                BinaryOp::Pipe(Some(Pattern::Var(name))) => {
+                    locals.push(name);
+                    let r = boxed(r, locals);
+                    locals.pop();
+                    Node::Bind(l, r?)
+                }
+                BinaryOp::Comma => Node::Comma(l, boxed(r, locals)?),
+                BinaryOp::Alt => Node::Alt(l, boxed(r, locals)?),
+                BinaryOp::And => Node::Logic(l, false, boxed(r, locals)?),
+                BinaryOp::Or => Node::Logic(l, true, boxed(r, locals)?),
+                BinaryOp::Math(op) => Node::Math(l, *op, boxed(r, locals)?),
+                BinaryOp::Cmp(op) => Node::Cmp(l, *op, boxed(r, locals)?),
+                _ => return None,
+            }
+        }
+        Term::IfThenElse(branches, otherwise) => {
+            let mut node = match otherwise {
+                Some(otherwise) => compile(otherwise, locals)?,
+                None => Node::Id,
+            };
+            for (cond, then) in branches.iter().rev() {
+                let (cond, then) = (boxed(cond, locals)?, boxed(then, locals)?);
+                node = Node::If(cond, then, Box::new(node));
+            }
+            node
+        }
+        Term::Var(name) => variable(name, locals)?,
+        Term::Call(name, args) => call(name, args, locals)?,
+        Term::Path(head, path) => {
+            let head = boxed(head, locals)?;
+            let mut steps = Vec::with_capacity(path.0.len());
+            for (part, opt) in &path.0 {
+                let step = match part {
+                    Part::Range(None, None) => Step::Each,
+                    Part::Index(Term::Str(None, parts)) if literal(parts).is_some() => {
+                        Step::Key(Bytes::from(literal(parts)?))
+                    }
+                    Part::Index(index) => Step::Index(compile(index, locals)?),
+                    Part::Range(..) => return None,
+                };
+                steps.push((step, *opt));
+            }
+            Node::Path(head, steps)
+        }
+        _ => return None,
+    })
+}
+
+fn variable(name: &str, locals: &[&str]) -> Option<Node> {
+    if let Some(depth) = locals.iter().rev().position(|local| *local == name) {
+        return Some(Node::Local(depth));
+    }
+    let global = name.strip_prefix('$')?;
+    VARIABLES
+        .iter()
+        .position(|v| *v == global)
+        .map(Node::Global)
+}
+
+fn call<'s>(name: &str, args: &[Term<&'s str>], locals: &mut Vec<&'s str>) -> Option<Node> {
+    let one = |locals: &mut Vec<&'s str>| match args {
+        [f] => compile(f, locals).map(Box::new),
+        _ => None,
+    };
+    Some(match (name, args.len()) {
+        ("empty", 0) => Node::Empty,
+        ("null", 0) => Node::Lit(Lit::Null),
+        ("true", 0) => Node::Lit(Lit::Bool(true)),
+        ("false", 0) => Node::Lit(Lit::Bool(false)),
+        ("select", 1) => Node::Select(one(locals)?),
+        ("map", 1) => Node::Map(one(locals)?),
+        ("IN", 1) => Node::In(one(locals)?),
+        _ => {
+            let native = Native::of(name, args.len())?;
+            let args = args.iter().map(|a| compile(a, locals));
+            Node::Native(native, args.collect::<Option<_>>()?)
+        }
+    })
+}
+
+/// The text of a string literal without interpolation.
+fn literal(parts: &[StrPart<&str, Term<&str>>]) -> Option<String> {
+    let mut text = String::new();
+    for part in parts {
+        match part {
+            StrPart::Str(s) => text.push_str(s),
+            StrPart::Char(c) => text.push(*c),
+            StrPart::Term(_) => return None,
+        }
+    }
+    Some(text)
+}
+
+impl Node {
+    /// `first | self`
+    fn after(self, first: Node) -> Node {
+        Node::Pipe(Box::new(first), Box::new(self))
+    }
+
+    fn run(
+        &self,
+        input: Val,
+        globals: &[Val],
+        frame: Option<&Frame<'_>>,
+        out: &mut Out<'_>,
+    ) -> Run {
+        match self {
+            Node::Id => out(input),
+            Node::Lit(lit) => out(lit.val()?),
+            Node::Global(i) => out(globals.get(*i).ok_or(Halt::Bail)?.clone()),
+            Node::Local(depth) => out(local(frame, *depth)?.clone()),
+            Node::Path(head, steps) => {
+                let mut keys = Vec::new();
+                for (step, _) in steps {
+                    if let Step::Index(index) = step {
+                        keys.push(single(index, &input, globals, frame)?);
+                    }
+                }
+                head.run(input, globals, frame, &mut |value| {
+                    walk(steps, &keys, value, out)
+                })
+            }
+            Node::Pipe(l, r) => l.run(input, globals, frame, &mut |x| {
+                r.run(x, globals, frame, out)
+            }),
+            Node::Bind(l, r) => l.run(input.clone(), globals, frame, &mut |x| {
+                let bound = Frame {
+                    value: x,
+                    up: frame,
+                };
+                r.run(input.clone(), globals, Some(&bound), out)
+            }),
+            Node::Comma(l, r) => {
+                l.run(input.clone(), globals, frame, out)?;
+                r.run(input, globals, frame, out)
+            }
+            Node::Alt(l, r) => {
+                let mut any = false;
+                l.run(input.clone(), globals, frame, &mut |x| {
+                    if x.as_bool() {
+                        any = true;
+                        out(x)
+                    } else {
+                        Ok(())
+                    }
+                })?;
+                if any {
+                    Ok(())
+                } else {
+                    r.run(input, globals, frame, out)
+                }
+            }
+            Node::Logic(l, stop, r) => l.run(input.clone(), globals, frame, &mut |x| {
+                if x.as_bool() == *stop {
+                    out(Val::from(*stop))
+                } else {
+                    r.run(input.clone(), globals, frame, &mut |y| {
+                        out(Val::from(y.as_bool()))
+                    })
+                }
+            }),
+            Node::Math(l, op, r) => l.run(input.clone(), globals, frame, &mut |x| {
+                r.run(input.clone(), globals, frame, &mut |y| {
+                    out(op.run(x.clone(), y).map_err(|_| Halt::Bail)?)
+                })
+            }),
+            Node::Cmp(l, op, r) => l.run(input.clone(), globals, frame, &mut |x| {
+                r.run(input.clone(), globals, frame, &mut |y| {
+                    out(Val::from(op.run(&x, &y)))
+                })
+            }),
+            Node::Neg(t) => t.run(input, globals, frame, &mut |x| {
+                out((-x).map_err(|_| Halt::Bail)?)
+            }),
+            Node::If(cond, then, otherwise) => cond.run(input.clone(), globals, frame, &mut |c| {
+                let branch = if c.as_bool() { then } else { otherwise };
+                branch.run(input.clone(), globals, frame, out)
+            }),
+            Node::Arr(items) => {
+                let mut values = Vec::new();
+                items.run(input, globals, frame, &mut |x| {
+                    values.push(x);
+                    Ok(())
+                })?;
+                out(Val::from_iter(values))
+            }
+            Node::Obj(entries) => {
+                let mut pairs = Vec::with_capacity(entries.len());
+                object(entries, &input, globals, frame, &mut pairs, out)
+            }
+            Node::Str(parts) => text(parts, &input, globals, frame, &mut String::new(), out),
+            Node::Empty => Ok(()),
+            Node::Select(cond) => cond.run(input.clone(), globals, frame, &mut |c| {
+                if c.as_bool() {
+                    out(input.clone())
+                } else {
+                    Ok(())
+                }
+            }),
+            Node::Map(f) => {
+                let mut values = Vec::new();
+                for item in input.values() {
+                    let item = item.map_err(|_| Halt::Bail)?;
+                    f.run(item, globals, frame, &mut |x| {
+                        values.push(x);
+                        Ok(())
+                    })?;
+                }
+                out(Val::from_iter(values))
+            }
+            Node::In(s) => {
+                let mut found = false;
+                let run = s.run(input.clone(), globals, frame, &mut |x| {
+                    found = x == input;
+                    if found { Err(Halt::Enough) } else { Ok(()) }
+                });
+                match run {
+                    // `Enough` can only come from the closure above: `s` outputs nowhere else
+                    Ok(()) | Err(Halt::Enough) => out(Val::from(found)),
+                    Err(Halt::Bail) => Err(Halt::Bail),
+                }
+            }
+            Node::Native(native, args) => {
+                let mut values = Vec::with_capacity(args.len());
+                arguments(args, &input, globals, frame, &mut values, &mut |values| {
+                    out(native.call(input.clone(), values)?)
+                })
+            }
+        }
+    }
+}
+
+/// The one output of `node`; none or several is a case for jaq.
+fn single(
+    node: &Node,
+    input: &Val,
+    globals: &[Val],
+    frame: Option<&Frame<'_>>,
+) -> Result<Val, Halt> {
+    let mut value = None;
+    node.run(
+        input.clone(),
+        globals,
+        frame,
+        &mut |x| match value.replace(x) {
+            None => Ok(()),
+            Some(_) => Err(Halt::Bail),
+        },
+    )?;
+    value.ok_or(Halt::Bail)
+}
+
+/// Follows `steps` from `value`; `keys` are the values of the `Step::Index`es in order. A
+/// step marked `?` drops its own errors (not those of the steps after it), as jaq does.
+fn walk(steps: &[(Step, Opt)], keys: &[Val], value: Val, out: &mut Out<'_>) -> Run {
+    let Some(((step, opt), rest)) = steps.split_first() else {
+        return out(value);
+    };
+    let optional = matches!(opt, Opt::Optional);
+    let (key, keys_after) = match step {
+        Step::Key(name) => (Some(Val::TStr(Box::new(name.clone()))), keys),
+        Step::Index(_) => {
+            let (key, after) = keys.split_first().ok_or(Halt::Bail)?;
+            (Some(key.clone()), after)
+        }
+        Step::Each => (None, keys),
+    };
+    match key {
+        Some(key) => match value.index(&key) {
+            Ok(x) => walk(rest, keys_after, x, out),
+            Err(_) if optional => Ok(()),
+            Err(_) => Err(Halt::Bail),
+        },
+        None => {
+            for x in value.values() {
+                match x {
+                    Ok(x) => walk(rest, keys_after, x, out)?,
+                    Err(_) if optional => {}
+                    Err(_) => return Err(Halt::Bail),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `{k1: v1, k2: v2, …}`: for each key, for each value, the entries after.
+fn object(
+    entries: &[(Node, Node)],
+    input: &Val,
+    globals: &[Val],
+    frame: Option<&Frame<'_>>,
+    pairs: &mut Vec<(Val, Val)>,
+    out: &mut Out<'_>,
+) -> Run {
+    let Some(((key, value), rest)) = entries.split_first() else {
+        return out(Val::from_map(pairs.iter().cloned()).map_err(|_| Halt::Bail)?);
+    };
+    key.run(input.clone(), globals, frame, &mut |k| {
+        if !matches!(k, Val::TStr(_)) {
+            return Err(Halt::Bail);
+        }
+        value.run(input.clone(), globals, frame, &mut |v| {
+            pairs.push((k.clone(), v));
+            let done = object(rest, input, globals, frame, pairs, out);
+            pairs.pop();
+            done
+        })
+    })
+}
+
+/// `"a\(x)b\(y)"`: for each output of each part, the parts after.
+fn text(
+    parts: &[Node],
+    input: &Val,
+    globals: &[Val],
+    frame: Option<&Frame<'_>>,
+    written: &mut String,
+    out: &mut Out<'_>,
+) -> Run {
+    let Some((part, rest)) = parts.split_first() else {
+        return out(Val::from(written.clone()));
+    };
+    part.run(input.clone(), globals, frame, &mut |x| {
+        let Val::TStr(s) = &x else {
+            return Err(Halt::Bail);
+        };
+        let Ok(s) = std::str::from_utf8(s) else {
+            return Err(Halt::Bail);
+        };
+        let mark = written.len();
+        written.push_str(s);
+        let done = text(rest, input, globals, frame, written, out);
+        written.truncate(mark);
+        done
+    })
+}
+
+/// A native's value arguments: for each output of each, the ones after (jaq binds them
+/// with `as`, first outermost).
+fn arguments(
+    args: &[Node],
+    input: &Val,
+    globals: &[Val],
+    frame: Option<&Frame<'_>>,
+    values: &mut Vec<Val>,
+    call: &mut dyn FnMut(&[Val]) -> Run,
+) -> Run {
+    let Some((arg, rest)) = args.split_first() else {
+        return call(values);
+    };
+    arg.run(input.clone(), globals, frame, &mut |x| {
+        values.push(x);
+        let done = arguments(rest, input, globals, frame, values, call);
+        values.pop();
+        done
+    })
+}
