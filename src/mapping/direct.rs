@@ -38,6 +38,11 @@ use jaq_std::ValT as _;
 use super::expr::VARIABLES;
 use super::functions;
 
+/// Most entries of an object, parts of a string or steps of a path compiled here: each is a
+/// level of recursion when it runs, and the guard rails in [`super::expr`] count depth by
+/// nesting, not width. Wider ones run in jaq, as before.
+const MAX_WIDTH: usize = 64;
+
 /// Why a direct evaluation stopped early.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Halt {
@@ -247,6 +252,7 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
         },
         Term::Str(None, parts) => match literal(parts) {
             Some(text) => Node::Lit(Lit::Str(Bytes::from(text))),
+            None if parts.len() > MAX_WIDTH => return None,
             None => {
                 let mut nodes = Vec::new();
                 for part in parts {
@@ -264,6 +270,7 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
         Term::Arr(None) => Node::Lit(Lit::EmptyArr),
         Term::Arr(Some(items)) => Node::Arr(boxed(items, locals)?),
         Term::Obj(entries) if entries.is_empty() => Node::Lit(Lit::EmptyObj),
+        Term::Obj(entries) if entries.len() > MAX_WIDTH => return None,
         Term::Obj(entries) => {
             let mut nodes = Vec::with_capacity(entries.len());
             for (key, value) in entries {
@@ -321,6 +328,7 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
         }
         Term::Var(name) => variable(name, locals)?,
         Term::Call(name, args) => call(name, args, locals)?,
+        Term::Path(_, path) if path.0.len() > MAX_WIDTH => return None,
         Term::Path(head, path) => {
             let head = boxed(head, locals)?;
             let mut steps = Vec::with_capacity(path.0.len());

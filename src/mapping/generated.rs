@@ -106,6 +106,8 @@ fn program() -> impl Strategy<Value = String> {
                 .prop_map(|(l, r)| format!("({l}) as $v | ({r}) as $w | [$w, $v]")),
             two.clone().prop_map(|(l, r)| format!(".[({l})]? | ({r})")),
             two.clone().prop_map(|(l, r)| format!("IN(({l}), ({r}))")),
+            two.clone()
+                .prop_map(|(l, r)| { format!("uuid5(({l}) | tostring; ({r}) | tostring)") }),
             two.prop_map(|(l, r)| format!("if ({l}) then ({r}) elif . then 1 end")),
             inner.clone().prop_map(|e| format!("-({e})")),
             inner.clone().prop_map(|e| format!("({e}) | not")),
