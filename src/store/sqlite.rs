@@ -52,9 +52,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A rusqlite connection to the (migrated) database at `path`, for the hot writes, set up
 /// as the pool's connections are: `synchronous = FULL` (a commit returns once the WAL is
 /// fsynced), foreign keys on, the same busy timeout. WAL mode is the file's, set by the pool.
+///
+/// `temp_store = MEMORY`: each job of a group commit runs under its own savepoint, and
+/// SQLite copies every page a savepoint changes into a sub-journal first. In a temporary
+/// file, that was a `pwrite` per page and about a fifth of the writer thread's time under
+/// load; in memory it is a copy. It holds one transaction's pages at most.
 fn open_writer_connection(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
