@@ -586,7 +586,7 @@ fn pattern_keys<'p, 's>(pattern: &'p Pattern<&'s str>, keys: &mut Vec<&'p Term<&
 }
 
 /// The text of a string literal without interpolation.
-fn literal(term: &Term<&str>) -> Option<String> {
+pub(super) fn literal(term: &Term<&str>) -> Option<String> {
     let Term::Str(None, parts) = term else {
         return None;
     };

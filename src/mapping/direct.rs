@@ -35,6 +35,7 @@ use jaq_core::path::{Opt, Part};
 use jaq_json::Val;
 use jaq_std::ValT as _;
 
+use super::demand::literal;
 use super::expr::VARIABLES;
 use super::functions;
 
@@ -250,7 +251,7 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
                 Node::Lit(Lit::Num((*n).into()))
             }
         },
-        Term::Str(None, parts) => match literal(parts) {
+        Term::Str(None, parts) => match literal(term) {
             Some(text) => Node::Lit(Lit::Str(Bytes::from(text))),
             None if parts.len() > MAX_WIDTH => return None,
             None => {
@@ -282,8 +283,8 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
                         (Node::Lit(key), variable(name, locals)?)
                     }
                     // `{a}` is `{a: .a}`
-                    (Term::Str(None, parts), None) => {
-                        let name = Bytes::from(literal(parts)?);
+                    (key @ Term::Str(None, _), None) => {
+                        let name = Bytes::from(literal(key)?);
                         let value = Node::Path(
                             Box::new(Node::Id),
                             vec![(Step::Key(name.clone()), Opt::Essential)],
@@ -335,8 +336,8 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
             for (part, opt) in &path.0 {
                 let step = match part {
                     Part::Range(None, None) => Step::Each,
-                    Part::Index(Term::Str(None, parts)) if literal(parts).is_some() => {
-                        Step::Key(Bytes::from(literal(parts)?))
+                    Part::Index(index) if literal(index).is_some() => {
+                        Step::Key(Bytes::from(literal(index)?))
                     }
                     Part::Index(index) => Step::Index(compile(index, locals)?),
                     Part::Range(..) => return None,
@@ -379,19 +380,6 @@ fn call<'s>(name: &str, args: &[Term<&'s str>], locals: &mut Vec<&'s str>) -> Op
             Node::Native(native, args.collect::<Option<_>>()?)
         }
     })
-}
-
-/// The text of a string literal without interpolation.
-fn literal(parts: &[StrPart<&str, Term<&str>>]) -> Option<String> {
-    let mut text = String::new();
-    for part in parts {
-        match part {
-            StrPart::Str(s) => text.push_str(s),
-            StrPart::Char(c) => text.push(*c),
-            StrPart::Term(_) => return None,
-        }
-    }
-    Some(text)
 }
 
 impl Node {
