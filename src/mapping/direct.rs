@@ -39,10 +39,15 @@ use super::demand::literal;
 use super::expr::VARIABLES;
 use super::functions;
 
-/// Most entries of an object, parts of a string or steps of a path compiled here: each is a
-/// level of recursion when it runs, and the guard rails in [`super::expr`] count depth by
-/// nesting, not width. Wider ones run in jaq, as before.
-const MAX_WIDTH: usize = 64;
+/// Deepest stack a direct tree may need, in [`Node::depth`]'s units (about one node's
+/// frames each). An output is handed on while everything that led to it is still on the
+/// stack: the stages of a pipe, both operands of an operator, every entry of an object or
+/// part of a string before it. So the depth adds up along a program's length, where the
+/// guard rails in [`super::expr`] count nesting only; deeper trees run in jaq, whose
+/// iterators nest only as deep as the program. A debug build overflowed a 2 MiB stack (a
+/// tokio worker's) at about 1,100 units (an object of 40 interpolated strings); the deepest
+/// shipped mapping expression (Scalef's `conversion_parts`) needs between 70 and 100.
+const MAX_DEPTH: usize = 256;
 
 /// Why a direct evaluation stopped early.
 #[derive(Debug, PartialEq, Eq)]
@@ -230,7 +235,8 @@ fn local<'f>(frame: Option<&'f Frame<'f>>, depth: usize) -> Result<&'f Val, Halt
 impl Direct {
     /// The direct tree of `term`, or `None` when it uses something not covered here.
     pub(super) fn compile(term: &Term<&str>) -> Option<Direct> {
-        compile(term, &mut Vec::new()).map(Direct)
+        let node = compile(term, &mut Vec::new())?;
+        (node.depth() <= MAX_DEPTH).then_some(Direct(node))
     }
 
     /// Runs over `input` with the global variables' values (in [`VARIABLES`]' order),
@@ -253,7 +259,6 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
         },
         Term::Str(None, parts) => match literal(term) {
             Some(text) => Node::Lit(Lit::Str(Bytes::from(text))),
-            None if parts.len() > MAX_WIDTH => return None,
             None => {
                 let mut nodes = Vec::new();
                 for part in parts {
@@ -271,7 +276,6 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
         Term::Arr(None) => Node::Lit(Lit::EmptyArr),
         Term::Arr(Some(items)) => Node::Arr(boxed(items, locals)?),
         Term::Obj(entries) if entries.is_empty() => Node::Lit(Lit::EmptyObj),
-        Term::Obj(entries) if entries.len() > MAX_WIDTH => return None,
         Term::Obj(entries) => {
             let mut nodes = Vec::with_capacity(entries.len());
             for (key, value) in entries {
@@ -329,7 +333,6 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
         }
         Term::Var(name) => variable(name, locals)?,
         Term::Call(name, args) => call(name, args, locals)?,
-        Term::Path(_, path) if path.0.len() > MAX_WIDTH => return None,
         Term::Path(head, path) => {
             let head = boxed(head, locals)?;
             let mut steps = Vec::with_capacity(path.0.len());
@@ -383,6 +386,30 @@ fn call<'s>(name: &str, args: &[Term<&'s str>], locals: &mut Vec<&'s str>) -> Op
 }
 
 impl Node {
+    /// How deep the stack gets while this node runs, up to and including the call that hands
+    /// on an output, in nodes: what runs inside a continuation adds to what called it.
+    fn depth(&self) -> usize {
+        let sum =
+            |nodes: &mut dyn Iterator<Item = &Node>| nodes.map(|n| n.depth() + 1).sum::<usize>();
+        1 + match self {
+            Node::Id | Node::Lit(_) | Node::Global(_) | Node::Local(_) | Node::Empty => 0,
+            Node::Path(head, steps) => {
+                let indices = steps.iter().map(|(step, _)| match step {
+                    Step::Index(index) => index.depth(),
+                    Step::Key(_) | Step::Each => 0,
+                });
+                indices.max().unwrap_or(0).max(head.depth() + steps.len())
+            }
+            Node::Pipe(l, r) | Node::Bind(l, r) | Node::Logic(l, _, r) => l.depth() + r.depth(),
+            Node::Math(l, _, r) | Node::Cmp(l, _, r) => l.depth() + r.depth(),
+            Node::Comma(l, r) | Node::Alt(l, r) => l.depth().max(r.depth()),
+            Node::If(cond, then, otherwise) => cond.depth() + then.depth().max(otherwise.depth()),
+            Node::Neg(t) | Node::Arr(t) | Node::Select(t) | Node::Map(t) | Node::In(t) => t.depth(),
+            Node::Obj(entries) => sum(&mut entries.iter().flat_map(|(k, v)| [k, v])),
+            Node::Str(parts) | Node::Native(_, parts) => sum(&mut parts.iter()),
+        }
+    }
+
     /// `first | self`
     fn after(self, first: Node) -> Node {
         Node::Pipe(Box::new(first), Box::new(self))
@@ -646,4 +673,50 @@ fn arguments(
         values.pop();
         done
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::expr::{Bindings, Expr, Input, Limits};
+
+    /// Runs `code` over `{a, b, c}` on a thread with a tokio worker's stack (2 MiB).
+    fn run_on_small_stack(code: String) -> (bool, Result<Vec<serde_json::Value>, String>) {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let expr = Expr::compile(&code).unwrap();
+                let input = Input::from_value(&json!({"a": 1, "b": null, "c": "x"}));
+                let bindings = Bindings::new("t", "s", &json!({}), &json!({}));
+                (
+                    expr.is_direct(),
+                    expr.eval(&input, &bindings, &Limits::default()),
+                )
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    /// Long programs whose continuations would pile up past the stack run in jaq. Without
+    /// the depth bound, both abort the test process with a stack overflow in a debug build.
+    #[test]
+    fn long_programs_run_in_jaq_instead_of_overflowing_the_stack() {
+        let part = r#""\(.a)-\(.b // "")/\(.c | tostring)""#;
+        let entries: Vec<String> = (0..64).map(|i| format!("k{i}: {part}")).collect();
+        let (direct, wide) = run_on_small_stack(format!("{{{}}}", entries.join(", ")));
+        assert!(!direct);
+        assert_eq!(wide.unwrap()[0]["k63"], json!("1-/x"));
+
+        let text = format!("\"{}\"", r"\(1)".repeat(64));
+        let piped = [text.as_str(); 4].join(" | ");
+        let (direct, piped) = run_on_small_stack(piped);
+        assert!(!direct);
+        assert_eq!(piped.unwrap(), vec![json!("1".repeat(64))]);
+
+        let (direct, short) = run_on_small_stack(format!("{{{}}}", entries[..4].join(", ")));
+        assert!(direct);
+        assert_eq!(short.unwrap()[0]["k3"], json!("1-/x"));
+    }
 }
