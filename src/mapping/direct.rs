@@ -21,7 +21,9 @@
 //! continuation here). It stops at the first error of any kind with [`Halt::Bail`] and
 //! the expression is run again by jaq, which gives the error or, where jq suppresses it,
 //! the result: so errors never need to be reproduced here, and a difference can only be a
-//! wrong value. A differential property test compares the two on generated programs.
+//! wrong value. A differential property test compares the two on generated programs. The
+//! one deliberate difference: a string repeated past [`MAX_REPEAT_BYTES`] is an error here,
+//! where jaq's allocation would abort the process.
 //!
 //! jaq's values hold `Rc`s and expressions are shared between threads, so literals are kept
 //! as [`Lit`] and made into values as they are used (jaq does the same).
@@ -49,11 +51,19 @@ use super::functions;
 /// shipped mapping expression (Scalef's `conversion_parts`) needs between 70 and 100.
 const MAX_DEPTH: usize = 256;
 
+/// Longest string `"…" * n` may make, in bytes. jaq allocates the repetition at once, and
+/// a failed allocation aborts the process (`"x" * .quantity` with a quantity of 10¹⁹ in the
+/// webhook): here it is an error instead, the one place this module answers differently
+/// from jaq.
+pub(super) const MAX_REPEAT_BYTES: u128 = 16 * 1024 * 1024;
+
 /// Why a direct evaluation stopped early.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Halt {
     /// Something jaq has to answer: an error, or a case not reproduced here.
     Bail,
+    /// An error jaq would not survive: the expression fails with this message.
+    Refuse(String),
     /// The caller has the outputs it wanted.
     Enough,
 }
@@ -479,6 +489,9 @@ impl Node {
             }),
             Node::Math(l, op, r) => l.run(input.clone(), globals, frame, &mut |x| {
                 r.run(input.clone(), globals, frame, &mut |y| {
+                    if *op == Math::Mul {
+                        bounded_repetition(&x, &y)?;
+                    }
                     out(op.run(x.clone(), y).map_err(|_| Halt::Bail)?)
                 })
             }),
@@ -535,7 +548,7 @@ impl Node {
                 match run {
                     // `Enough` can only come from the closure above: `s` outputs nowhere else
                     Ok(()) | Err(Halt::Enough) => out(Val::from(found)),
-                    Err(Halt::Bail) => Err(Halt::Bail),
+                    Err(halt) => Err(halt),
                 }
             }
             Node::Native(native, args) => {
@@ -546,6 +559,29 @@ impl Node {
             }
         }
     }
+}
+
+/// Refuses `text * n` (either way round) whose result would exceed [`MAX_REPEAT_BYTES`].
+fn bounded_repetition(x: &Val, y: &Val) -> Run {
+    let ((Val::TStr(text) | Val::BStr(text), Val::Num(n))
+    | (Val::Num(n), Val::TStr(text) | Val::BStr(text))) = (x, y)
+    else {
+        return Ok(());
+    };
+    let times = match n {
+        jaq_json::Num::Int(i) => u128::try_from(*i).unwrap_or(0),
+        // jaq saturates a big integer to the largest `isize`
+        jaq_json::Num::BigInt(_) => isize::MAX as u128,
+        _ => 0,
+    };
+    if times.saturating_mul(text.len() as u128) > MAX_REPEAT_BYTES {
+        return Err(Halt::Refuse(format!(
+            "a string of {} bytes repeated {times} times would be over {} MiB",
+            text.len(),
+            MAX_REPEAT_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(())
 }
 
 /// The one output of `node`; none or several is a case for jaq.
@@ -697,6 +733,26 @@ mod tests {
             .unwrap()
             .join()
             .unwrap()
+    }
+
+    /// `"…" * n` past the bound is an error, not an allocation that aborts the process
+    /// (jaq's answer here: "memory allocation of 9223372036854775807 bytes failed").
+    #[test]
+    fn a_huge_repetition_is_an_error() {
+        let input = Input::from_value(&json!({"n": 12345678901234567890u64, "m": 3}));
+        let bindings = Bindings::new("t", "s", &json!({}), &json!({}));
+        let expr = Expr::compile(r#""ab" * .n"#).unwrap();
+        assert!(expr.is_direct());
+        let error = expr
+            .eval(&input, &bindings, &Limits::default())
+            .unwrap_err();
+        assert!(
+            error.contains("repeated 9223372036854775807 times"),
+            "{error}"
+        );
+        let expr = Expr::compile(r#".m * "ab""#).unwrap();
+        let ok = expr.eval(&input, &bindings, &Limits::default());
+        assert_eq!(ok, Ok(vec![json!("ababab")]));
     }
 
     /// Long programs whose continuations would pile up past the stack run in jaq. Without

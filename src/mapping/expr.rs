@@ -34,9 +34,14 @@
 //!   [`Limits::max_output_bytes`] of JSON in all, or nesting deeper than [`Limits::max_depth`].
 //! - **Panics** inside the engine (a capacity overflow, say) are caught and become errors.
 //!
-//! What remains possible is deliberate abuse the checks cannot see statically: `"x" * 1e11`
-//! written as an integer (string repetition allocates at once), or a `reduce` over a large
-//! input array that nests or doubles its value at each step. Nested iteration over the input
+//! - **String repetition** (eval): `"x" * n` allocates its result at once, and an allocation
+//!   that fails aborts the process; `n` may come from the webhook. Where the expression runs
+//!   directly ([`super::direct`]), a result over [`super::direct::MAX_REPEAT_BYTES`] is an
+//!   error instead.
+//!
+//! What remains possible is deliberate abuse the checks cannot see statically: a repetition
+//! as above in an expression that runs in jaq, or a `reduce` over a large input array that
+//! nests or doubles its value at each step. Nested iteration over the input
 //! is polynomial in its size, which the caller bounds.
 
 use std::fmt;
@@ -290,6 +295,7 @@ impl Expr {
         });
         match (run, refused) {
             (Err(Halt::Bail), _) => None,
+            (Err(Halt::Refuse(message)), _) => Some(Err(message)),
             (_, Some(message)) => Some(Err(message)),
             _ => Some(Ok(outputs)),
         }
