@@ -248,6 +248,7 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
     );
     assert!(stdout.contains("12 mappings, 12 fixtures"), "{stdout}");
     assert!(stdout.contains(" 0 errors"), "{stdout}");
+    assert!(!stdout.contains("runs in jaq"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("mappings/shopify");
@@ -272,6 +273,28 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
         "{stderr}"
     );
     assert!(stderr.contains(".total_price | mony"), "{stderr}");
+
+    // a field outside the fast subset still works, and check says it is slower
+    std::fs::write(
+        broken.join("legion-purchase.toml"),
+        shipped.replace(
+            "'.total_price | money'",
+            "'try (.total_price | money) catch 0'",
+        ),
+    )
+    .unwrap();
+    let output = storehook(root)
+        .args(["check", "--mappings"])
+        .arg(dir.path().join("mappings"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .contains("note: shopify/legion-purchase output.payload.order_paid_price runs in jaq"),
+        "{stdout}"
+    );
 }
 
 #[test]
