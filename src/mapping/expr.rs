@@ -138,6 +138,18 @@ impl Bindings {
         ];
         Bindings(Vars::new(values.clone()), values)
     }
+
+    /// The same `$topic`, `$source` and `$headers` (not converted again), with `vars`.
+    pub fn with_vars(&self, vars: &Value) -> Bindings {
+        let [topic, source, headers, _] = &self.1;
+        let values = [
+            topic.clone(),
+            source.clone(),
+            headers.clone(),
+            from_json(vars, 0),
+        ];
+        Bindings(Vars::new(values.clone()), values)
+    }
 }
 
 impl fmt::Debug for Bindings {

@@ -265,10 +265,10 @@ impl Catalog {
         // body's real values.
         let mut whole = None;
         let headers = serde_json::to_value(webhook.headers).expect("a string map is JSON");
+        let webhook_bindings = Bindings::new(webhook.topic, webhook.source, &headers, &Value::Null);
         routed
             .filter_map(|mapping| {
-                let bindings =
-                    Bindings::new(webhook.topic, webhook.source, &headers, &mapping.vars);
+                let bindings = webhook_bindings.with_vars(&mapping.vars);
                 let result = self.apply(mapping, &input, &bindings);
                 if result.is_err() && projected {
                     let whole = whole.get_or_insert_with(|| Input::parse(webhook.body));
