@@ -24,7 +24,7 @@
 //! [`super::Catalog`] re-runs a failed mapping over the whole body, so the error it reports
 //! quotes the real values.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::LazyLock;
@@ -40,8 +40,10 @@ use super::expr::PRELUDE;
 pub struct Demand {
     /// All of it.
     pub(super) whole: bool,
-    /// Fields read by name, with what is read of each.
-    fields: BTreeMap<String, Demand>,
+    /// Fields read by name, with what is read of each. Hashed: the parser looks up every
+    /// key of every object it reads here (a sorted map's string comparisons were 6 % of
+    /// translating an order).
+    fields: foldhash::HashMap<String, Demand>,
     /// What is read of every element of an array or every value of an object.
     pub(super) each: Option<Box<Demand>>,
 }
@@ -147,7 +149,9 @@ impl fmt::Display for Demand {
                 return writeln!(f, "{} (type)", at(path));
             }
             let len = path.len();
-            for (name, field) in &node.fields {
+            let mut fields: Vec<_> = node.fields.iter().collect();
+            fields.sort_unstable_by_key(|(name, _)| *name);
+            for (name, field) in fields {
                 path.push('.');
                 path.push_str(name);
                 paths(field, path, f)?;
