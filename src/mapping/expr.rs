@@ -125,7 +125,7 @@ impl fmt::Debug for Input {
 }
 
 /// The bound variables' values for one webhook, converted once and reused by every expression
-/// (as jaq's variables, and in [`VARIABLES`]' order for [`Direct`]).
+/// (as jaq's variables, and in `VARIABLES`' order for the direct evaluator).
 pub struct Bindings(Vars<Val>, [Val; 4]);
 
 impl Bindings {
