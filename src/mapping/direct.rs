@@ -110,7 +110,8 @@ enum Node {
     Neg(Box<Node>),
     If(Box<Node>, Box<Node>, Box<Node>),
     Arr(Box<Node>),
-    Obj(Vec<(Node, Node)>),
+    /// `{k1: v1, k2: v2, …}` as `[k1, v1, k2, v2, …]`.
+    Obj(Vec<Node>),
     /// String interpolation: literal parts and terms whose outputs are written as text.
     Str(Vec<Node>),
     Empty,
@@ -287,9 +288,9 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
         Term::Arr(Some(items)) => Node::Arr(boxed(items, locals)?),
         Term::Obj(entries) if entries.is_empty() => Node::Lit(Lit::EmptyObj),
         Term::Obj(entries) => {
-            let mut nodes = Vec::with_capacity(entries.len());
+            let mut nodes = Vec::with_capacity(2 * entries.len());
             for (key, value) in entries {
-                nodes.push(match (key, value) {
+                let (key, value) = match (key, value) {
                     (key, Some(value)) => (compile(key, locals)?, compile(value, locals)?),
                     // `{$x}` is `{x: $x}`
                     (Term::Var(name), None) => {
@@ -306,7 +307,8 @@ fn compile<'s>(term: &Term<&'s str>, locals: &mut Vec<&'s str>) -> Option<Node> 
                         (Node::Lit(Lit::Str(name)), value)
                     }
                     _ => return None,
-                });
+                };
+                nodes.extend([key, value]);
             }
             Node::Obj(nodes)
         }
@@ -415,8 +417,7 @@ impl Node {
             Node::Comma(l, r) | Node::Alt(l, r) => l.depth().max(r.depth()),
             Node::If(cond, then, otherwise) => cond.depth() + then.depth().max(otherwise.depth()),
             Node::Neg(t) | Node::Arr(t) | Node::Select(t) | Node::Map(t) | Node::In(t) => t.depth(),
-            Node::Obj(entries) => sum(&mut entries.iter().flat_map(|(k, v)| [k, v])),
-            Node::Str(parts) | Node::Native(_, parts) => sum(&mut parts.iter()),
+            Node::Obj(parts) | Node::Str(parts) | Node::Native(_, parts) => sum(&mut parts.iter()),
         }
     }
 
@@ -515,11 +516,24 @@ impl Node {
                 })?;
                 out(Val::from_iter(values))
             }
-            Node::Obj(entries) => {
-                let mut pairs = Vec::with_capacity(entries.len());
-                object(entries, &input, globals, frame, &mut pairs, out)
-            }
-            Node::Str(parts) => text(parts, &input, globals, frame, &mut String::new(), out),
+            Node::Obj(entries) => each_combination(entries, &input, globals, frame, &mut |kvs| {
+                let pairs = kvs.chunks_exact(2).map(|kv| match kv {
+                    [k @ Val::TStr(_), v] => Ok((k.clone(), v.clone())),
+                    _ => Err(Halt::Bail),
+                });
+                let pairs = pairs.collect::<Result<Vec<_>, _>>()?;
+                out(Val::from_map(pairs).map_err(|_| Halt::Bail)?)
+            }),
+            Node::Str(parts) => each_combination(parts, &input, globals, frame, &mut |texts| {
+                let mut written = String::new();
+                for text in texts {
+                    let Val::TStr(text) = text else {
+                        return Err(Halt::Bail);
+                    };
+                    written.push_str(std::str::from_utf8(text).map_err(|_| Halt::Bail)?);
+                }
+                out(Val::from(written))
+            }),
             Node::Empty => Ok(()),
             Node::Select(cond) => cond.run(input.clone(), globals, frame, &mut |c| {
                 if c.as_bool() {
@@ -552,8 +566,7 @@ impl Node {
                 }
             }
             Node::Native(native, args) => {
-                let mut values = Vec::with_capacity(args.len());
-                arguments(args, &input, globals, frame, &mut values, &mut |values| {
+                each_combination(args, &input, globals, frame, &mut |values| {
                     out(native.call(input.clone(), values)?)
                 })
             }
@@ -638,77 +651,43 @@ fn walk(steps: &[(Step, Opt)], keys: &[Val], value: Val, out: &mut Out<'_>) -> R
     }
 }
 
-/// `{k1: v1, k2: v2, …}`: for each key, for each value, the entries after.
-fn object(
-    entries: &[(Node, Node)],
+/// Calls `call` with one output of each of `nodes`, for every combination in jaq's order:
+/// for each output of the first, each of the second, and so on. This is how jaq builds
+/// objects (key, then value, entry by entry), interpolated strings and the value arguments
+/// of natives (bound with `as`, first outermost).
+fn each_combination(
+    nodes: &[Node],
     input: &Val,
     globals: &[Val],
     frame: Option<&Frame<'_>>,
-    pairs: &mut Vec<(Val, Val)>,
-    out: &mut Out<'_>,
-) -> Run {
-    let Some(((key, value), rest)) = entries.split_first() else {
-        return out(Val::from_map(pairs.iter().cloned()).map_err(|_| Halt::Bail)?);
-    };
-    key.run(input.clone(), globals, frame, &mut |k| {
-        if !matches!(k, Val::TStr(_)) {
-            return Err(Halt::Bail);
-        }
-        value.run(input.clone(), globals, frame, &mut |v| {
-            pairs.push((k.clone(), v));
-            let done = object(rest, input, globals, frame, pairs, out);
-            pairs.pop();
-            done
-        })
-    })
-}
-
-/// `"a\(x)b\(y)"`: for each output of each part, the parts after.
-fn text(
-    parts: &[Node],
-    input: &Val,
-    globals: &[Val],
-    frame: Option<&Frame<'_>>,
-    written: &mut String,
-    out: &mut Out<'_>,
-) -> Run {
-    let Some((part, rest)) = parts.split_first() else {
-        return out(Val::from(written.clone()));
-    };
-    part.run(input.clone(), globals, frame, &mut |x| {
-        let Val::TStr(s) = &x else {
-            return Err(Halt::Bail);
-        };
-        let Ok(s) = std::str::from_utf8(s) else {
-            return Err(Halt::Bail);
-        };
-        let mark = written.len();
-        written.push_str(s);
-        let done = text(rest, input, globals, frame, written, out);
-        written.truncate(mark);
-        done
-    })
-}
-
-/// A native's value arguments: for each output of each, the ones after (jaq binds them
-/// with `as`, first outermost).
-fn arguments(
-    args: &[Node],
-    input: &Val,
-    globals: &[Val],
-    frame: Option<&Frame<'_>>,
-    values: &mut Vec<Val>,
     call: &mut dyn FnMut(&[Val]) -> Run,
 ) -> Run {
-    let Some((arg, rest)) = args.split_first() else {
-        return call(values);
-    };
-    arg.run(input.clone(), globals, frame, &mut |x| {
-        values.push(x);
-        let done = arguments(rest, input, globals, frame, values, call);
-        values.pop();
-        done
-    })
+    fn from(
+        nodes: &[Node],
+        input: &Val,
+        globals: &[Val],
+        frame: Option<&Frame<'_>>,
+        values: &mut Vec<Val>,
+        call: &mut dyn FnMut(&[Val]) -> Run,
+    ) -> Run {
+        let Some((node, rest)) = nodes.split_first() else {
+            return call(values);
+        };
+        node.run(input.clone(), globals, frame, &mut |x| {
+            values.push(x);
+            let done = from(rest, input, globals, frame, values, call);
+            values.pop();
+            done
+        })
+    }
+    from(
+        nodes,
+        input,
+        globals,
+        frame,
+        &mut Vec::with_capacity(nodes.len()),
+        call,
+    )
 }
 
 #[cfg(test)]
