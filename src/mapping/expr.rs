@@ -130,24 +130,26 @@ pub struct Bindings(Vars<Val>, [Val; 4]);
 
 impl Bindings {
     pub fn new(topic: &str, source: &str, headers: &Value, vars: &Value) -> Bindings {
-        let values = [
+        Bindings::of([
             Val::from(topic.to_string()),
             Val::from(source.to_string()),
             from_json(headers, 0),
             from_json(vars, 0),
-        ];
-        Bindings(Vars::new(values.clone()), values)
+        ])
     }
 
     /// The same `$topic`, `$source` and `$headers` (not converted again), with `vars`.
     pub fn with_vars(&self, vars: &Value) -> Bindings {
         let [topic, source, headers, _] = &self.1;
-        let values = [
+        Bindings::of([
             topic.clone(),
             source.clone(),
             headers.clone(),
             from_json(vars, 0),
-        ];
+        ])
+    }
+
+    fn of(values: [Val; 4]) -> Bindings {
         Bindings(Vars::new(values.clone()), values)
     }
 }
