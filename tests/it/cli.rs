@@ -255,16 +255,20 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
     std::fs::create_dir_all(&broken).unwrap();
     let shipped =
         std::fs::read_to_string(root.join("mappings/shopify/legion-purchase.toml")).unwrap();
-    std::fs::write(
-        broken.join("legion-purchase.toml"),
-        shipped.replace("'.total_price | money'", "'.total_price | mony'"),
-    )
-    .unwrap();
-    let output = storehook(root)
-        .args(["check", "--mappings"])
-        .arg(dir.path().join("mappings"))
-        .output()
+    // `check` over the shipped Shopify Legion mapping with its paid-price field replaced
+    let check_with_paid_price = |code: &str| {
+        std::fs::write(
+            broken.join("legion-purchase.toml"),
+            shipped.replace("'.total_price | money'", code),
+        )
         .unwrap();
+        storehook(root)
+            .args(["check", "--mappings"])
+            .arg(dir.path().join("mappings"))
+            .output()
+            .unwrap()
+    };
+    let output = check_with_paid_price("'.total_price | mony'");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("legion-purchase.toml:"), "{stderr}");
@@ -275,19 +279,7 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
     assert!(stderr.contains(".total_price | mony"), "{stderr}");
 
     // a field outside the fast subset still works, and check says it is slower
-    std::fs::write(
-        broken.join("legion-purchase.toml"),
-        shipped.replace(
-            "'.total_price | money'",
-            "'try (.total_price | money) catch 0'",
-        ),
-    )
-    .unwrap();
-    let output = storehook(root)
-        .args(["check", "--mappings"])
-        .arg(dir.path().join("mappings"))
-        .output()
-        .unwrap();
+    let output = check_with_paid_price("'try (.total_price | money) catch 0'");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(
