@@ -44,6 +44,10 @@ pub struct Demand {
     /// key of every object it reads here (a sorted map's string comparisons were 6 % of
     /// translating an order).
     fields: foldhash::HashMap<String, Demand>,
+    /// The lengths of the names in `fields`, one bit each (63 for 63 bytes and longer):
+    /// most keys of a webhook's objects are not read, and a key whose length no field has
+    /// is passed over without hashing it or checking it is UTF-8.
+    lengths: u64,
     /// What is read of every element of an array or every value of an object.
     pub(super) each: Option<Box<Demand>>,
 }
@@ -71,7 +75,7 @@ impl Demand {
             return;
         }
         for (name, demand) in &other.fields {
-            self.fields.entry(name.clone()).or_default().merge(demand);
+            self.field_mut(name).merge(demand);
         }
         if let Some(each) = &other.each {
             self.each.get_or_insert_default().merge(each);
@@ -111,7 +115,7 @@ impl Demand {
                 return None;
             }
             node = match step {
-                Step::Field(name) => node.fields.entry(name.clone()).or_default(),
+                Step::Field(name) => node.field_mut(name),
                 Step::Each => node.each.get_or_insert_default(),
             };
         }
@@ -124,10 +128,30 @@ impl Demand {
         }
     }
 
-    /// The demand on a field of an object.
-    pub(super) fn field(&self, name: &str) -> Option<&Demand> {
-        self.fields.get(name).or(self.each.as_deref())
+    /// The demand on the field `name`, created as needed.
+    fn field_mut(&mut self, name: &str) -> &mut Demand {
+        self.lengths |= length_bit(name.len());
+        self.fields.entry(name.to_string()).or_default()
     }
+
+    /// The demand on a field of an object, by the key's bytes as written in the body (a
+    /// key that is not UTF-8 is read by no name, only by `each`).
+    pub(super) fn field(&self, name: &[u8]) -> Option<&Demand> {
+        let named = || {
+            let name = std::str::from_utf8(name).ok()?;
+            self.fields.get(name)
+        };
+        if self.lengths & length_bit(name.len()) != 0 {
+            named().or(self.each.as_deref())
+        } else {
+            self.each.as_deref()
+        }
+    }
+}
+
+/// A name length's bit in [`Demand::lengths`].
+fn length_bit(length: usize) -> u64 {
+    1 << length.min(63)
 }
 
 /// The paths read, jq style, one a line: `.` for all of it, `.a.b` for a field read whole,
