@@ -362,33 +362,73 @@ fn null<V: ValT>() -> V {
 
 /// The exact decimal a money value stands for; `None` for null and blank strings.
 fn decimal<V: ValT>(v: &V) -> Result<Option<Decimal>, Error<V>> {
+    let unreadable = || fail(format!("money: cannot read {v} as an amount"));
+    if let Some(i) = v.as_isize() {
+        return Ok(Some(Decimal::from(i)));
+    }
+    let (mut number, long);
     let text = if let Some(s) = as_str(v) {
-        s.trim().to_string()
+        s.trim()
     } else if v.as_f64().is_some() {
         // a number's text: a JSON literal as written, or the shortest round-trip of a float
-        v.to_string()
+        use std::fmt::Write;
+        number = NumberText::default();
+        if write!(number, "{v}").is_ok() {
+            number.as_str()
+        } else {
+            long = v.to_string();
+            &long
+        }
     } else if is_null(v) {
         return Ok(None);
     } else {
-        return Err(fail(format!("money: cannot read {v} as an amount")));
+        return Err(unreadable());
     };
     if text.is_empty() {
         return Ok(None);
     }
     let parsed = if text.contains(['e', 'E']) {
-        Decimal::from_scientific(&text)
+        Decimal::from_scientific(text)
     } else {
-        Decimal::from_str_exact(&text)
+        Decimal::from_str_exact(text)
     };
-    match parsed {
-        Ok(d) => Ok(Some(d)),
-        Err(_) => Err(fail(format!("money: cannot read {v} as an amount"))),
+    parsed.map(Some).map_err(|_| unreadable())
+}
+
+/// A number's text, written without allocating when it is short (as amounts are).
+#[derive(Default)]
+struct NumberText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl NumberText {
+    fn as_str(&self) -> &str {
+        // only whole `str`s are written
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for NumberText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
 /// A decimal as a jq number: an integer when whole, else the exact decimal text.
 fn from_decimal<V: ValT>(d: Decimal) -> ValR<V> {
-    V::from_num(&d.normalize().to_string())
+    let d = d.normalize();
+    if d.scale() == 0
+        && let Some(whole) = rust_decimal::prelude::ToPrimitive::to_i64(&d)
+        && let Ok(whole) = isize::try_from(whole)
+    {
+        return Ok(V::from(whole));
+    }
+    V::from_num(&d.to_string())
 }
 
 pub(super) fn money<V: ValT>(v: &V) -> ValR<V> {
@@ -588,6 +628,12 @@ mod tests {
         );
         assert_eq!(over_body(".p | money", r#"{"p": 29.35}"#), "29.35");
         assert_eq!(text("1e3 | money", Value::Null), "1000");
+        assert_eq!(over_body(".p | money", r#"{"p": -310000}"#), "-310000");
+        // a number whose text is too long to write without allocating is read all the same
+        let long = "-00000000000000000000000000000000000000012.50";
+        let value = <jaq_json::Val as jaq_core::ValT>::from_num(long).unwrap();
+        let read = super::decimal(&value).unwrap();
+        assert_eq!(read, Some(super::Decimal::new(-1250, 2)));
         assert_eq!(one("null | money", Value::Null), Value::Null);
         assert_eq!(one(r#""" | money"#, Value::Null), Value::Null);
         for bad in [json!("abc"), json!("1,5"), json!(true), json!([1])] {
