@@ -65,6 +65,11 @@ impl Operation {
     /// names the field itself (`/payload/username`), not the object that lacks it.
     pub fn violations(self, payload: &Value) -> Vec<(String, String)> {
         let validator = &VALIDATORS[self as usize];
+        // the yes-or-no check stops at the first failure and builds no error: nearly every
+        // payload is valid, and collecting its (no) errors took nearly twice as long
+        if validator.is_valid(payload) {
+            return Vec::new();
+        }
         validator
             .iter_errors(payload)
             .map(|e| {
