@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
         for result in catalog.translate(&webhook) {
             match result {
                 Ok(plan) => {
-                    serde_json::to_writer(&mut out, &plan.payload)?;
+                    out.write_all(plan.payload_json.as_bytes())?;
                     out.write_all(b"\n")?;
                 }
                 Err(_) => failures += 1,

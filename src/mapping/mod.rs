@@ -65,6 +65,10 @@ pub struct Plan {
     /// The mapping's business key: at most one delivery per mapping and key, ever.
     pub key: String,
     pub payload: Value,
+    /// `payload` as compact JSON text, written once: its size is checked against the
+    /// guard, and it is what the store keeps.
+    #[serde(skip)]
+    pub payload_json: String,
     /// The delivery this one waits for, when the mapping names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub needs: Option<Dependency>,
@@ -362,7 +366,9 @@ impl Catalog {
                 format!("{} schema: {message}", mapping.operation),
             ));
         }
-        let size = json_size(&payload);
+        let payload_json = serde_json::to_string(&payload)
+            .map_err(|e| error(mapping, "output", "", e.to_string()))?;
+        let size = payload_json.len();
         if size > self.guards.max_payload_bytes {
             return Err(error(
                 mapping,
@@ -380,6 +386,7 @@ impl Catalog {
             operation: mapping.operation,
             key,
             payload,
+            payload_json,
             needs,
         }))
     }
@@ -458,25 +465,6 @@ fn key_text(
                 describe(other.as_ref())
             ),
         )),
-    }
-}
-
-/// The length of a value's JSON text, counted without writing it out.
-fn json_size(value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => usize::MAX,
     }
 }
 

@@ -41,7 +41,7 @@ pub struct NewDelivery {
 impl From<crate::mapping::Plan> for NewDelivery {
     fn from(plan: crate::mapping::Plan) -> Self {
         NewDelivery {
-            payload: plan.payload.to_string(),
+            payload: plan.payload_json,
             operation: plan.operation.as_str().to_string(),
             needs: plan.needs.map(|n| (n.mapping, n.key)),
             mapping: plan.mapping,
