@@ -14,7 +14,7 @@ use std::str::FromStr;
 use jaq_core::box_iter::{BoxIter, box_once};
 use jaq_core::native::{Filter, Fun, bome, run, v};
 use jaq_core::{DataT, Error, Exn, Native, RunPtr, ValR, ValX};
-use jaq_json::Val;
+use jaq_json::{Num, Val};
 use jaq_std::ValT;
 use rust_decimal::Decimal;
 
@@ -22,17 +22,11 @@ use rust_decimal::Decimal;
 const MAX_PHONE_CHARS: usize = 64;
 
 /// Our natives, available in every expression.
-pub(super) fn funs<D: DataT>() -> impl Iterator<Item = Fun<D>>
-where
-    for<'a> D::V<'a>: ValT,
-{
-    natives::<D>().into_vec().into_iter().map(run)
+pub(super) fn funs<D: for<'a> DataT<V<'a> = Val>>() -> impl Iterator<Item = Fun<D>> {
+    natives::<D>().into_vec().into_iter().map(run::<D>)
 }
 
-fn natives<D: DataT>() -> Box<[Filter<RunPtr<D>>]>
-where
-    for<'a> D::V<'a>: ValT,
-{
+fn natives<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
     Box::new([
         ("uuid5", v(2), |mut cv| {
             let name = cv.0.pop_var();
@@ -360,29 +354,31 @@ fn null<V: ValT>() -> V {
         .unwrap_or_else(|_| V::from(false))
 }
 
+/// Whole floats below this (2⁵³) are integers exactly.
+const MAX_EXACT_WHOLE_FLOAT: f64 = 9_007_199_254_740_992.0;
+
 /// The exact decimal a money value stands for; `None` for null and blank strings.
-fn decimal<V: ValT>(v: &V) -> Result<Option<Decimal>, Error<V>> {
+fn decimal(v: &Val) -> Result<Option<Decimal>, Error<Val>> {
     let unreadable = || fail(format!("money: cannot read {v} as an amount"));
-    if let Some(i) = v.as_isize() {
-        return Ok(Some(Decimal::from(i)));
-    }
-    let (mut number, long);
-    let text = if let Some(s) = as_str(v) {
-        s.trim()
-    } else if v.as_f64().is_some() {
-        // a number's text: a JSON literal as written, or the shortest round-trip of a float
-        use std::fmt::Write;
-        number = NumberText::default();
-        if write!(number, "{v}").is_ok() {
-            number.as_str()
-        } else {
-            long = v.to_string();
-            &long
+    let (mut float, long);
+    // a number's text: a JSON literal as written, or the shortest round-trip of a float
+    let text = match v {
+        Val::Null => return Ok(None),
+        Val::Num(Num::Int(i)) => return Ok(Some(Decimal::from(*i))),
+        // whole amounts, as Haravan writes them (`1180000.0000`), exactly
+        Val::Num(Num::Float(f)) if f.fract() == 0.0 && f.abs() < MAX_EXACT_WHOLE_FLOAT => {
+            return Ok(Some(Decimal::from(*f as i64)));
         }
-    } else if is_null(v) {
-        return Ok(None);
-    } else {
-        return Err(unreadable());
+        Val::Num(Num::Float(f)) if f.is_finite() => {
+            float = ryu::Buffer::new();
+            float.format_finite(*f)
+        }
+        Val::Num(Num::Dec(text)) => text.as_str(),
+        Val::Num(_) => {
+            long = v.to_string();
+            long.as_str()
+        }
+        _ => as_str(v).ok_or_else(unreadable)?.trim(),
     };
     if text.is_empty() {
         return Ok(None);
@@ -395,51 +391,27 @@ fn decimal<V: ValT>(v: &V) -> Result<Option<Decimal>, Error<V>> {
     parsed.map(Some).map_err(|_| unreadable())
 }
 
-/// A number's text, written without allocating when it is short (as amounts are).
-#[derive(Default)]
-struct NumberText {
-    bytes: [u8; 32],
-    len: usize,
-}
-
-impl NumberText {
-    fn as_str(&self) -> &str {
-        // only whole `str`s are written
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Write for NumberText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        room.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 /// A decimal as a jq number: an integer when whole, else the exact decimal text.
-fn from_decimal<V: ValT>(d: Decimal) -> ValR<V> {
+fn from_decimal(d: Decimal) -> ValR<Val> {
     let d = d.normalize();
     if d.scale() == 0
         && let Some(whole) = rust_decimal::prelude::ToPrimitive::to_i64(&d)
         && let Ok(whole) = isize::try_from(whole)
     {
-        return Ok(V::from(whole));
+        return Ok(Val::from(whole));
     }
-    V::from_num(&d.to_string())
+    <Val as jaq_core::ValT>::from_num(&d.to_string())
 }
 
-pub(super) fn money<V: ValT>(v: &V) -> ValR<V> {
+pub(super) fn money(v: &Val) -> ValR<Val> {
     match decimal(v)? {
         Some(d) => from_decimal(d),
-        None => Ok(null()),
+        None => Ok(Val::Null),
     }
 }
 
-pub(super) fn money_sum<V: ValT>(v: V) -> ValR<V> {
-    let items: Vec<V> = v
+pub(super) fn money_sum(v: Val) -> ValR<Val> {
+    let items: Vec<Val> = v
         .into_seq()
         .map_err(|v| fail(format!("money_sum: expects an array of amounts, got {v}")))?;
     let mut sum = Decimal::ZERO;
@@ -629,11 +601,12 @@ mod tests {
         assert_eq!(over_body(".p | money", r#"{"p": 29.35}"#), "29.35");
         assert_eq!(text("1e3 | money", Value::Null), "1000");
         assert_eq!(over_body(".p | money", r#"{"p": -310000}"#), "-310000");
-        // a number whose text is too long to write without allocating is read all the same
-        let long = "-00000000000000000000000000000000000000012.50";
-        let value = <jaq_json::Val as jaq_core::ValT>::from_num(long).unwrap();
-        let read = super::decimal(&value).unwrap();
-        assert_eq!(read, Some(super::Decimal::new(-1250, 2)));
+        assert_eq!(over_body(".p | money", r#"{"p": -310000.00}"#), "-310000");
+        // whole floats from 2^53 on are read from their text
+        assert_eq!(
+            over_body(".p | money", r#"{"p": 1e17}"#),
+            "100000000000000000"
+        );
         assert_eq!(one("null | money", Value::Null), Value::Null);
         assert_eq!(one(r#""" | money"#, Value::Null), Value::Null);
         for bad in [json!("abc"), json!("1,5"), json!(true), json!([1])] {
