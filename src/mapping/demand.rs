@@ -43,7 +43,8 @@ pub struct Demand {
     /// Fields read by name, with what is read of each. Hashed: the parser looks up every
     /// key of every object it reads here (a sorted map's string comparisons were 6 % of
     /// translating an order).
-    fields: foldhash::HashMap<String, Demand>,
+    /// Keyed by bytes, as the parser reads keys (see [`Demand::field`]).
+    fields: foldhash::HashMap<Box<[u8]>, Demand>,
     /// The lengths of the names in `fields`, one bit each (63 for 63 bytes and longer):
     /// most keys of a webhook's objects are not read, and a key whose length no field has
     /// is passed over without hashing it or checking it is UTF-8.
@@ -115,7 +116,7 @@ impl Demand {
                 return None;
             }
             node = match step {
-                Step::Field(name) => node.field_mut(name),
+                Step::Field(name) => node.field_mut(name.as_bytes()),
                 Step::Each => node.each.get_or_insert_default(),
             };
         }
@@ -129,20 +130,16 @@ impl Demand {
     }
 
     /// The demand on the field `name`, created as needed.
-    fn field_mut(&mut self, name: &str) -> &mut Demand {
+    fn field_mut(&mut self, name: &[u8]) -> &mut Demand {
         self.lengths |= length_bit(name.len());
-        self.fields.entry(name.to_string()).or_default()
+        self.fields.entry(name.into()).or_default()
     }
 
-    /// The demand on a field of an object, by the key's bytes as written in the body (a
-    /// key that is not UTF-8 is read by no name, only by `each`).
+    /// The demand on a field of an object, by the key's bytes as written in the body
+    /// (names are UTF-8, so a key that is not matches no name, only `each`).
     pub(super) fn field(&self, name: &[u8]) -> Option<&Demand> {
-        let named = || {
-            let name = std::str::from_utf8(name).ok()?;
-            self.fields.get(name)
-        };
         if self.lengths & length_bit(name.len()) != 0 {
-            named().or(self.each.as_deref())
+            self.fields.get(name).or(self.each.as_deref())
         } else {
             self.each.as_deref()
         }
@@ -177,7 +174,7 @@ impl fmt::Display for Demand {
             fields.sort_unstable_by_key(|(name, _)| *name);
             for (name, field) in fields {
                 path.push('.');
-                path.push_str(name);
+                path.push_str(&String::from_utf8_lossy(name));
                 paths(field, path, f)?;
                 path.truncate(len);
             }
