@@ -725,6 +725,8 @@ key         = '.id'
             .remove(0)
             .unwrap_err();
         assert!(err.message.contains("over the 32 allowed"), "{err}");
+        let plan = translate_one(&catalog, json!({"id": 1})).remove(0).unwrap();
+        assert_eq!(plan.payload_json, r#"{"all":{"id":1}}"#);
     }
 
     #[test]
