@@ -482,7 +482,21 @@ impl Walk {
                 out.extend(self.term(r, input, env));
                 out
             }
-            BinaryOp::Or | BinaryOp::And | BinaryOp::Math(_) | BinaryOp::Cmp(_) => {
+            BinaryOp::Cmp(_) => {
+                // Against a scalar literal, a value's type decides the comparison unless it
+                // is a scalar itself, and a projection keeps the type of every node read and
+                // every scalar as it is: `$a == null` needs no more of an object than that.
+                for (side, other) in [(l, r), (r, l)] {
+                    let read = self.term(side, input, env);
+                    if is_scalar_literal(other, env) {
+                        self.touch(&read);
+                    } else {
+                        self.whole(&read);
+                    }
+                }
+                Vec::new()
+            }
+            BinaryOp::Or | BinaryOp::And | BinaryOp::Math(_) => {
                 let read = self.term(l, input, env);
                 self.whole(&read);
                 let read = self.term(r, input, env);
@@ -626,6 +640,23 @@ pub(super) fn literal(term: &Term<&str>) -> Option<String> {
     Some(text)
 }
 
+/// A number, a string without interpolation, or `null`, `true` or `false` where no local
+/// definition or parameter takes their name.
+fn is_scalar_literal(term: &Term<&str>, env: &Env) -> bool {
+    match term {
+        Term::Num(_) => true,
+        Term::Str(..) => literal(term).is_some(),
+        Term::Call(name, args) if args.is_empty() && ["null", "true", "false"].contains(name) => {
+            !env.entries().any(|entry| match entry {
+                Entry::Def(def, _) => def.name == *name && def.args.is_empty(),
+                Entry::Param(param, _, _) => param == name,
+                Entry::Var(..) => false,
+            })
+        }
+        _ => false,
+    }
+}
+
 fn with_step(places: &Places, step: Step) -> Places {
     places
         .iter()
@@ -656,7 +687,7 @@ mod tests {
         assert_eq!(reads(".a // .b | ascii_downcase"), ".a .b");
         assert_eq!(reads("if .a then .b else .c end"), ".a .b .c");
         assert_eq!(reads("if .a then .b end"), ".");
-        assert_eq!(reads(r#"select(.s == "paid") | .id"#), ".id .s");
+        assert_eq!(reads(r#"select(.s == "paid") | .id"#), ".id .s (type)");
         assert_eq!(reads("{a, b: .c.d}"), ".a .c.d");
         assert_eq!(reads(r#""\(.a)-\(.b.c)""#), ".a .b.c");
         assert_eq!(reads(".a.b | 1"), ".a.b (type)");
@@ -671,6 +702,23 @@ mod tests {
         assert_eq!(reads(".items | map(.price)"), ".items[].price");
         // jaq's `first/1` is a native: it reads its input whole
         assert_eq!(reads(".items | first(.[] | .price)"), ".items");
+    }
+
+    #[test]
+    fn a_comparison_with_a_scalar_literal_reads_only_the_type() {
+        assert_eq!(reads(".a == null"), ".a (type)");
+        assert_eq!(
+            reads(r#"null != .a, "x" < .b.c, .d >= 1, .e == false"#),
+            ".a (type) .b.c (type) .d (type) .e (type)"
+        );
+        let salekit = "(.s // .b) as $a | if $a == null then null else [$a.x, $a.y] end";
+        assert_eq!(reads(salekit), ".b.x .b.y .s.x .s.y");
+        // anything else is compared whole, and so is a literal's name taken by a definition
+        assert_eq!(reads(".a == .b"), ".a .b");
+        assert_eq!(reads(".a == {}"), ".a");
+        assert_eq!(reads(r#".a == "\(.b)""#), ".a .b");
+        assert_eq!(reads("def null: {}; .a == null"), ".a");
+        assert_eq!(reads("def f(null): .a == null; f(1)"), ".a");
     }
 
     #[test]

@@ -111,6 +111,10 @@ fn program() -> impl Strategy<Value = String> {
             two.prop_map(|(l, r)| format!("if ({l}) then ({r}) elif . then 1 end")),
             inner.clone().prop_map(|e| format!("-({e})")),
             inner.clone().prop_map(|e| format!("({e}) | not")),
+            // against a scalar literal a value's type is read, against anything else all of it
+            inner.clone().prop_map(|e| {
+                format!(r#"[({e}) == null, ({e}) != {{}}, ({e}) < "s", ({e}) == [1]]"#)
+            }),
             inner
                 .clone()
                 .prop_map(|e| format!("({e}) | ltrimstr(\"x\")")),
@@ -198,4 +202,29 @@ fn most_generated_programs_run_directly() {
         direct * 3 > compiled,
         "{direct} of {compiled} programs run directly"
     );
+}
+/// The cases the generated ones reach too rarely: compared with a literal, an object or an
+/// array is read for its type against a scalar and whole against anything else.
+#[test]
+fn comparisons_with_literals_give_the_same_over_projected_bodies() {
+    let code = r#"[(.a) == null, (.a) != {}, (.a) < "s", (.a) == [1], (.a) > false, .a == 2]"#;
+    let expr = Expr::compile(code).unwrap();
+    let demand = Demand::default().finished_with(expr.demand());
+    let (bindings, limits) = (bindings(), Limits::default());
+    for body in [
+        r#"{"a":{"b":1}}"#,
+        r#"{"a":{}}"#,
+        r#"{"a":[1]}"#,
+        r#"{"a":[2,3]}"#,
+        r#"{"a":"s"}"#,
+        r#"{"a":"t"}"#,
+        r#"{"a":2}"#,
+        r#"{"a":null}"#,
+        r#"{"b":1}"#,
+    ] {
+        let whole = expr.eval(&Input::parse(body.as_bytes()).unwrap(), &bindings, &limits);
+        let projected = Input::parse_projected(body.as_bytes(), &demand).unwrap();
+        let projected = expr.eval(&projected, &bindings, &limits);
+        assert_eq!(whole, projected, "{body} (reads {demand})");
+    }
 }
