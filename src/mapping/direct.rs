@@ -202,7 +202,7 @@ impl Native {
             },
             (Native::Join, [separator]) => ok(functions::join(input, separator)),
             (Native::FirstOf, [values]) => Ok(functions::first_of(values.clone())),
-            (Native::Attr, [name]) => Ok(functions::attr(input, name)),
+            (Native::Attr, [name]) => Ok(functions::attr(&input, name)),
             (Native::UrlParam, [name]) => ok(functions::url_param(&input, name)),
             (Native::Money, []) => ok(functions::money(&input)),
             (Native::MoneySum, []) => ok(functions::money_sum(input)),

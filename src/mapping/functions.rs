@@ -52,7 +52,7 @@ fn natives<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
         }),
         ("attr", v(1), |mut cv| {
             let name = cv.0.pop_var();
-            bome(Ok(attr(cv.1, &name)))
+            bome(Ok(attr(&cv.1, &name)))
         }),
         ("first_of", v(1), |mut cv| {
             bome(Ok(first_of(cv.0.pop_var())))
@@ -106,9 +106,9 @@ fn replaced<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
 }
 
 /// jq's `join`: null joins as `""`, numbers and booleans as their text.
-pub(super) fn join<V: ValT>(items: V, separator: &V) -> ValR<V> {
+pub(super) fn join(items: Val, separator: &Val) -> ValR<Val> {
     let separator = str_arg(separator, "join", "the separator")?;
-    let items: Vec<V> = items
+    let items: Vec<Val> = items
         .into_seq()
         .map_err(|v| fail(format!("join: expects an array, got {v}")))?;
     let mut joined = String::new();
@@ -118,13 +118,13 @@ pub(super) fn join<V: ValT>(items: V, separator: &V) -> ValR<V> {
         }
         if let Some(bytes) = item.as_bytes() {
             joined.push_str(&String::from_utf8_lossy(bytes));
-        } else if item.as_f64().is_some() || *item == V::from(true) || *item == V::from(false) {
+        } else if item.as_f64().is_some() || *item == Val::from(true) || *item == Val::from(false) {
             joined.push_str(&item.to_string());
         } else if !is_null(item) {
             return Err(fail(format!("join: cannot join {item}")));
         }
     }
-    Ok(V::from(joined))
+    Ok(Val::from(joined))
 }
 
 thread_local! {
@@ -183,70 +183,77 @@ fn fromjson<'a>(v: &Val) -> BoxIter<'a, ValX<'a, Val>> {
     Box::new(values.into_iter())
 }
 
-fn is_null<V: ValT>(v: &V) -> bool {
-    !v.as_bool() && *v != V::from(false)
+fn is_null(v: &Val) -> bool {
+    matches!(v, Val::Null)
 }
 
-fn as_str<V: ValT>(v: &V) -> Option<&str> {
+fn as_str(v: &Val) -> Option<&str> {
     v.as_utf8_bytes().and_then(|b| std::str::from_utf8(b).ok())
 }
 
-fn fail<V: ValT>(message: String) -> Error<V> {
+fn fail(message: String) -> Error<Val> {
     Error::str(message)
 }
 
 /// A string argument, or an error naming the function and the argument.
-fn str_arg<'v, V: ValT>(v: &'v V, function: &str, what: &str) -> Result<&'v str, Error<V>> {
+fn str_arg<'v>(v: &'v Val, function: &str, what: &str) -> Result<&'v str, Error<Val>> {
     as_str(v).ok_or_else(|| fail(format!("{function}: {what} must be a string, got {v}")))
 }
 
-pub(super) fn uuid5<V: ValT>(namespace: &V, name: &V) -> ValR<V> {
+pub(super) fn uuid5(namespace: &Val, name: &Val) -> ValR<Val> {
     let namespace = str_arg(namespace, "uuid5", "the namespace")?;
     let name = str_arg(name, "uuid5", "the name")?;
     let namespace = uuid::Uuid::parse_str(namespace)
         .unwrap_or_else(|_| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, namespace.as_bytes()));
-    Ok(V::from(
+    Ok(Val::from(
         uuid::Uuid::new_v5(&namespace, name.as_bytes()).to_string(),
     ))
 }
 
-/// `.[key]` of an object, or `None` when it is null or the value cannot be indexed.
-fn field<V: ValT>(v: &V, key: &V) -> Option<V> {
-    let value = v.clone().index(key).ok()?;
-    (!is_null(&value)).then_some(value)
+/// `.[key]` of an object, or `None` when it is null or not there (or `v` is no object).
+fn field<'v>(v: &'v Val, key: &'static str) -> Option<&'v Val> {
+    let Val::Obj(object) = v else {
+        return None;
+    };
+    let key = Val::TStr(Box::new(bytes::Bytes::from_static(key.as_bytes())));
+    object.get(&key).filter(|value| !is_null(value))
 }
 
 /// The value of the first `{name, value}` in `.note_attributes` or `{key, value}` in
 /// `.meta_data` whose name is `name`, or null.
-pub(super) fn attr<V: ValT>(order: V, name: &V) -> V {
-    let key = |k: &str| V::from(k.to_string());
-    let value = key("value");
+pub(super) fn attr(order: &Val, name: &Val) -> Val {
     for (list, name_key) in [("note_attributes", "name"), ("meta_data", "key")] {
-        let Some(Ok(entries)) = field(&order, &key(list)).map(|l| l.into_seq::<Vec<V>>()) else {
+        let Some(Val::Arr(entries)) = field(order, list) else {
             continue;
         };
-        let name_key = key(name_key);
         if let Some(entry) = entries
             .iter()
-            .find(|e| field(*e, &name_key).is_some_and(|n| n == *name))
+            .find(|e| field(e, name_key).is_some_and(|n| n == name))
         {
-            return field(entry, &value).unwrap_or_else(null);
+            return field(entry, "value").cloned().unwrap_or(Val::Null);
         }
     }
-    null()
+    Val::Null
 }
 
 /// The first element that is not null, `""`, `[]` or `{}`, or null. A non-array counts as
 /// an array of itself.
-pub(super) fn first_of<V: ValT>(values: V) -> V {
-    let empty_arr = V::from_iter(std::iter::empty());
-    let empty_obj = V::from_map(std::iter::empty()).unwrap_or_else(|_| null());
-    let present =
-        |v: &V| !is_null(v) && as_str(v) != Some("") && *v != empty_arr && *v != empty_obj;
-    match values.into_seq::<Vec<V>>() {
-        Ok(values) => values.into_iter().find(present).unwrap_or_else(null),
-        Err(value) if present(&value) => value,
-        Err(_) => null(),
+pub(super) fn first_of(values: Val) -> Val {
+    let present = |v: &Val| match v {
+        Val::Null => false,
+        Val::TStr(text) => !text.is_empty(),
+        Val::Arr(items) => !items.is_empty(),
+        Val::Obj(entries) => !entries.is_empty(),
+        _ => true,
+    };
+    match values {
+        Val::Arr(items) => items
+            .iter()
+            .find(|v| present(v))
+            .cloned()
+            .unwrap_or(Val::Null),
+        value if present(&value) => value,
+        _ => Val::Null,
     }
 }
 
@@ -280,7 +287,7 @@ pub(super) fn load_phone_metadata() {
     let _ = parse_phone(phonenumber::country::Id::VN, "0912345678");
 }
 
-pub(super) fn phone<V: ValT>(input: &V, region: &V, format: &V) -> ValR<V> {
+pub(super) fn phone(input: &Val, region: &Val, format: &Val) -> ValR<Val> {
     let format_text = str_arg(format, "phone", "the format")?;
     let Some(format) = PHONE_FORMATS.iter().position(|f| *f == format_text) else {
         let message = format!(
@@ -296,10 +303,10 @@ pub(super) fn phone<V: ValT>(input: &V, region: &V, format: &V) -> ValR<V> {
             ))
         })?;
     let Some(text) = as_str(input).map(str::trim) else {
-        return Ok(null());
+        return Ok(Val::Null);
     };
     if text.is_empty() || text.chars().count() > MAX_PHONE_CHARS {
-        return Ok(null());
+        return Ok(Val::Null);
     }
     let formatted = PHONES.with_borrow_mut(|phones| {
         let at = match phones
@@ -326,7 +333,7 @@ pub(super) fn phone<V: ValT>(input: &V, region: &V, format: &V) -> ValR<V> {
                 .clone(),
         )
     });
-    Ok(formatted.map_or_else(null, V::from))
+    Ok(formatted.map_or(Val::Null, Val::from))
 }
 
 /// The valid number `text` is in `region`, or `None`.
@@ -345,13 +352,6 @@ fn format_phone(number: &phonenumber::PhoneNumber, format: &str) -> String {
         "national" => digits(number.format().mode(Mode::National).to_string()),
         _ => digits(number.national().to_string()),
     }
-}
-
-/// `null`, which `ValT` has no constructor for: `[][0]`.
-fn null<V: ValT>() -> V {
-    V::from_iter(std::iter::empty())
-        .index(&V::from(0isize))
-        .unwrap_or_else(|_| V::from(false))
 }
 
 /// Whole floats below this (2⁵³) are integers exactly.
@@ -427,7 +427,7 @@ pub(super) fn money_sum(v: Val) -> ValR<Val> {
 
 /// Reads the timestamp forms the storefronts send: RFC 3339 with `Z` or an offset (0–9
 /// fraction digits), or a civil date-time without zone, taken as UTC.
-fn timestamp<V: ValT>(v: &V, function: &str) -> Result<Option<jiff::Timestamp>, Error<V>> {
+fn timestamp(v: &Val, function: &str) -> Result<Option<jiff::Timestamp>, Error<Val>> {
     if is_null(v) {
         return Ok(None);
     }
@@ -445,23 +445,23 @@ fn timestamp<V: ValT>(v: &V, function: &str) -> Result<Option<jiff::Timestamp>, 
     Ok(Some(zoned.timestamp()))
 }
 
-pub(super) fn local_time<V: ValT>(input: &V, zone: &V, format: &V) -> ValR<V> {
+pub(super) fn local_time(input: &Val, zone: &Val, format: &Val) -> ValR<Val> {
     let zone = str_arg(zone, "local_time", "the time zone")?;
     let format = str_arg(format, "local_time", "the format")?;
     let tz = jiff::tz::TimeZone::get(zone)
         .map_err(|_| fail(format!("local_time: unknown time zone `{zone}`")))?;
     let Some(ts) = timestamp(input, "local_time")? else {
-        return Ok(null());
+        return Ok(Val::Null);
     };
     jiff::fmt::strtime::format(format, &ts.to_zoned_datetime(tz))
-        .map(V::from)
+        .map(Val::from)
         .map_err(|e| fail(format!("local_time: cannot format with `{format}`: {e}")))
 }
 
-pub(super) fn epoch_ms<V: ValT>(input: &V) -> ValR<V> {
+pub(super) fn epoch_ms(input: &Val) -> ValR<Val> {
     match timestamp(input, "epoch_ms")? {
-        Some(ts) => V::from_num(&ts.as_millisecond().to_string()),
-        None => Ok(null()),
+        Some(ts) => Ok(Val::Num(Num::from_integral(ts.as_millisecond()))),
+        None => Ok(Val::Null),
     }
 }
 
@@ -475,16 +475,16 @@ fn query_of(text: &str) -> &str {
     }
 }
 
-pub(super) fn url_param<V: ValT>(input: &V, name: &V) -> ValR<V> {
+pub(super) fn url_param(input: &Val, name: &Val) -> ValR<Val> {
     let name = str_arg(name, "url_param", "the parameter name")?;
     if is_null(input) {
-        return Ok(null());
+        return Ok(Val::Null);
     }
     let text = str_arg(input, "url_param", "the input")?;
     let value = form_urlencoded::parse(query_of(text).as_bytes())
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned());
-    Ok(value.map_or_else(null, V::from))
+    Ok(value.map_or(Val::Null, Val::from))
 }
 
 #[cfg(test)]
