@@ -407,13 +407,15 @@ fn build(
             Ok(single(mapping, field, input, bindings, limits)?.filter(|v| !v.is_null()))
         }
         OutputNode::Object(children) => {
-            let mut object = serde_json::Map::with_capacity(children.len());
+            let mut entries = Vec::with_capacity(children.len());
             for (name, child) in children {
                 if let Some(value) = build(mapping, child, input, bindings, limits)? {
-                    object.insert(name.clone(), value);
+                    entries.push((name.clone(), value));
                 }
             }
-            Ok(Some(Value::Object(object)))
+            // collected, the map is built in one pass from its entries sorted (as a mapping
+            // file's tables already are), not searched once per field
+            Ok(Some(Value::Object(entries.into_iter().collect())))
         }
     }
 }
