@@ -13,13 +13,17 @@
 //! `.a[]`, `.["a"]`), pipes, `,`, `//`, `as` bindings, `if`, `try` without `catch`, literals,
 //! array and object construction, string interpolation, operators, and calls, which it
 //! follows into the definitions called (ours, jq's standard ones and local `def`s), with
-//! their filter arguments. A value that reaches anything else (a native function such as
-//! `tostring`, `length` or `keys`, an operator, an output) is read **whole**. Anything the
-//! walk does not follow exactly (an update, `reduce`, a slice, recursion, `catch`, …) reads
-//! its whole input, so a construct the walk does not know costs speed, never correctness.
+//! their filter arguments. A value compared with a scalar literal (`$a == null`) is read
+//! for its **type** only. A value that reaches anything else (a native function such as
+//! `tostring`, `length` or `keys`, another operator, an output) is read **whole**. Anything
+//! the walk does not follow exactly (an update, `reduce`, a slice, recursion, `catch`, …)
+//! reads its whole input, so a construct the walk does not know costs speed, never
+//! correctness.
 //!
 //! Every node on a path that is read keeps its type: an object keeps the fields read, an
-//! array the elements when some are read, a scalar is kept as is. So an expression that
+//! array the elements when some are read, a scalar is kept as is. That is what a comparison
+//! with a scalar literal needs: an object or an array compares with it by type alone, a
+//! scalar by its value. And an expression that
 //! fails on the whole body (`.line_items.price` on an array) fails on the projected one too;
 //! [`super::Catalog`] re-runs a failed mapping over the whole body, so the error it reports
 //! quotes the real values.
