@@ -87,7 +87,7 @@ impl Demand {
         }
     }
 
-    /// Ready for [`parse_projected`]: what is read of every value is also read of each field.
+    /// Ready for the projected parse: what is read of every value is also read of each field.
     pub fn finished(mut self) -> Demand {
         self.finish();
         self

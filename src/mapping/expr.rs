@@ -105,14 +105,14 @@ impl Input {
             .map_err(|e| format!("the body is not valid JSON: {e}"))
     }
 
-    /// Parses JSON bytes, building only what `demand` reads (see [`super::demand`]).
+    /// Parses JSON bytes, building only what `demand` reads (see `mapping::demand`).
     pub fn parse_projected(bytes: &[u8], demand: &Demand) -> Result<Input, String> {
         parse_projected(bytes, demand)
             .map(Input)
             .map_err(|e| format!("the body is not valid JSON: {e}"))
     }
 
-    /// Converts a JSON value; levels deeper than [`MAX_INPUT_DEPTH`] become null.
+    /// Converts a JSON value; levels deeper than `MAX_INPUT_DEPTH` become null.
     pub fn from_value(value: &Value) -> Input {
         Input(from_json(value, 0))
     }
