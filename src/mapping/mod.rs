@@ -89,6 +89,11 @@ pub struct TranslateError {
     pub field: String,
     pub expression: String,
     pub message: String,
+    /// The expression failed while it ran, so the message may quote values of the body.
+    /// Every other error (a schema violation, several values, an oversized payload) is
+    /// about what the expressions yielded, which a projected body yields too.
+    #[serde(skip)]
+    pub evaluating: bool,
 }
 
 /// The mappings of one platform and topic.
@@ -261,26 +266,27 @@ impl Catalog {
             Ok(input) => input,
             Err(message) => {
                 return routed
-                    .map(|m| Err(error(m, "(input)", "", message.clone())))
+                    .map(|m| *error(m, "(input)", "", message.clone()))
+                    .map(Err)
                     .collect();
             }
         };
-        // Parsed only if a mapping fails on the projected body, so that its error quotes the
-        // body's real values.
+        // Parsed only if a mapping's expression fails on the projected body, so that its
+        // error quotes the body's real values.
         let mut whole = None;
         let headers = serde_json::to_value(webhook.headers).expect("a string map is JSON");
         let webhook_bindings = Bindings::new(webhook.topic, webhook.source, &headers, &Value::Null);
         routed
             .filter_map(|mapping| {
                 let bindings = webhook_bindings.with_vars(&mapping.vars);
-                let result = self.apply(mapping, &input, &bindings);
-                if result.is_err() && projected {
+                let mut result = self.apply(mapping, &input, &bindings);
+                if projected && result.as_ref().is_err_and(|e| e.evaluating) {
                     let whole = whole.get_or_insert_with(|| Input::parse(webhook.body));
                     if let Ok(whole) = whole {
-                        return self.apply(mapping, whole, &bindings).transpose();
+                        result = self.apply(mapping, whole, &bindings);
                     }
                 }
-                result.transpose()
+                result.map_err(|e| *e).transpose()
             })
             .collect()
     }
@@ -319,7 +325,7 @@ impl Catalog {
         mapping: &Mapping,
         input: &Input,
         bindings: &Bindings,
-    ) -> Result<Option<Plan>, TranslateError> {
+    ) -> Result<Option<Plan>, Box<TranslateError>> {
         let limits = &self.guards.expr;
         if let Some(when) = &mapping.when {
             match single(mapping, when, input, bindings, limits)? {
@@ -400,7 +406,7 @@ fn build(
     input: &Input,
     bindings: &Bindings,
     limits: &Limits,
-) -> Result<Option<Value>, TranslateError> {
+) -> Result<Option<Value>, Box<TranslateError>> {
     match node {
         OutputNode::Constant(value) => Ok(Some(value.clone())),
         OutputNode::Expr(field) => {
@@ -428,11 +434,15 @@ fn single(
     input: &Input,
     bindings: &Bindings,
     limits: &Limits,
-) -> Result<Option<Value>, TranslateError> {
+) -> Result<Option<Value>, Box<TranslateError>> {
     let mut values = field
         .expr
         .eval(input, bindings, limits)
-        .map_err(|message| error(mapping, &field.path, &field.code, message))?;
+        .map_err(|message| {
+            let mut error = error(mapping, &field.path, &field.code, message);
+            error.evaluating = true;
+            error
+        })?;
     if values.len() > 1 {
         return Err(error(
             mapping,
@@ -454,7 +464,7 @@ fn key_text(
     input: &Input,
     bindings: &Bindings,
     limits: &Limits,
-) -> Result<String, TranslateError> {
+) -> Result<String, Box<TranslateError>> {
     match single(mapping, field, input, bindings, limits)? {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::Number(n)) => Ok(n.to_string()),
@@ -484,14 +494,16 @@ fn describe(value: Option<&Value>) -> String {
     }
 }
 
-fn error(mapping: &Mapping, field: &str, expression: &str, message: String) -> TranslateError {
-    TranslateError {
+/// Boxed: translating returns errors rarely, and a result that holds one unboxed is large.
+fn error(mapping: &Mapping, field: &str, expression: &str, message: String) -> Box<TranslateError> {
+    Box::new(TranslateError {
         mapping: mapping.id.clone(),
         file: mapping.file.display().to_string(),
         field: field.to_string(),
         expression: expression.to_string(),
         message,
-    }
+        evaluating: false,
+    })
 }
 
 /// Every file below `dir` (recursively) whose extension is `extension`, sorted by path.
