@@ -118,7 +118,7 @@ pub(super) fn join(items: Val, separator: &Val) -> ValR<Val> {
         }
         if let Some(bytes) = item.as_bytes() {
             joined.push_str(&String::from_utf8_lossy(bytes));
-        } else if item.as_f64().is_some() || *item == Val::from(true) || *item == Val::from(false) {
+        } else if matches!(item, Val::Num(_) | Val::Bool(_)) {
             joined.push_str(&item.to_string());
         } else if !is_null(item) {
             return Err(fail(format!("join: cannot join {item}")));
@@ -215,7 +215,8 @@ fn field<'v>(v: &'v Val, key: &'static str) -> Option<&'v Val> {
     let Val::Obj(object) = v else {
         return None;
     };
-    let key = Val::TStr(Box::new(bytes::Bytes::from_static(key.as_bytes())));
+    // a static key's bytes are borrowed, not copied
+    let key = Val::utf8_str(key.as_bytes());
     object.get(&key).filter(|value| !is_null(value))
 }
 
