@@ -27,14 +27,28 @@ use crate::store::{Attempt, ClaimedDelivery, Recorded, Store, StoreError, now_ms
 /// The longest a worker sleeps between looks at its queue (waiting deliveries and expired
 /// leases are noticed within this).
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// After a wake-up, how long a worker lets more deliveries arrive before it claims, so that
-/// batches fill (Legion takes 50 events a request) and rounds stay few under load.
+/// After a wake-up, or a round that did not fill, how long a worker lets more deliveries
+/// arrive before it claims, so that batches fill (Legion takes 50 events a request) and
+/// rounds stay few under load: each round is two writes (claim, record). Without it after
+/// part-filled rounds, a steady 2,000 webhooks/s kept both workers claiming back to back,
+/// a few deliveries a round, and their writes were most of the store's commits.
 const CLAIM_LINGER: Duration = Duration::from_millis(50);
 /// How often, at most, a worker moves its `waiting` deliveries on (a write transaction, so
 /// not on every claim).
 const RELEASE_WAITING_EVERY: Duration = Duration::from_millis(250);
 /// How long a worker backs off after the store failed.
 const STORE_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How much a round claimed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Round {
+    /// Nothing was due.
+    Empty,
+    /// Less than a round holds: what was due is sent, the next round can wait a little.
+    Partial,
+    /// As much as a round holds: more may be due at once.
+    Full,
+}
 
 pub struct Worker {
     destination_id: String,
@@ -147,7 +161,7 @@ impl Worker {
                     waiting_released_at = Some(Instant::now());
                 }
                 match self.work_once(release_waiting).await {
-                    Ok(true) if self.breaker_open() => {
+                    Ok(round) if round != Round::Empty && self.breaker_open() => {
                         tracing::warn!(
                             destination = %self.destination_id,
                             failures = self.breaker_failures,
@@ -158,19 +172,22 @@ impl Worker {
                         paused_until = Some(Instant::now() + self.breaker_cool_down);
                         self.breaker_cool_down
                     }
-                    Ok(true) => continue,
-                    Ok(false) => self.idle_wait().await,
+                    Ok(Round::Full) => continue,
+                    Ok(Round::Partial) => Duration::ZERO,
+                    Ok(Round::Empty) => self.idle_wait().await,
                     Err(err) => {
                         tracing::error!(destination = %self.destination_id, error = %err, "delivery worker cannot reach the store; backing off");
                         STORE_BACKOFF
                     }
                 }
             };
-            let woken = tokio::select! {
-                () = self.wake.notified() => true,
-                () = tokio::time::sleep(wait) => false,
-                _ = shutdown.changed() => false,
-            };
+            // A part-filled round (`wait` zero) lingers as a wake-up does.
+            let woken = wait.is_zero()
+                || tokio::select! {
+                    () = self.wake.notified() => true,
+                    () = tokio::time::sleep(wait) => false,
+                    _ = shutdown.changed() => false,
+                };
             if woken {
                 tokio::select! {
                     () = tokio::time::sleep(CLAIM_LINGER) => {}
@@ -181,8 +198,8 @@ impl Worker {
     }
 
     /// Claims and sends one round, after moving `waiting` deliveries on when
-    /// `release_waiting`; `false` when nothing was due.
-    async fn work_once(&self, release_waiting: bool) -> Result<bool, StoreError> {
+    /// `release_waiting`; how full the round was.
+    async fn work_once(&self, release_waiting: bool) -> Result<Round, StoreError> {
         let now = now_ms();
         if release_waiting {
             self.store
@@ -194,18 +211,24 @@ impl Worker {
                 .await?;
         }
         let max_batch = self.destination.max_batch().max(1);
+        let limit = max_batch * self.concurrency;
         let claimed = self
             .store
             .claim_due_deliveries(
                 &self.destination_id,
-                max_batch * self.concurrency,
+                limit,
                 now,
                 millis(self.delivery.lease),
             )
             .await?;
         if claimed.is_empty() {
-            return Ok(false);
+            return Ok(Round::Empty);
         }
+        let round = if claimed.len() < limit {
+            Round::Partial
+        } else {
+            Round::Full
+        };
         let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
         self.held.lock().expect("held ids").extend(&ids);
         let attempts: Vec<(Vec<i64>, Attempt)> =
@@ -220,7 +243,7 @@ impl Worker {
         }
         drop(held);
         recorded?;
-        Ok(true)
+        Ok(round)
     }
 
     /// Sends one request's worth of deliveries; the attempt to record.
