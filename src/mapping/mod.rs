@@ -13,6 +13,7 @@ mod generated;
 mod guard;
 mod operation;
 mod project;
+mod scan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

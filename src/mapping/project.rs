@@ -13,7 +13,25 @@ use super::demand::Demand;
 
 /// Parses JSON `bytes`, building only what `demand` reads (all of it when whole); the rest
 /// is checked as JSON and skipped. Values are built as jaq-json's own parser builds them.
+///
+/// A part is read by [`super::scan`]'s byte reader when it can, else (and for an invalid
+/// body, whose error is serde_json's) through serde_json. A whole body is always read
+/// through serde_json, so the tests that compare whole and projected bodies compare the
+/// two readers too.
 pub(super) fn parse_projected(bytes: &[u8], demand: &Demand) -> Result<Val, serde_json::Error> {
+    if !demand.whole
+        && let Some(value) = super::scan::parse(bytes, demand)
+    {
+        return Ok(value);
+    }
+    parse_projected_serde(bytes, demand)
+}
+
+/// [`parse_projected`] through serde_json alone.
+pub(super) fn parse_projected_serde(
+    bytes: &[u8],
+    demand: &Demand,
+) -> Result<Val, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = Project(demand).deserialize(&mut deserializer)?;
     deserializer.end()?;
