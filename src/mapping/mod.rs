@@ -13,7 +13,7 @@ mod generated;
 mod guard;
 mod operation;
 mod project;
-mod scan;
+pub(crate) mod scan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -34,6 +34,48 @@ pub(super) fn parse(bytes: &[u8], demand: &Demand) -> Option<Val> {
     (reader.at == bytes.len()).then_some(value)
 }
 
+/// The JSON text of the top-level fields of `bytes` named in `names` (by index in `names`;
+/// of a repeated key, the last), the whole body checked as JSON; nothing when it is not an
+/// object. `None` when the body is not JSON or is beyond this reader: an escaped key, say.
+pub(crate) fn top_level_fields<'b>(
+    bytes: &'b [u8],
+    names: &[&str],
+) -> Option<Vec<(usize, &'b [u8])>> {
+    let mut reader = Reader {
+        bytes,
+        at: 0,
+        closers: Vec::new(),
+    };
+    let mut fields: Vec<(usize, &[u8])> = Vec::new();
+    match reader.next_token()? {
+        b'{' => match reader.next_token()? {
+            b'}' => {}
+            b'"' => loop {
+                let (key, escaped) = reader.string()?;
+                if escaped || reader.next_token()? != b':' {
+                    return None;
+                }
+                let first = reader.next_token()?;
+                let start = reader.at - 1;
+                reader.skip(first)?;
+                if let Some(index) = names.iter().position(|name| name.as_bytes() == key) {
+                    fields.retain(|(field, _)| *field != index);
+                    fields.push((index, &bytes[start..reader.at]));
+                }
+                match reader.next_token()? {
+                    b',' if reader.next_token()? == b'"' => {}
+                    b'}' => break,
+                    _ => return None,
+                }
+            },
+            _ => return None,
+        },
+        first => reader.skip(first)?,
+    }
+    reader.skip_whitespace();
+    (reader.at == bytes.len()).then_some(fields)
+}
+
 /// What is built of a value.
 #[derive(Clone, Copy)]
 enum Want<'d> {
@@ -458,6 +500,28 @@ mod tests {
             .map(|v| v.to_string())
             .map_err(|e| e.to_string());
         (fast, serde)
+    }
+
+    #[test]
+    fn top_level_fields_are_found_as_written_and_the_last_repeat_wins() {
+        let body = br#" {"id": 1, "x": {"id": 2}, "u": "t", "id" : [3, {"y": 4}] } "#;
+        let fields = super::top_level_fields(body, &["u", "id", "v"]).unwrap();
+        let fields: Vec<(usize, &str)> = fields
+            .into_iter()
+            .map(|(i, raw)| (i, std::str::from_utf8(raw).unwrap()))
+            .collect();
+        assert_eq!(fields, [(0, r#""t""#), (1, r#"[3, {"y": 4}]"#)]);
+        for other in [&b"[1, {\"id\": 3}]"[..], b" 12 ", b"{}"] {
+            assert_eq!(super::top_level_fields(other, &["id"]), Some(vec![]));
+        }
+        for beyond in [
+            &br#"{"\u0069d": 1}"#[..],
+            br#"{"id": 1,}"#,
+            br#"{"id": 1} x"#,
+            b"",
+        ] {
+            assert_eq!(super::top_level_fields(beyond, &["id"]), None);
+        }
     }
 
     #[test]

@@ -22,6 +22,19 @@ impl BodyFields {
     /// object simply has none of the fields).
     pub fn parse(raw: &[u8]) -> Result<BodyFields, String> {
         std::str::from_utf8(raw).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+        // The fields' text found by the mappings' byte reader, each read by serde_json; a
+        // body beyond that reader (or not JSON) is read by serde_json alone.
+        if let Some(found) = crate::mapping::scan::top_level_fields(raw, &FIELDS) {
+            let values = found
+                .into_iter()
+                .map(|(index, text)| {
+                    serde_json::from_slice(text)
+                        .map(|value| (FIELDS[index], value))
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<_, _>>()?;
+            return Ok(BodyFields { values });
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(raw);
         let fields = deserializer
             .deserialize_any(FieldsVisitor)
