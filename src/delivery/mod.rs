@@ -145,8 +145,11 @@ impl Worker {
         let mut paused_until: Option<Instant> = None;
         // When `waiting` deliveries were last moved on.
         let mut waiting_released_at: Option<Instant> = None;
+        // The next round, claimed with the record of a full one.
+        let mut ahead: Vec<ClaimedDelivery> = Vec::new();
         loop {
             if *shutdown.borrow() {
+                self.release_ahead(&ahead).await;
                 break;
             }
             let pause_left = paused_until
@@ -160,7 +163,13 @@ impl Worker {
                 if release_waiting {
                     waiting_released_at = Some(Instant::now());
                 }
-                match self.work_once(release_waiting).await {
+                match self
+                    .work_once(release_waiting, std::mem::take(&mut ahead))
+                    .await
+                    .map(|(round, next)| {
+                        ahead = next;
+                        round
+                    }) {
                     Ok(round) if round != Round::Empty && self.breaker_open() => {
                         tracing::warn!(
                             destination = %self.destination_id,
@@ -197,9 +206,35 @@ impl Worker {
         }
     }
 
-    /// Claims and sends one round, after moving `waiting` deliveries on when
-    /// `release_waiting`; how full the round was.
-    async fn work_once(&self, release_waiting: bool) -> Result<Round, StoreError> {
+    /// Gives back the leases of a round claimed ahead and not sent (at shutdown).
+    async fn release_ahead(&self, ahead: &[ClaimedDelivery]) {
+        if ahead.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = ahead.iter().map(|d| d.id).collect();
+        match self.store.release_leases(&ids).await {
+            Ok(_) => {
+                let mut held = self.held.lock().expect("held ids");
+                ids.iter().for_each(|id| {
+                    held.remove(id);
+                });
+            }
+            // still held: released with the others if the grace runs out, else their
+            // leases expire
+            Err(err) => {
+                tracing::error!(destination = %self.destination_id, error = %err, "could not release the leases of the round claimed ahead; they expire")
+            }
+        }
+    }
+
+    /// Sends one round, `ahead` if it was claimed already, else what it claims, after
+    /// moving `waiting` deliveries on when `release_waiting`; how full the round was, and
+    /// the next round when this one was full (claimed with its record, in one write).
+    async fn work_once(
+        &self,
+        release_waiting: bool,
+        ahead: Vec<ClaimedDelivery>,
+    ) -> Result<(Round, Vec<ClaimedDelivery>), StoreError> {
         let now = now_ms();
         if release_waiting {
             self.store
@@ -212,17 +247,20 @@ impl Worker {
         }
         let max_batch = self.destination.max_batch().max(1);
         let limit = max_batch * self.concurrency;
-        let claimed = self
-            .store
-            .claim_due_deliveries(
-                &self.destination_id,
-                limit,
-                now,
-                millis(self.delivery.lease),
-            )
-            .await?;
+        let claimed = if ahead.is_empty() {
+            self.store
+                .claim_due_deliveries(
+                    &self.destination_id,
+                    limit,
+                    now,
+                    millis(self.delivery.lease),
+                )
+                .await?
+        } else {
+            ahead
+        };
         if claimed.is_empty() {
-            return Ok(Round::Empty);
+            return Ok((Round::Empty, Vec::new()));
         }
         let round = if claimed.len() < limit {
             Round::Partial
@@ -234,16 +272,33 @@ impl Worker {
         let attempts: Vec<(Vec<i64>, Attempt)> =
             futures::future::join_all(claimed.chunks(max_batch).map(|batch| self.request(batch)))
                 .await;
-        let recorded = self.store.record_attempts(&attempts).await;
+        // A full round leaves more due, likely: claim the next with this record (one write,
+        // not two), unless the circuit is about to open.
+        let recorded = if round == Round::Full && !self.breaker_open() {
+            self.store
+                .record_attempts_and_claim(
+                    &attempts,
+                    &self.destination_id,
+                    limit,
+                    now_ms(),
+                    millis(self.delivery.lease),
+                )
+                .await
+        } else {
+            self.store
+                .record_attempts(&attempts)
+                .await
+                .map(|()| Vec::new())
+        };
         // Recorded or not, the leases are no longer this round's to release: unrecorded,
         // they expire and the deliveries are claimed again.
         let mut held = self.held.lock().expect("held ids");
         for id in &ids {
             held.remove(id);
         }
-        drop(held);
-        recorded?;
-        Ok(round)
+        let next = recorded?;
+        held.extend(next.iter().map(|d| d.id));
+        Ok((round, next))
     }
 
     /// Sends one request's worth of deliveries; the attempt to record.

@@ -181,6 +181,21 @@ pub trait Store: Send + Sync {
     /// Records attempts (each of one or more deliveries) and moves their deliveries on
     /// (delivered, pending again, dead or dry_run), all in one transaction.
     async fn record_attempts(&self, attempts: &[(Vec<i64>, Attempt)]) -> Result<(), StoreError>;
+    /// [`Store::record_attempts`], then [`Store::claim_due_deliveries`]: a worker whose round
+    /// was full records it and claims the next at once. A store may write both in one
+    /// transaction; nothing is claimed when the record fails.
+    async fn record_attempts_and_claim(
+        &self,
+        attempts: &[(Vec<i64>, Attempt)],
+        destination: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.record_attempts(attempts).await?;
+        self.claim_due_deliveries(destination, limit, now_ms, lease_ms)
+            .await
+    }
     /// Moves `waiting` deliveries on: to `pending` with the conversion id once the delivery
     /// they need is delivered; to `skipped` when it failed, ran dry, or never appeared within
     /// `waiting_timeout_ms`.

@@ -166,6 +166,27 @@ impl Store for SqliteStore {
         self.write(|reply| Job::Record(attempts, reply)).await
     }
 
+    /// One write for both: a full round's record and the next round's claim would otherwise
+    /// be two commits, one of them synced, for every round of a destination with a backlog.
+    async fn record_attempts_and_claim(
+        &self,
+        attempts: &[(Vec<i64>, Attempt)],
+        destination: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let attempts = attempts.to_vec();
+        let claim = Claim {
+            destination: destination.to_string(),
+            limit,
+            now_ms,
+            lease_ms,
+        };
+        self.write(|reply| Job::RecordAndClaim(attempts, claim, reply))
+            .await
+    }
+
     async fn release_waiting_deliveries(
         &self,
         destination: &str,

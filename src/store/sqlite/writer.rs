@@ -36,6 +36,8 @@ pub(super) enum Job {
     Claim(Claim, Reply<Vec<ClaimedDelivery>>),
     /// A round's attempts ([`rounds::record`]).
     Record(Vec<(Vec<i64>, Attempt)>, Reply<()>),
+    /// A full round's attempts, then the next round's claim.
+    RecordAndClaim(Vec<(Vec<i64>, Attempt)>, Claim, Reply<Vec<ClaimedDelivery>>),
     /// A re-translated webhook's deliveries ([`accept::replace_deliveries`]).
     Replace(accept::Replace, Reply<(u64, u64)>),
 }
@@ -45,6 +47,18 @@ pub(super) struct Claim {
     pub limit: usize,
     pub now_ms: i64,
     pub lease_ms: i64,
+}
+
+impl Claim {
+    fn run(self, conn: &Connection) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        rounds::claim(
+            conn,
+            &self.destination,
+            self.limit,
+            self.now_ms,
+            self.lease_ms,
+        )
+    }
 }
 
 /// A write done (or refused) inside the batch's transaction, answered once it commits.
@@ -65,17 +79,18 @@ impl Job {
             Job::Accept(webhook, reply) => {
                 Answer::Accept(reply, accept::insert_webhook(conn, &webhook))
             }
-            Job::Claim(claim, reply) => {
-                let Claim {
-                    destination,
-                    limit,
-                    now_ms,
-                    lease_ms,
-                } = claim;
-                let claimed = rounds::claim(conn, &destination, limit, now_ms, lease_ms);
+            Job::Claim(claim, reply) => Answer::Claim(reply, claim.run(conn)),
+            Job::Record(attempts, reply) => Answer::Record(reply, rounds::record(conn, &attempts)),
+            Job::RecordAndClaim(attempts, claim, reply) => {
+                // A claim that fails claims nothing; the record stands.
+                let claimed = rounds::record(conn, &attempts).map(|()| {
+                    claim.run(conn).unwrap_or_else(|error| {
+                        tracing::warn!(%error, "claim after a record failed; the next round claims again");
+                        Vec::new()
+                    })
+                });
                 Answer::Claim(reply, claimed)
             }
-            Job::Record(attempts, reply) => Answer::Record(reply, rounds::record(conn, &attempts)),
             Job::Replace(replace, reply) => {
                 Answer::Replace(reply, accept::replace_deliveries(conn, &replace))
             }
@@ -88,6 +103,9 @@ impl Job {
             Job::Accept(_, reply) => Answer::Accept(reply, Err(StoreError::WriterStopped)),
             Job::Claim(_, reply) => Answer::Claim(reply, Err(StoreError::WriterStopped)),
             Job::Record(_, reply) => Answer::Record(reply, Err(StoreError::WriterStopped)),
+            Job::RecordAndClaim(_, _, reply) => {
+                Answer::Claim(reply, Err(StoreError::WriterStopped))
+            }
             Job::Replace(_, reply) => Answer::Replace(reply, Err(StoreError::WriterStopped)),
         }
     }
@@ -105,7 +123,7 @@ impl Job {
         match self {
             Job::Accept(..) => 0,
             Job::Claim(..) => 1,
-            Job::Record(..) => 2,
+            Job::Record(..) | Job::RecordAndClaim(..) => 2,
             Job::Replace(..) => 3,
         }
     }
@@ -294,6 +312,41 @@ mod tests {
         answers.into_iter().for_each(|a| a.send(&committed));
         assert!(matches!(stored.try_recv(), Ok(Ok(Accepted::Stored { .. }))));
         assert_eq!(synchronous(&conn), 2, "the next webhook is synced again");
+    }
+
+    #[tokio::test]
+    async fn a_full_round_is_recorded_and_the_next_claimed_in_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        for id in ["a", "b", "c"] {
+            store.accept(webhook("s", id)).await.unwrap();
+        }
+        let first = store
+            .claim_due_deliveries("legion", 2, 10, 60_000)
+            .await
+            .unwrap();
+        let attempt = Attempt {
+            started_at_ms: 10,
+            duration_ms: 1,
+            recorded: Recorded::Delivered {
+                response: "ok".into(),
+                conversion_id: None,
+            },
+        };
+        let attempts = [(first.iter().map(|d| d.id).collect(), attempt)];
+        let before = store.commits();
+        let next = store
+            .record_attempts_and_claim(&attempts, "legion", 2, 20, 60_000)
+            .await
+            .unwrap();
+        assert_eq!(store.commits() - before, 1);
+        assert_eq!(next.len(), 1, "the third delivery, not the two recorded");
+        assert!(first.iter().all(|d| d.id != next[0].id));
+        let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM deliveries ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(statuses, ["delivered", "delivered", "in_flight"]);
     }
 
     #[tokio::test]
