@@ -34,9 +34,11 @@ pub(super) fn parse(bytes: &[u8], demand: &Demand) -> Option<Val> {
     (reader.at == bytes.len()).then_some(value)
 }
 
-/// The JSON text of the top-level fields of `bytes` named in `names` (by index in `names`;
-/// of a repeated key, the last), the whole body checked as JSON; nothing when it is not an
-/// object. `None` when the body is not JSON or is beyond this reader: an escaped key, say.
+/// The JSON text of every occurrence, in order, of the top-level fields of `bytes` named in
+/// `names` (by index in `names`), the rest of the body checked as JSON; nothing in an array.
+/// `None` when the body is not JSON or is beyond this reader (an escaped key, say), and for
+/// a body that is one scalar, which serde_json reads whole (a number out of range, a lone
+/// surrogate are refused there). The caller reads each occurrence's text.
 pub(crate) fn top_level_fields<'b>(
     bytes: &'b [u8],
     names: &[&str],
@@ -59,7 +61,6 @@ pub(crate) fn top_level_fields<'b>(
                 let start = reader.at - 1;
                 reader.skip(first)?;
                 if let Some(index) = names.iter().position(|name| name.as_bytes() == key) {
-                    fields.retain(|(field, _)| *field != index);
                     fields.push((index, &bytes[start..reader.at]));
                 }
                 match reader.next_token()? {
@@ -70,7 +71,8 @@ pub(crate) fn top_level_fields<'b>(
             },
             _ => return None,
         },
-        first => reader.skip(first)?,
+        b'[' => reader.skip(b'[')?,
+        _ => return None,
     }
     reader.skip_whitespace();
     (reader.at == bytes.len()).then_some(fields)
@@ -503,15 +505,15 @@ mod tests {
     }
 
     #[test]
-    fn top_level_fields_are_found_as_written_and_the_last_repeat_wins() {
+    fn top_level_fields_are_found_as_written_every_time_they_occur() {
         let body = br#" {"id": 1, "x": {"id": 2}, "u": "t", "id" : [3, {"y": 4}] } "#;
         let fields = super::top_level_fields(body, &["u", "id", "v"]).unwrap();
         let fields: Vec<(usize, &str)> = fields
             .into_iter()
             .map(|(i, raw)| (i, std::str::from_utf8(raw).unwrap()))
             .collect();
-        assert_eq!(fields, [(0, r#""t""#), (1, r#"[3, {"y": 4}]"#)]);
-        for other in [&b"[1, {\"id\": 3}]"[..], b" 12 ", b"{}"] {
+        assert_eq!(fields, [(1, "1"), (0, r#""t""#), (1, r#"[3, {"y": 4}]"#)]);
+        for other in [&b"[1, {\"id\": 3}]"[..], b"{}"] {
             assert_eq!(super::top_level_fields(other, &["id"]), Some(vec![]));
         }
         for beyond in [
@@ -519,6 +521,9 @@ mod tests {
             br#"{"id": 1,}"#,
             br#"{"id": 1} x"#,
             b"",
+            // a scalar body is serde_json's to read (1e999 is out of range there)
+            b" 12 ",
+            b"1e999",
         ] {
             assert_eq!(super::top_level_fields(beyond, &["id"]), None);
         }

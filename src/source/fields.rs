@@ -22,18 +22,8 @@ impl BodyFields {
     /// object simply has none of the fields).
     pub fn parse(raw: &[u8]) -> Result<BodyFields, String> {
         std::str::from_utf8(raw).map_err(|e| format!("the body is not UTF-8: {e}"))?;
-        // The fields' text found by the mappings' byte reader, each read by serde_json; a
-        // body beyond that reader (or not JSON) is read by serde_json alone.
-        if let Some(found) = crate::mapping::scan::top_level_fields(raw, &FIELDS) {
-            let values = found
-                .into_iter()
-                .map(|(index, text)| {
-                    serde_json::from_slice(text)
-                        .map(|value| (FIELDS[index], value))
-                        .map_err(|e| e.to_string())
-                })
-                .collect::<Result<_, _>>()?;
-            return Ok(BodyFields { values });
+        if let Some(fields) = Self::parse_fast(raw) {
+            return Ok(fields);
         }
         let mut deserializer = serde_json::Deserializer::from_slice(raw);
         let fields = deserializer
@@ -41,6 +31,24 @@ impl BodyFields {
             .and_then(|fields| deserializer.end().map(|()| fields))
             .map_err(|e| e.to_string())?;
         Ok(fields)
+    }
+
+    /// The fields' text found by the mappings' byte reader, each occurrence read by
+    /// serde_json as the full parse reads it (the last one kept). `None`, and the full parse
+    /// decides, for a body beyond that reader, for an occurrence that is an array or an
+    /// object (whose nesting serde_json counts from the body's top), and for one serde_json
+    /// refuses (so that the error, with its position, is the full parse's).
+    fn parse_fast(raw: &[u8]) -> Option<BodyFields> {
+        let mut fields = BodyFields::default();
+        for (index, text) in crate::mapping::scan::top_level_fields(raw, &FIELDS)? {
+            if matches!(text.first(), Some(b'[' | b'{')) {
+                return None;
+            }
+            let value = serde_json::from_slice(text).ok()?;
+            fields.values.retain(|(field, _)| *field != FIELDS[index]);
+            fields.values.push((FIELDS[index], value));
+        }
+        Some(fields)
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -146,6 +154,24 @@ mod tests {
         );
         assert_eq!(fields.get("date_modified_gmt"), None);
         assert_eq!(fields.get("note"), None, "not a dedupe field");
+        assert!(
+            BodyFields::parse_fast(br#"{"id": 1, "updated_at": "x"}"#).is_some(),
+            "read by the byte reader"
+        );
+    }
+
+    #[test]
+    fn every_repeat_is_checked_as_the_full_parse_checks_it() {
+        // nested deeper than serde_json allows, in a repeat that is not the last
+        let deep = format!(
+            r#"{{"id": {}{}, "id": 1}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(BodyFields::parse(deep.as_bytes()).is_err());
+        // the error is the full parse's, positions included
+        let error = BodyFields::parse(br#"{"id": 1e999}"#).unwrap_err();
+        assert!(error.contains("line 1 column 12"), "{error}");
     }
 
     #[test]
@@ -166,7 +192,11 @@ mod tests {
             assert_eq!(BodyFields::parse(ok).unwrap().get("id"), None);
         }
         for bad in [
-            &b"{\"id\": 1"[..],
+            &br#"{"id": "\ud800", "id": 7}"#[..],
+            br#"{"id": 1e999, "id": 2}"#,
+            b"1e999",
+            br#""\ud800""#,
+            b"{\"id\": 1",
             b"{\"id\": 1} x",
             b"",
             b"{\"a\": [1,}",
