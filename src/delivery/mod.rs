@@ -158,13 +158,14 @@ impl Worker {
             let wait = if let Some(pause) = pause_left {
                 pause
             } else {
-                let release_waiting =
-                    waiting_released_at.is_none_or(|at| at.elapsed() >= RELEASE_WAITING_EVERY);
+                // Not before a round claimed ahead: a failure there would drop that round.
+                let release_waiting = ahead.is_empty()
+                    && waiting_released_at.is_none_or(|at| at.elapsed() >= RELEASE_WAITING_EVERY);
                 if release_waiting {
                     waiting_released_at = Some(Instant::now());
                 }
                 match self
-                    .work_once(release_waiting, std::mem::take(&mut ahead))
+                    .work_once(release_waiting, std::mem::take(&mut ahead), &shutdown)
                     .await
                     .map(|(round, next)| {
                         ahead = next;
@@ -229,11 +230,13 @@ impl Worker {
 
     /// Sends one round, `ahead` if it was claimed already, else what it claims, after
     /// moving `waiting` deliveries on when `release_waiting`; how full the round was, and
-    /// the next round when this one was full (claimed with its record, in one write).
+    /// the next round when this one was full (claimed with its record, in one write),
+    /// unless `shutdown` came meanwhile.
     async fn work_once(
         &self,
         release_waiting: bool,
         ahead: Vec<ClaimedDelivery>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Result<(Round, Vec<ClaimedDelivery>), StoreError> {
         let now = now_ms();
         if release_waiting {
@@ -273,8 +276,10 @@ impl Worker {
             futures::future::join_all(claimed.chunks(max_batch).map(|batch| self.request(batch)))
                 .await;
         // A full round leaves more due, likely: claim the next with this record (one write,
-        // not two), unless the circuit is about to open.
-        let recorded = if round == Round::Full && !self.breaker_open() {
+        // not two), unless the circuit is about to open or the service is stopping (a
+        // shutdown whose grace ran out during that write would abort it before the claimed
+        // ids are held, and their leases would only expire).
+        let recorded = if round == Round::Full && !self.breaker_open() && !*shutdown.borrow() {
             self.store
                 .record_attempts_and_claim(
                     &attempts,

@@ -1,4 +1,5 @@
-//! SQLite backend: one file, WAL mode, every commit synced before it is acknowledged.
+//! SQLite backend: one file, WAL mode, every commit that stores a webhook or an attempt
+//! synced before it is acknowledged (a delivery worker's claim alone is not: see [`writer`]).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -51,7 +52,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A rusqlite connection to the (migrated) database at `path`, for the hot writes, set up
 /// as the pool's connections are: `synchronous = FULL` (a commit returns once the WAL is
-/// fsynced), foreign keys on, the same busy timeout. WAL mode is the file's, set by the pool.
+/// fsynced; the writer sets it before each batch, and `NORMAL` for a batch of claims only),
+/// foreign keys on, the same busy timeout. WAL mode is the file's, set by the pool.
 ///
 /// `temp_store = MEMORY`: each job of a group commit runs under its own savepoint, and
 /// SQLite copies every page a savepoint changes into a sub-journal first. In a temporary

@@ -82,12 +82,21 @@ impl Job {
             Job::Claim(claim, reply) => Answer::Claim(reply, claim.run(conn)),
             Job::Record(attempts, reply) => Answer::Record(reply, rounds::record(conn, &attempts)),
             Job::RecordAndClaim(attempts, claim, reply) => {
-                // A claim that fails claims nothing; the record stands.
-                let claimed = rounds::record(conn, &attempts).map(|()| {
-                    claim.run(conn).unwrap_or_else(|error| {
-                        tracing::warn!(%error, "claim after a record failed; the next round claims again");
-                        Vec::new()
-                    })
+                // A claim that fails claims nothing (its own savepoint goes) and the record
+                // stands: the worker's next round claims again.
+                let claimed = rounds::record(conn, &attempts).and_then(|()| {
+                    conn.execute_batch("SAVEPOINT claim_ahead")?;
+                    match claim.run(conn) {
+                        Ok(claimed) => {
+                            conn.execute_batch("RELEASE claim_ahead")?;
+                            Ok(claimed)
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "claim after a record failed; the next round claims again");
+                            conn.execute_batch("ROLLBACK TO claim_ahead; RELEASE claim_ahead")?;
+                            Ok(Vec::new())
+                        }
+                    }
                 });
                 Answer::Claim(reply, claimed)
             }
