@@ -272,6 +272,18 @@ mod tests {
     use super::{Claim, Job, write_batch};
     use crate::store::{Accepted, Attempt, Recorded, Store};
 
+    /// An attempt that delivered.
+    fn delivered() -> Attempt {
+        Attempt {
+            started_at_ms: 10,
+            duration_ms: 1,
+            recorded: Recorded::Delivered {
+                response: "ok".into(),
+                conversion_id: None,
+            },
+        }
+    }
+
     /// The `synchronous` setting the connection was left in (2 FULL, 1 NORMAL).
     fn synchronous(conn: &rusqlite::Connection) -> i64 {
         conn.query_row("PRAGMA synchronous", [], |row| row.get(0))
@@ -334,14 +346,7 @@ mod tests {
             .claim_due_deliveries("legion", 2, 10, 60_000)
             .await
             .unwrap();
-        let attempt = Attempt {
-            started_at_ms: 10,
-            duration_ms: 1,
-            recorded: Recorded::Delivered {
-                response: "ok".into(),
-                conversion_id: None,
-            },
-        };
+        let attempt = delivered();
         let attempts = [(first.iter().map(|d| d.id).collect(), attempt)];
         let before = store.commits();
         let next = store
@@ -378,14 +383,7 @@ mod tests {
         while store.writer.capacity() < store.writer.max_capacity() {
             tokio::task::yield_now().await;
         }
-        let attempt = Attempt {
-            started_at_ms: 10,
-            duration_ms: 1,
-            recorded: Recorded::Delivered {
-                response: "ok".into(),
-                conversion_id: None,
-            },
-        };
+        let attempt = delivered();
         let attempts = [(vec![first[0].id], attempt)];
         let together = async {
             tokio::join!(
