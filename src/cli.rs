@@ -42,7 +42,7 @@ pub enum Command {
         /// The source whose secret signs it.
         #[arg(long)]
         source: String,
-        /// Where to POST [default: http://127.0.0.1:<configured port>/webhooks/<source>]
+        /// Where to POST [default: http://127.0.0.1:PORT/webhooks/SOURCE, PORT the configured one]
         #[arg(long)]
         url: Option<String>,
         /// Topic to send instead of the recorded one.
