@@ -23,15 +23,10 @@ const MAX_DEPTH: usize = 100;
 /// The value of JSON `bytes` with only what `demand` reads built; `None` when the body is
 /// not JSON or is beyond this reader (see the module's doc).
 pub(super) fn parse(bytes: &[u8], demand: &Demand) -> Option<Val> {
-    let mut reader = Reader {
-        bytes,
-        at: 0,
-        closers: Vec::new(),
-    };
+    let mut reader = Reader::new(bytes);
     let first = reader.next_token()?;
     let value = reader.value(first, Want::of(demand), 0)?;
-    reader.skip_whitespace();
-    (reader.at == bytes.len()).then_some(value)
+    reader.at_end().then_some(value)
 }
 
 /// The JSON text of every occurrence, in order, of the top-level fields of `bytes` named in
@@ -43,39 +38,21 @@ pub(crate) fn top_level_fields<'b>(
     bytes: &'b [u8],
     names: &[&str],
 ) -> Option<Vec<(usize, &'b [u8])>> {
-    let mut reader = Reader {
-        bytes,
-        at: 0,
-        closers: Vec::new(),
-    };
+    let mut reader = Reader::new(bytes);
     let mut fields: Vec<(usize, &[u8])> = Vec::new();
     match reader.next_token()? {
-        b'{' => match reader.next_token()? {
-            b'}' => {}
-            b'"' => loop {
-                let (key, escaped) = reader.string()?;
-                if escaped || reader.next_token()? != b':' {
-                    return None;
-                }
-                let first = reader.next_token()?;
-                let start = reader.at - 1;
-                reader.skip(first)?;
-                if let Some(index) = names.iter().position(|name| name.as_bytes() == key) {
-                    fields.push((index, &bytes[start..reader.at]));
-                }
-                match reader.next_token()? {
-                    b',' if reader.next_token()? == b'"' => {}
-                    b'}' => break,
-                    _ => return None,
-                }
-            },
-            _ => return None,
-        },
+        b'{' => reader.members(|reader, key, first| {
+            let start = reader.at - 1;
+            reader.skip(first)?;
+            if let Some(index) = names.iter().position(|name| name.as_bytes() == key) {
+                fields.push((index, &bytes[start..reader.at]));
+            }
+            Some(())
+        })?,
         b'[' => reader.skip(b'[')?,
         _ => return None,
     }
-    reader.skip_whitespace();
-    (reader.at == bytes.len()).then_some(fields)
+    reader.at_end().then_some(fields)
 }
 
 /// What is built of a value.
@@ -153,6 +130,48 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader {
+            bytes,
+            at: 0,
+            closers: Vec::new(),
+        }
+    }
+
+    /// Whether only whitespace is left.
+    fn at_end(&mut self) -> bool {
+        self.skip_whitespace();
+        self.at == self.bytes.len()
+    }
+
+    /// After an object's `{` (consumed), through its `}`: each member's key (without
+    /// escapes, else `None`) and the first byte of its value (consumed) to `member`, which
+    /// reads the rest of the value.
+    #[inline(always)]
+    fn members(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a [u8], u8) -> Option<()>,
+    ) -> Option<()> {
+        match self.next_token()? {
+            b'}' => return Some(()),
+            b'"' => {}
+            _ => return None,
+        }
+        loop {
+            let (key, escaped) = self.string()?;
+            if escaped || self.next_token()? != b':' {
+                return None;
+            }
+            let first = self.next_token()?;
+            member(self, key, first)?;
+            match self.next_token()? {
+                b',' if self.next_token()? == b'"' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
     #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
@@ -194,31 +213,18 @@ impl<'a> Reader<'a> {
 
     fn object(&mut self, want: Want, depth: usize) -> Option<Val> {
         let mut object = jaq_json::Map::default();
-        match self.next_token()? {
-            b'}' => return Some(Val::obj(object)),
-            b'"' => {}
-            _ => return None,
-        }
-        loop {
-            let (key, escaped) = self.string()?;
-            if escaped || self.next_token()? != b':' {
-                return None;
-            }
-            let first = self.next_token()?;
+        self.members(|reader, key, first| {
             match want.field(key) {
                 Some(field) => {
-                    let value = self.value(first, field, depth + 1)?;
+                    let value = reader.value(first, field, depth + 1)?;
                     let key = std::str::from_utf8(key).ok()?;
                     object.insert(Val::utf8_str(key.as_bytes().to_vec()), value);
                 }
-                None => self.skip(first)?,
+                None => reader.skip(first)?,
             }
-            match self.next_token()? {
-                b',' if self.next_token()? == b'"' => {}
-                b'}' => return Some(Val::obj(object)),
-                _ => return None,
-            }
-        }
+            Some(())
+        })?;
+        Some(Val::obj(object))
     }
 
     fn array(&mut self, want: Want, depth: usize) -> Option<Val> {
