@@ -44,11 +44,15 @@ impl BodyFields {
             if matches!(text.first(), Some(b'[' | b'{')) {
                 return None;
             }
-            let value = serde_json::from_slice(text).ok()?;
-            fields.values.retain(|(field, _)| *field != FIELDS[index]);
-            fields.values.push((FIELDS[index], value));
+            fields.set(FIELDS[index], serde_json::from_slice(text).ok()?);
         }
         Some(fields)
+    }
+
+    /// Sets a field; of a repeated key, the last one read stands.
+    fn set(&mut self, name: &'static str, value: Value) {
+        self.values.retain(|(field, _)| *field != name);
+        self.values.push((name, value));
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -73,9 +77,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         while let Some(wanted) = map.next_key_seed(KeySeed)? {
             match wanted {
                 Some(name) => {
-                    let value = map.next_value::<Value>()?;
-                    fields.values.retain(|(field, _)| *field != name);
-                    fields.values.push((name, value));
+                    fields.set(name, map.next_value::<Value>()?);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
