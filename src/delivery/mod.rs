@@ -113,28 +113,36 @@ impl Worker {
         if tokio::time::timeout(grace, &mut rounds).await.is_err() {
             rounds.abort();
             let _ = rounds.await;
-            worker.release_held().await;
+            worker.release_held(true).await;
         }
         tracing::info!(destination = %worker.destination_id, "delivery worker stopped");
     }
 
-    async fn release_held(&self) {
+    /// Gives back the leases of every delivery still held: when the shutdown grace ran out
+    /// (`grace_over`), the attempts abandoned; else, at a shutdown between rounds, the round
+    /// claimed ahead and not sent.
+    async fn release_held(&self, grace_over: bool) {
         let held: Vec<i64> = self.held.lock().expect("held ids").drain().collect();
         if held.is_empty() {
             return;
         }
+        let what = if grace_over {
+            "shutdown grace over: attempts in flight abandoned"
+        } else {
+            "stopping: the round claimed ahead is not sent"
+        };
         match self.store.release_leases(&held).await {
             Ok(released) => tracing::warn!(
                 destination = %self.destination_id,
                 deliveries = ?held,
                 released,
-                "shutdown grace over: attempts in flight abandoned, their leases released; they are sent again at the next start"
+                "{what}; their leases released, they are sent again at the next start"
             ),
             Err(err) => tracing::error!(
                 destination = %self.destination_id,
                 deliveries = ?held,
                 error = %err,
-                "shutdown grace over and the leases could not be released: they are claimed again when they expire"
+                "{what}, and the leases could not be released: they are claimed again when they expire"
             ),
         }
     }
@@ -149,7 +157,8 @@ impl Worker {
         let mut ahead: Vec<ClaimedDelivery> = Vec::new();
         loop {
             if *shutdown.borrow() {
-                self.release_ahead(&ahead).await;
+                // between rounds, what is held is the round claimed ahead, if any
+                self.release_held(false).await;
                 break;
             }
             let pause_left = paused_until
@@ -203,27 +212,6 @@ impl Worker {
                     () = tokio::time::sleep(CLAIM_LINGER) => {}
                     _ = shutdown.changed() => {}
                 }
-            }
-        }
-    }
-
-    /// Gives back the leases of a round claimed ahead and not sent (at shutdown).
-    async fn release_ahead(&self, ahead: &[ClaimedDelivery]) {
-        if ahead.is_empty() {
-            return;
-        }
-        let ids: Vec<i64> = ahead.iter().map(|d| d.id).collect();
-        match self.store.release_leases(&ids).await {
-            Ok(_) => {
-                let mut held = self.held.lock().expect("held ids");
-                ids.iter().for_each(|id| {
-                    held.remove(id);
-                });
-            }
-            // still held: released with the others if the grace runs out, else their
-            // leases expire
-            Err(err) => {
-                tracing::error!(destination = %self.destination_id, error = %err, "could not release the leases of the round claimed ahead; they expire")
             }
         }
     }
