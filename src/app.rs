@@ -119,8 +119,7 @@ impl App {
                 "delivery workers did not stop in time; their leases expire and the deliveries are claimed again at the next start"
             );
         }
-        // Whatever is left (workers past the deadline) stops with the process.
-        delivery.shutdown_background();
+        // Whatever is left (workers past the deadline) is dropped with `delivery`.
         served
     }
 }
@@ -130,13 +129,36 @@ impl App {
 /// comes first; the deliveries, already stored, catch up when it has CPU to spare (on the
 /// 2-core bench, the closed loop's ingest rose by about a tenth and the fixed rate's p99
 /// fell; see `bench/README.md`). On an idle machine they run as fast as before.
-fn delivery_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+fn delivery_runtime() -> std::io::Result<DeliveryRuntime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .thread_name(DELIVERY_THREAD_NAME)
         .on_thread_start(lower_this_threads_priority)
         .enable_all()
         .build()
+        .map(|runtime| DeliveryRuntime(Some(runtime)))
+}
+
+/// The delivery runtime, shut down without waiting for its tasks when dropped. It is
+/// dropped inside the main runtime (at the end of [`App::run`], or when that future is
+/// cancelled), where a runtime's ordinary drop, which blocks until its tasks are gone,
+/// panics.
+struct DeliveryRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for DeliveryRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for DeliveryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Raises the calling thread's nice value by `DELIVERY_NICENESS` (10), up to 19, the
@@ -324,6 +346,12 @@ mod tests {
             before,
             "the thread that built the runtime keeps its priority"
         );
-        runtime.shutdown_background();
+    }
+
+    #[tokio::test]
+    async fn the_delivery_runtime_can_be_dropped_inside_another_with_tasks_unfinished() {
+        let runtime = super::delivery_runtime().unwrap();
+        runtime.spawn(tokio::time::sleep(std::time::Duration::from_secs(3600)));
+        drop(runtime);
     }
 }
