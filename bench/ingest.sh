@@ -201,6 +201,7 @@ run_phase() {
   cpu1=$(cpu_ticks); t1=$(date +%s.%N)
   kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=
   python3 -c "print(f'{($cpu1 - $cpu0) / $ticks_per_s / ($t1 - $t0) * 100:.0f}')" > "$work/cpu.$name"
+  python3 -c "print(($cpu1 - $cpu0) / $ticks_per_s)" > "$work/cpu_s.$name"
   local created
   created=$(jq '.deliveries_created + .warmup.deliveries_created' "$work/$name.json")
   created_total=$((created_total + created))
@@ -227,7 +228,7 @@ phase_line() {
   jq -r '"\(.rps) req/s  p50 \(.latency_ms.p50) ms  p90 \(.latency_ms.p90) ms  p99 \(.latency_ms.p99) ms  max \(.latency_ms.max) ms  (\(.requests) requests, non-200: \(.non_200 | to_entries | map("\(.key)×\(.value)") | join(", ") | if . == "" then "none" else . end), errors: \(.errors)\(if .unsent > 0 then ", unsent: \(.unsent)" else "" end))"' "$1"
 }
 counts=$(curl -fsS "$double_url/counts")
-rss_max=0 rss_parts=() cpu_parts=() gen_parts=() stored_parts=() drain_parts=()
+rss_max=0 rss_parts=() cpu_parts=() per_webhook_parts=() gen_parts=() stored_parts=() drain_parts=()
 echo
 echo "== storehook durable ingest ($(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores;" \
   "load average before $load_before, now $(cut -d' ' -f1-3 /proc/loadavg)) =="
@@ -249,6 +250,7 @@ for phase in "${ran[@]}"; do
   [ "$rss" -gt "$rss_max" ] && rss_max=$rss
   rss_parts+=("$label $(mib "$rss")")
   cpu_parts+=("$label $(cat "$work/cpu.$phase")%")
+  per_webhook_parts+=("$label $(python3 -c "print(f'{$(cat "$work/cpu_s.$phase") * 1e6 / max(1, $(jq '.stored + .warmup.stored' "$j")):.0f}')") µs")
   gen_parts+=("$label $(jq .generator_cpu_percent "$j")%")
   stored_parts+=("$label $(jq '.stored + .warmup.stored' "$j") new, $(jq '.duplicates + .warmup.duplicates' "$j") duplicates")
   drain_parts+=("after the $label $(cat "$work/delivered.$phase") of $(cat "$work/created.$phase") in $(cat "$work/drain.$phase") s")
@@ -257,6 +259,7 @@ join() { local IFS=';'; echo "$*" | sed 's/;/, /g'; }
 echo "storehook RSS: max $(mib "$rss_max") MiB sampled every 200 ms ($(join "${rss_parts[@]}")); VmHWM $(mib "$hwm") MiB"
 echo "  target <= 120 MiB: $(verdict "$rss_max <= 120 * 1024")"
 echo "storehook CPU: $(join "${cpu_parts[@]}") of one core (whole phase incl. warm-up; $(nproc) cores = $(( $(nproc) * 100 ))%)"
+echo "storehook CPU per webhook stored: $(join "${per_webhook_parts[@]}") (the phase's CPU time over its webhooks; deliveries left for the drain are not in it)"
 echo "loadgen CPU (measured part): $(join "${gen_parts[@]}") of one core"
 echo "webhooks stored (incl. warm-up): $(join "${stored_parts[@]}")"
 echo "deliveries: $created_total created; $(jq .total_deliveries <<< "$counts") reached the double" \
