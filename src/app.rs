@@ -30,14 +30,14 @@ pub struct App {
 /// How often the retention purge runs.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-#[cfg(target_os = "linux")]
 /// How much lower the delivery threads' CPU priority is than the receive path's (a Linux
 /// nice value: 10 gives them about a tenth of the CPU the receive path gets when both want
 /// more than there is).
+#[cfg(target_os = "linux")]
 const DELIVERY_NICENESS: i32 = 10;
 
 /// The name of the delivery runtime's threads (at most 15 bytes: Linux cuts thread names).
-pub const DELIVERY_THREAD_NAME: &str = "delivery-worker";
+const DELIVERY_THREAD_NAME: &str = "delivery-worker";
 
 /// How much longer than `delivery.shutdown_grace` a stop waits for the workers to release
 /// their leases (a store that hangs must not hang the stop).
@@ -127,8 +127,8 @@ impl App {
 /// The runtime the delivery workers run on: their own threads, at a lower CPU priority than
 /// the receive path's. When the machine is short of CPU, acknowledging the shops' webhooks
 /// comes first; the deliveries, already stored, catch up when it has CPU to spare (on the
-/// 2-core bench, the closed loop's ingest rose by about a tenth and the fixed rate's p99
-/// fell; see `bench/README.md`). On an idle machine they run as fast as before.
+/// 2-core bench, the closed loop's ingest rose by about a tenth: `bench/README.md`). On a
+/// machine with CPU to spare they run as fast as before.
 fn delivery_runtime() -> std::io::Result<DeliveryRuntime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
