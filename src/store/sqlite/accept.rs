@@ -301,11 +301,20 @@ pub(super) mod tests {
         .execute(&store.pool)
         .await
         .unwrap();
+        // Refused after its webhook row is written: that row must go too.
+        sqlx::query(
+            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries WHEN NEW.key = 'd' \
+             BEGIN SELECT RAISE(ABORT, 'delivery refused by the test'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
         let batch = [
             webhook("s", "a"),
             webhook("bad", "b"),
             webhook("s", "a"),
             webhook("s", "c"),
+            webhook("s", "d"),
         ];
         let results = futures::future::join_all(batch.into_iter().map(|w| store.accept(w))).await;
         let Ok(Accepted::Stored { webhook_id: a, .. }) = results[0] else {
@@ -322,11 +331,13 @@ pub(super) mod tests {
             results[3],
             Ok(Accepted::Stored { deliveries: 1, .. })
         ));
-        let sources: Vec<String> = sqlx::query_scalar("SELECT source FROM webhooks ORDER BY id")
+        let error = results[4].as_ref().unwrap_err().to_string();
+        assert!(error.contains("delivery refused by the test"), "{error}");
+        let stored: Vec<String> = sqlx::query_scalar("SELECT dedupe_id FROM webhooks ORDER BY id")
             .fetch_all(&store.pool)
             .await
             .unwrap();
-        assert_eq!(sources, ["s", "s"]);
+        assert_eq!(stored, ["a", "c"], "no row of b, nor of d");
         let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries")
             .fetch_one(&store.pool)
             .await
