@@ -294,21 +294,16 @@ pub(super) mod tests {
     async fn a_failing_webhook_leaves_the_rest_of_its_batch_and_duplicates_in_a_batch_agree() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
-        sqlx::query(
+        let refusals = [
             "CREATE TRIGGER refuse BEFORE INSERT ON webhooks WHEN NEW.source = 'bad' \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-        )
-        .execute(&store.pool)
-        .await
-        .unwrap();
-        // Refused after its webhook row is written: that row must go too.
-        sqlx::query(
+            // Refused after its webhook row is written: that row must go too.
             "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries WHEN NEW.key = 'd' \
              BEGIN SELECT RAISE(ABORT, 'delivery refused by the test'); END",
-        )
-        .execute(&store.pool)
-        .await
-        .unwrap();
+        ];
+        for trigger in refusals {
+            sqlx::query(trigger).execute(&store.pool).await.unwrap();
+        }
         let batch = [
             webhook("s", "a"),
             webhook("bad", "b"),
