@@ -85,19 +85,13 @@ impl Job {
                 // A claim that fails claims nothing (its own savepoint goes) and the record
                 // stands: the worker's next round claims again.
                 let claimed = rounds::record(conn, &attempts).and_then(|()| {
-                    run_cached(conn, "SAVEPOINT claim_ahead")?;
-                    match claim.run(conn) {
-                        Ok(claimed) => {
-                            run_cached(conn, "RELEASE claim_ahead")?;
-                            Ok(claimed)
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "claim after a record failed; the next round claims again");
-                            run_cached(conn, "ROLLBACK TO claim_ahead")?;
-                            run_cached(conn, "RELEASE claim_ahead")?;
-                            Ok(Vec::new())
-                        }
-                    }
+                    CLAIM_AHEAD.begin(conn)?;
+                    let claimed = claim.run(conn);
+                    CLAIM_AHEAD.end(conn, claimed.is_ok())?;
+                    Ok(claimed.unwrap_or_else(|error| {
+                        tracing::warn!(%error, "claim after a record failed; the next round claims again");
+                        Vec::new()
+                    }))
                 });
                 Answer::Claim(reply, claimed)
             }
@@ -236,6 +230,42 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
+/// A named savepoint's statements, each compiled once (see [`run_cached`]).
+struct Savepoint {
+    begin: &'static str,
+    release: &'static str,
+    rollback_to: &'static str,
+}
+
+/// Each job of a batch runs under it.
+const JOB: Savepoint = Savepoint {
+    begin: "SAVEPOINT job",
+    release: "RELEASE job",
+    rollback_to: "ROLLBACK TO job",
+};
+
+/// The claim that follows a record in [`Job::RecordAndClaim`] runs under it.
+const CLAIM_AHEAD: Savepoint = Savepoint {
+    begin: "SAVEPOINT claim_ahead",
+    release: "RELEASE claim_ahead",
+    rollback_to: "ROLLBACK TO claim_ahead",
+};
+
+impl Savepoint {
+    fn begin(&self, conn: &Connection) -> rusqlite::Result<()> {
+        run_cached(conn, self.begin)
+    }
+
+    /// Leaves the savepoint: what was written under it is kept, or else rolled back first,
+    /// so that nothing of it stays.
+    fn end(&self, conn: &Connection, keep: bool) -> rusqlite::Result<()> {
+        if !keep {
+            run_cached(conn, self.rollback_to)?;
+        }
+        run_cached(conn, self.release)
+    }
+}
+
 /// Runs the jobs in one transaction, each under its own savepoint: a job that fails leaves
 /// no row behind and the others stand. Returns one answer per job and whether the
 /// transaction committed. Without `sync` (a batch of claims only, see [`Job::must_sync`])
@@ -262,17 +292,13 @@ fn write_batch(
         }
         run_cached(conn, "BEGIN IMMEDIATE")?;
         for job in jobs.by_ref() {
-            if let Err(error) = run_cached(conn, "SAVEPOINT job") {
+            if let Err(error) = JOB.begin(conn) {
                 answers.push(job.not_run());
                 return Err(error);
             }
             let answer = job.run(conn);
-            // A job that failed leaves nothing: back to its savepoint, then out of it.
-            let ended = if answer.is_ok() {
-                run_cached(conn, "RELEASE job")
-            } else {
-                run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job"))
-            };
+            // A job that failed leaves nothing.
+            let ended = JOB.end(conn, answer.is_ok());
             answers.push(answer);
             ended?;
         }
