@@ -250,9 +250,10 @@ for phase in "${ran[@]}"; do
   [ "$rss" -gt "$rss_max" ] && rss_max=$rss
   rss_parts+=("$label $(mib "$rss")")
   cpu_parts+=("$label $(cat "$work/cpu.$phase")%")
-  per_webhook_parts+=("$label $(python3 -c "print(f'{$(cat "$work/cpu_s.$phase") * 1e6 / max(1, $(jq '.stored + .warmup.stored' "$j")):.0f}')") µs")
+  stored=$(jq '.stored + .warmup.stored' "$j")
+  per_webhook_parts+=("$label $(python3 -c "print(f'{$(cat "$work/cpu_s.$phase") * 1e6 / max(1, $stored):.0f}')") µs")
   gen_parts+=("$label $(jq .generator_cpu_percent "$j")%")
-  stored_parts+=("$label $(jq '.stored + .warmup.stored' "$j") new, $(jq '.duplicates + .warmup.duplicates' "$j") duplicates")
+  stored_parts+=("$label $stored new, $(jq '.duplicates + .warmup.duplicates' "$j") duplicates")
   drain_parts+=("after the $label $(cat "$work/delivered.$phase") of $(cat "$work/created.$phase") in $(cat "$work/drain.$phase") s")
 done
 join() { local IFS=';'; echo "$*" | sed 's/;/, /g'; }
