@@ -18,7 +18,7 @@ mod accept;
 mod housekeeping;
 mod rounds;
 mod writer;
-use writer::{Claim, Job, Reply};
+use writer::{Claim, Job, Pending};
 
 use super::{
     Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliverySummary, NewDelivery, NewWebhook,
@@ -133,10 +133,10 @@ impl SqliteStore {
     }
 
     /// Hands a write to the writer thread and waits for its commit.
-    async fn write<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+    async fn write<T>(&self, job: impl FnOnce(Pending<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(job(reply))
+            .send(job(Pending::new(reply)))
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?

@@ -1,7 +1,7 @@
 //! The writes that add deliveries: the receive path's (a webhook and its deliveries, unless
 //! its (source, dedupe id) is already stored) and `replay --retranslate`'s (a stored
 //! webhook's new deliveries). The writer thread ([`super::writer`]) runs them, batched with
-//! every other write waiting, each under a savepoint of its own.
+//! every other write waiting, in one transaction in which a failing one leaves nothing.
 
 use rusqlite::{Connection, OptionalExtension, params};
 

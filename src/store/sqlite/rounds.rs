@@ -1,6 +1,7 @@
 //! The delivery workers' writes: claiming a round's deliveries and recording its attempts.
 //! The writer thread ([`super::writer`]) runs them, batched with every other write waiting
-//! (the receive path's webhooks included), each under a savepoint of its own.
+//! (the receive path's webhooks included), in one transaction in which a failing one leaves
+//! nothing.
 
 use rusqlite::{Connection, params};
 

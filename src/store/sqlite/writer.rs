@@ -1,7 +1,8 @@
 //! Group commit of every write that adds or moves deliveries: one thread, with its own
 //! rusqlite connection, takes all the writes waiting (webhooks from the receive path, claims
-//! and attempt records from the delivery workers, re-translated deliveries from `replay`) and runs them in one `BEGIN IMMEDIATE … COMMIT`, each under a savepoint
-//! of its own, so that they share one fsync and a failing one does not fail the others.
+//! and attempt records from the delivery workers, re-translated deliveries from `replay`)
+//! and runs them in one `BEGIN IMMEDIATE … COMMIT`, so that they share one fsync; a failing
+//! one does not fail the others (see [`write_batch`]).
 //! Nobody is answered before the commit that holds their write has returned.
 //!
 //! One writer for both sides, not one each: with two, every claim and every record was a
@@ -28,18 +29,22 @@ const MAX_BATCH: usize = 256;
 /// Where the outcome of a write goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// A write for the writer thread.
+/// A write for the writer thread, with where its outcome goes.
 pub(super) enum Job {
     /// A webhook and its deliveries ([`accept::insert_webhook`]).
-    Accept(NewWebhook, Reply<Accepted>),
+    Accept(NewWebhook, Pending<Accepted>),
     /// A delivery worker's round ([`rounds::claim`]).
-    Claim(Claim, Reply<Vec<ClaimedDelivery>>),
+    Claim(Claim, Pending<Vec<ClaimedDelivery>>),
     /// A round's attempts ([`rounds::record`]).
-    Record(Vec<(Vec<i64>, Attempt)>, Reply<()>),
+    Record(Vec<(Vec<i64>, Attempt)>, Pending<()>),
     /// A full round's attempts, then the next round's claim.
-    RecordAndClaim(Vec<(Vec<i64>, Attempt)>, Claim, Reply<Vec<ClaimedDelivery>>),
+    RecordAndClaim(
+        Vec<(Vec<i64>, Attempt)>,
+        Claim,
+        Pending<Vec<ClaimedDelivery>>,
+    ),
     /// A re-translated webhook's deliveries ([`accept::replace_deliveries`]).
-    Replace(accept::Replace, Reply<(u64, u64)>),
+    Replace(accept::Replace, Pending<(u64, u64)>),
 }
 
 pub(super) struct Claim {
@@ -50,7 +55,7 @@ pub(super) struct Claim {
 }
 
 impl Claim {
-    fn run(self, conn: &Connection) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    fn run(&self, conn: &Connection) -> Result<Vec<ClaimedDelivery>, StoreError> {
         rounds::claim(
             conn,
             &self.destination,
@@ -61,30 +66,54 @@ impl Claim {
     }
 }
 
-/// A write done (or refused) inside the batch's transaction, answered once it commits.
-enum Answer {
-    Accept(Reply<Accepted>, Result<Accepted, StoreError>),
-    Claim(
-        Reply<Vec<ClaimedDelivery>>,
-        Result<Vec<ClaimedDelivery>, StoreError>,
-    ),
-    Record(Reply<()>, Result<(), StoreError>),
-    Replace(Reply<(u64, u64)>, Result<(u64, u64), StoreError>),
+/// A job's outcome inside the batch's transaction, kept until the batch commits (or not),
+/// and who is waiting for it.
+pub(super) struct Pending<T> {
+    reply: Reply<T>,
+    /// `None` until the job has run in the transaction that is committed.
+    result: Option<Result<T, StoreError>>,
+}
+
+impl<T> Pending<T> {
+    pub(super) fn new(reply: Reply<T>) -> Self {
+        Pending {
+            reply,
+            result: None,
+        }
+    }
+
+    /// Keeps `result`; whether it is a success.
+    fn set(&mut self, result: Result<T, StoreError>) -> bool {
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    /// Sends the outcome, or the commit's failure when the batch did not commit. The caller
+    /// may have gone (a client that disconnected): its webhook is stored anyway, and the
+    /// shop's retry is answered as a duplicate.
+    fn send(self, committed: &Result<(), Arc<rusqlite::Error>>) {
+        let result = match committed {
+            Ok(()) => self.result.unwrap_or(Err(StoreError::WriterStopped)),
+            Err(error) => Err(StoreError::Batch(error.clone())),
+        };
+        let _ = self.reply.send(result);
+    }
 }
 
 impl Job {
-    /// Runs the write on `conn` (a savepoint of the batch's transaction).
-    fn run(self, conn: &Connection) -> Answer {
+    /// Runs the write on `conn`, inside the batch's transaction, and keeps its outcome;
+    /// whether it succeeded. It runs again when its first transaction is rolled back, and
+    /// the outcome of the run that commits is the one sent.
+    fn run(&mut self, conn: &Connection) -> bool {
         match self {
-            Job::Accept(webhook, reply) => {
-                Answer::Accept(reply, accept::insert_webhook(conn, &webhook))
-            }
-            Job::Claim(claim, reply) => Answer::Claim(reply, claim.run(conn)),
-            Job::Record(attempts, reply) => Answer::Record(reply, rounds::record(conn, &attempts)),
-            Job::RecordAndClaim(attempts, claim, reply) => {
+            Job::Accept(webhook, pending) => pending.set(accept::insert_webhook(conn, webhook)),
+            Job::Claim(claim, pending) => pending.set(claim.run(conn)),
+            Job::Record(attempts, pending) => pending.set(rounds::record(conn, attempts)),
+            Job::RecordAndClaim(attempts, claim, pending) => {
                 // A claim that fails claims nothing (its own savepoint goes) and the record
                 // stands: the worker's next round claims again.
-                let claimed = rounds::record(conn, &attempts).and_then(|()| {
+                let claimed = rounds::record(conn, attempts).and_then(|()| {
                     CLAIM_AHEAD.begin(conn)?;
                     let claimed = claim.run(conn);
                     CLAIM_AHEAD.end(conn, claimed.is_ok())?;
@@ -93,24 +122,22 @@ impl Job {
                         Vec::new()
                     }))
                 });
-                Answer::Claim(reply, claimed)
+                pending.set(claimed)
             }
-            Job::Replace(replace, reply) => {
-                Answer::Replace(reply, accept::replace_deliveries(conn, &replace))
+            Job::Replace(replace, pending) => {
+                pending.set(accept::replace_deliveries(conn, replace))
             }
         }
     }
 
-    /// Not run: the batch failed before it (and its failure is what is answered).
-    fn not_run(self) -> Answer {
+    /// Answers whoever waits for the job (see [`Pending::send`]); a job that did not run
+    /// in the committed transaction is answered with an error.
+    fn send(self, committed: &Result<(), Arc<rusqlite::Error>>) {
         match self {
-            Job::Accept(_, reply) => Answer::Accept(reply, Err(StoreError::WriterStopped)),
-            Job::Claim(_, reply) => Answer::Claim(reply, Err(StoreError::WriterStopped)),
-            Job::Record(_, reply) => Answer::Record(reply, Err(StoreError::WriterStopped)),
-            Job::RecordAndClaim(_, _, reply) => {
-                Answer::Claim(reply, Err(StoreError::WriterStopped))
-            }
-            Job::Replace(_, reply) => Answer::Replace(reply, Err(StoreError::WriterStopped)),
+            Job::Accept(_, pending) => pending.send(committed),
+            Job::Claim(_, pending) | Job::RecordAndClaim(_, _, pending) => pending.send(committed),
+            Job::Record(_, pending) => pending.send(committed),
+            Job::Replace(_, pending) => pending.send(committed),
         }
     }
 
@@ -129,40 +156,6 @@ impl Job {
             Job::Claim(..) => 1,
             Job::Record(..) | Job::RecordAndClaim(..) => 2,
             Job::Replace(..) => 3,
-        }
-    }
-}
-
-impl Answer {
-    fn is_ok(&self) -> bool {
-        match self {
-            Answer::Accept(_, result) => result.is_ok(),
-            Answer::Claim(_, result) => result.is_ok(),
-            Answer::Record(_, result) => result.is_ok(),
-            Answer::Replace(_, result) => result.is_ok(),
-        }
-    }
-
-    /// Sends the outcome, or the commit's failure when the batch did not commit. The caller
-    /// may have gone (a client that disconnected): its webhook is stored anyway, and the
-    /// shop's retry is answered as a duplicate.
-    fn send(self, committed: &Result<(), Arc<rusqlite::Error>>) {
-        fn send<T>(
-            reply: Reply<T>,
-            result: Result<T, StoreError>,
-            committed: &Result<(), Arc<rusqlite::Error>>,
-        ) {
-            let result = match committed {
-                Ok(()) => result,
-                Err(error) => Err(StoreError::Batch(error.clone())),
-            };
-            let _ = reply.send(result);
-        }
-        match self {
-            Answer::Accept(reply, result) => send(reply, result, committed),
-            Answer::Claim(reply, result) => send(reply, result, committed),
-            Answer::Record(reply, result) => send(reply, result, committed),
-            Answer::Replace(reply, result) => send(reply, result, committed),
         }
     }
 }
@@ -201,23 +194,24 @@ fn run_writer(
         let _gate = gate.blocking_lock();
         let wrote = std::time::Instant::now();
         let sync = jobs.iter().any(Job::must_sync);
-        let (answers, committed) = write_batch(&conn, jobs.drain(..), sync, &mut synchronous);
+        let batch = write_batch(&conn, &mut jobs, sync, &mut synchronous);
         tracing::debug!(
             webhooks = kinds[0],
             claims = kinds[1],
             records = kinds[2],
             replacements = kinds[3],
             sync,
+            retried = batch.retried,
             gate_wait_us = (wrote - waited).as_micros() as u64,
             write_us = wrote.elapsed().as_micros() as u64,
             "group commit"
         );
         drop(_gate);
-        if committed.is_ok() && answers.iter().any(Answer::is_ok) {
+        if batch.committed.is_ok() && batch.succeeded > 0 {
             commits.fetch_add(1, Ordering::Relaxed);
         }
-        for answer in answers {
-            answer.send(&committed);
+        for job in jobs.drain(..) {
+            job.send(&batch.committed);
         }
     }
 }
@@ -266,11 +260,32 @@ impl Savepoint {
     }
 }
 
-/// Runs the jobs in one transaction, each under its own savepoint: a job that fails leaves
-/// no row behind and the others stand. Returns one answer per job and whether the
-/// transaction committed. Without `sync` (a batch of claims only, see [`Job::must_sync`])
-/// the commit does not wait for the WAL's fsync: under load, a claim alone was a third of
-/// the writer's commits, each waiting half a millisecond for the disk.
+/// How a batch went.
+struct Batch {
+    /// Whether its transaction committed; the jobs' own outcomes stand only if it did.
+    committed: Result<(), Arc<rusqlite::Error>>,
+    /// How many of its jobs succeeded.
+    succeeded: usize,
+    /// Whether a job failed on the first run, so that the batch ran again, each job under a
+    /// savepoint of its own.
+    retried: bool,
+}
+
+/// Runs the jobs in one transaction, in which a job that fails leaves no row behind and the
+/// others stand. Each job's outcome is kept in it, to be sent once the batch is over.
+///
+/// They run first one after the other, as one transaction. If one fails, that transaction is
+/// rolled back and the batch runs again, each job under a savepoint of its own, which the
+/// failing one is rolled back to. Jobs are only writes to the database, so running one twice
+/// does nothing twice. Not every job under a savepoint at once: SQLite copies every page a
+/// job changes into the savepoint's journal before changing it, and with the savepoints'
+/// own statements that was about a tenth of the writer's time in the closed loop (`perf`),
+/// for failures that do not happen (a duplicate is an insert that does nothing, not one
+/// that fails).
+///
+/// Without `sync` (a batch of claims only, see [`Job::must_sync`]) the commit does not wait
+/// for the WAL's fsync: under load, a claim alone was a third of the writer's commits, each
+/// waiting half a millisecond for the disk.
 ///
 /// `synchronous` is the mode the connection is known to be in (true: FULL); the batch sets
 /// its own first unless the connection is known to be in it already, and a batch that cannot
@@ -279,11 +294,12 @@ impl Savepoint {
 /// set on every batch, it was a few percent of the writer's time.)
 fn write_batch(
     conn: &Connection,
-    mut jobs: impl Iterator<Item = Job>,
+    jobs: &mut [Job],
     sync: bool,
     synchronous: &mut Option<bool>,
-) -> (Vec<Answer>, Result<(), Arc<rusqlite::Error>>) {
-    let mut answers = Vec::with_capacity(jobs.size_hint().0);
+) -> Batch {
+    let mut succeeded = 0;
+    let mut retried = false;
     let committed = (|| {
         if *synchronous != Some(sync) {
             *synchronous = None;
@@ -291,33 +307,47 @@ fn write_batch(
             *synchronous = Some(sync);
         }
         run_cached(conn, "BEGIN IMMEDIATE")?;
-        for job in jobs.by_ref() {
-            if let Err(error) = JOB.begin(conn) {
-                answers.push(job.not_run());
-                return Err(error);
-            }
-            let answer = job.run(conn);
-            // A job that failed leaves nothing.
-            let ended = JOB.end(conn, answer.is_ok());
-            answers.push(answer);
-            ended?;
+        if jobs.iter_mut().all(|job| job.run(conn)) {
+            succeeded = jobs.len();
+            return run_cached(conn, "COMMIT");
+        }
+        retried = true;
+        rollback(conn)?;
+        run_cached(conn, "BEGIN IMMEDIATE")?;
+        for job in jobs.iter_mut() {
+            JOB.begin(conn)?;
+            let ok = job.run(conn);
+            JOB.end(conn, ok)?;
+            succeeded += usize::from(ok);
         }
         run_cached(conn, "COMMIT")
     })();
-    if committed.is_err() && !conn.is_autocommit() {
+    if committed.is_err() {
         // Nothing of a batch that did not commit stays; the connection is ready for the next.
-        if let Err(error) = run_cached(conn, "ROLLBACK") {
+        if let Err(error) = rollback(conn) {
             tracing::error!(%error, "cannot roll back a failed batch");
         }
     }
-    answers.extend(jobs.map(Job::not_run));
-    (answers, committed.map_err(Arc::new))
+    Batch {
+        committed: committed.map_err(Arc::new),
+        succeeded,
+        retried,
+    }
+}
+
+/// Rolls back the open transaction, if one is (SQLite rolls back by itself after some
+/// errors).
+fn rollback(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.is_autocommit() {
+        return Ok(());
+    }
+    run_cached(conn, "ROLLBACK")
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::accept::tests::{store, webhook};
-    use super::{Claim, Job, write_batch};
+    use super::{Batch, Claim, Job, Pending, write_batch};
     use crate::store::{Accepted, Attempt, Recorded, Store};
 
     /// An attempt that delivered.
@@ -330,6 +360,18 @@ mod tests {
                 conversion_id: None,
             },
         }
+    }
+
+    /// Runs the jobs as the writer thread does, and answers them.
+    fn run_batch(
+        conn: &rusqlite::Connection,
+        mut jobs: Vec<Job>,
+        sync: bool,
+        mode: &mut Option<bool>,
+    ) -> Batch {
+        let batch = write_batch(conn, &mut jobs, sync, mode);
+        jobs.into_iter().for_each(|job| job.send(&batch.committed));
+        batch
     }
 
     /// The `synchronous` setting the connection was left in (2 FULL, 1 NORMAL).
@@ -346,7 +388,7 @@ mod tests {
         let mut mode = None;
         let accept = |id: &str| {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            (Job::Accept(webhook("s", id), reply), answer)
+            (Job::Accept(webhook("s", id), Pending::new(reply)), answer)
         };
         let claim = || {
             let (reply, answer) = tokio::sync::oneshot::channel();
@@ -356,32 +398,126 @@ mod tests {
                 now_ms: 10,
                 lease_ms: 60_000,
             };
-            (Job::Claim(claim, reply), answer)
+            (Job::Claim(claim, Pending::new(reply)), answer)
         };
         let record = || {
             let (reply, _) = tokio::sync::oneshot::channel();
-            Job::Record(Vec::new(), reply)
+            Job::Record(Vec::new(), Pending::new(reply))
         };
         assert!(accept("x").0.must_sync() && record().must_sync());
         assert!(!claim().0.must_sync());
 
         let (job, mut stored) = accept("a");
-        let (answers, committed) = write_batch(&conn, [job].into_iter(), true, &mut mode);
-        answers.into_iter().for_each(|a| a.send(&committed));
+        run_batch(&conn, vec![job], true, &mut mode);
         assert!(matches!(stored.try_recv(), Ok(Ok(Accepted::Stored { .. }))));
         assert_eq!(synchronous(&conn), 2, "a webhook is committed synced");
 
         let (job, mut claimed) = claim();
-        let (answers, committed) = write_batch(&conn, [job].into_iter(), false, &mut mode);
-        answers.into_iter().for_each(|a| a.send(&committed));
+        run_batch(&conn, vec![job], false, &mut mode);
         assert_eq!(claimed.try_recv().unwrap().unwrap().len(), 1);
         assert_eq!(synchronous(&conn), 1, "a claim alone is not waited for");
 
         let (job, mut stored) = accept("b");
-        let (answers, committed) = write_batch(&conn, [job].into_iter(), true, &mut mode);
-        answers.into_iter().for_each(|a| a.send(&committed));
+        run_batch(&conn, vec![job], true, &mut mode);
         assert!(matches!(stored.try_recv(), Ok(Ok(Accepted::Stored { .. }))));
         assert_eq!(synchronous(&conn), 2, "the next webhook is synced again");
+    }
+
+    #[tokio::test]
+    async fn a_batch_runs_again_under_savepoints_only_when_a_job_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store(&dir).await);
+        let conn = super::super::open_writer_connection(&dir.path().join("s.db")).unwrap();
+        let mut mode = None;
+        let accept = |id: &str| {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            (Job::Accept(webhook("s", id), Pending::new(reply)), answer)
+        };
+        let stored_id = |id: &str| -> i64 {
+            conn.query_row("SELECT id FROM webhooks WHERE dedupe_id = ?", [id], |row| {
+                row.get(0)
+            })
+            .unwrap()
+        };
+
+        let ((a, mut a_answer), (b, mut b_answer)) = (accept("a"), accept("b"));
+        let batch = run_batch(&conn, vec![a, b], true, &mut mode);
+        assert!(batch.committed.is_ok() && !batch.retried && batch.succeeded == 2);
+        let Ok(Ok(Accepted::Stored {
+            webhook_id: a_id, ..
+        })) = a_answer.try_recv()
+        else {
+            panic!("a is stored");
+        };
+        assert!(matches!(
+            b_answer.try_recv(),
+            Ok(Ok(Accepted::Stored { .. }))
+        ));
+
+        // d's delivery is refused after its webhook row is written.
+        conn.execute_batch(
+            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries WHEN NEW.key = 'd' \
+             BEGIN SELECT RAISE(ABORT, 'delivery refused by the test'); END",
+        )
+        .unwrap();
+        let (c, mut c_answer) = accept("c");
+        let (claim_reply, mut claimed) = tokio::sync::oneshot::channel();
+        let claim = Claim {
+            destination: "legion".into(),
+            limit: 10,
+            now_ms: i64::MAX / 2,
+            lease_ms: 60_000,
+        };
+        let claim = Job::Claim(claim, Pending::new(claim_reply));
+        let (d, mut d_answer) = accept("d");
+        let (e, mut e_answer) = accept("e");
+        let (again, mut again_answer) = accept("a");
+        let batch = run_batch(&conn, vec![c, claim, d, e, again], true, &mut mode);
+        assert!(batch.committed.is_ok());
+        assert!(batch.retried, "d failed, so the batch ran again");
+        assert_eq!(batch.succeeded, 4);
+
+        let error = d_answer.try_recv().unwrap().unwrap_err().to_string();
+        assert!(error.contains("delivery refused by the test"), "{error}");
+        // The others are answered with what the committed run wrote.
+        for (id, answer) in [("c", &mut c_answer), ("e", &mut e_answer)] {
+            let Ok(Ok(Accepted::Stored {
+                webhook_id,
+                deliveries: 1,
+            })) = answer.try_recv()
+            else {
+                panic!("{id} is stored");
+            };
+            assert_eq!(webhook_id, stored_id(id), "{id}");
+        }
+        assert_eq!(
+            again_answer.try_recv().unwrap().unwrap(),
+            Accepted::Duplicate { webhook_id: a_id }
+        );
+        let claimed: Vec<i64> = claimed
+            .try_recv()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        let in_flight: Vec<i64> = conn
+            .prepare("SELECT id FROM deliveries WHERE status = 'in_flight' ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(claimed, in_flight, "a, b and c's deliveries, once");
+        assert_eq!(claimed.len(), 3);
+        let webhooks: Vec<String> = conn
+            .prepare("SELECT dedupe_id FROM webhooks ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(webhooks, ["a", "b", "c", "e"], "no row of d");
     }
 
     #[tokio::test]
@@ -395,23 +531,21 @@ mod tests {
             .unwrap();
         let accept = |id: &str| {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            (Job::Accept(webhook("s", id), reply), answer)
+            (Job::Accept(webhook("s", id), Pending::new(reply)), answer)
         };
         // Another process (the CLI beside `serve`) holds the write lock.
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let ((a, mut a_answer), (b, mut b_answer)) = (accept("a"), accept("b"));
-        let (answers, committed) = write_batch(&conn, [a, b].into_iter(), true, &mut mode);
-        assert!(committed.is_err());
-        answers.into_iter().for_each(|a| a.send(&committed));
+        let batch = run_batch(&conn, vec![a, b], true, &mut mode);
+        assert!(batch.committed.is_err());
         assert!(a_answer.try_recv().unwrap().is_err());
         assert!(b_answer.try_recv().unwrap().is_err());
         assert!(conn.is_autocommit(), "no transaction left open");
         other.execute_batch("ROLLBACK").unwrap();
 
         let (c, mut c_answer) = accept("c");
-        let (answers, committed) = write_batch(&conn, [c].into_iter(), true, &mut mode);
-        answers.into_iter().for_each(|a| a.send(&committed));
+        run_batch(&conn, vec![c], true, &mut mode);
         assert!(matches!(
             c_answer.try_recv(),
             Ok(Ok(Accepted::Stored { .. }))
