@@ -7,10 +7,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{Accepted, NewDelivery, NewWebhook, StoreError};
 
+/// Without `RETURNING`: SQLite runs a statement with `RETURNING` as one with a trigger, under
+/// a statement journal of its own, into which it copied every page the insert changed
+/// (about 3 % of the writer's time in the closed loop, `perf`); the new row's id is the
+/// connection's last inserted rowid instead.
 const INSERT_WEBHOOK: &str = "INSERT INTO webhooks \
      (source, platform, topic, dedupe_id, headers, body, status, error, received_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (source, dedupe_id) DO NOTHING RETURNING id";
+     ON CONFLICT (source, dedupe_id) DO NOTHING";
 const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
      (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
       needs_key, status, next_attempt_at, created_at, updated_at) \
@@ -25,29 +29,24 @@ pub(super) fn insert_webhook(
     webhook: &NewWebhook,
 ) -> Result<Accepted, StoreError> {
     let headers = serde_json::to_string(&webhook.headers).expect("a string map serialises");
-    let inserted: Option<i64> = conn
-        .prepare_cached(INSERT_WEBHOOK)?
-        .query_row(
-            params![
-                webhook.source,
-                webhook.platform,
-                webhook.topic,
-                webhook.dedupe_id,
-                headers,
-                webhook.body,
-                webhook_status(&webhook.translation_error),
-                webhook.translation_error,
-                webhook.received_at_ms,
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    let Some(webhook_id) = inserted else {
+    let inserted = conn.prepare_cached(INSERT_WEBHOOK)?.execute(params![
+        webhook.source,
+        webhook.platform,
+        webhook.topic,
+        webhook.dedupe_id,
+        headers,
+        webhook.body,
+        webhook_status(&webhook.translation_error),
+        webhook.translation_error,
+        webhook.received_at_ms,
+    ])?;
+    if inserted == 0 {
         let webhook_id = conn
             .prepare_cached(STORED_ID)?
             .query_row(params![webhook.source, webhook.dedupe_id], |row| row.get(0))?;
         return Ok(Accepted::Duplicate { webhook_id });
-    };
+    }
+    let webhook_id = conn.last_insert_rowid();
     let mut deliveries = 0;
     for delivery in &webhook.deliveries {
         deliveries += insert_delivery(conn, webhook_id, delivery, webhook.received_at_ms)?;
