@@ -12,6 +12,7 @@
 //! key of a 5 KB Haravan order, most of it passing over keys and values nobody reads;
 //! here a byte loop passes over them.
 
+use bytes::Bytes;
 use jaq_json::{Num, Val};
 
 use super::demand::Demand;
@@ -23,7 +24,13 @@ const MAX_DEPTH: usize = 100;
 /// The value of JSON `bytes` with only what `demand` reads built; `None` when the body is
 /// not JSON or is beyond this reader (see the module's doc).
 pub(super) fn parse(bytes: &[u8], demand: &Demand) -> Option<Val> {
-    let mut reader = Reader::new(bytes);
+    // One copy of the body, which every string built is a slice of: a string then costs no
+    // allocation of its own bytes nor copy of them, and cloning it later (the evaluator clones
+    // the values it passes on) only counts a reference, where a string made from its own
+    // `Vec` was given a shared header on its first clone.
+    let body = Bytes::copy_from_slice(bytes);
+    let mut reader = Reader::new(&body);
+    reader.body = Some(&body);
     let first = reader.next_token()?;
     let value = reader.value(first, Want::of(demand), 0)?;
     reader.at_end().then_some(value)
@@ -124,6 +131,8 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
 
 struct Reader<'a> {
     bytes: &'a [u8],
+    /// `bytes` as shared bytes, when the strings built are slices of them.
+    body: Option<&'a Bytes>,
     at: usize,
     /// The closing brackets of the containers being skipped (reused between skips).
     closers: Vec<u8>,
@@ -133,6 +142,7 @@ impl<'a> Reader<'a> {
     fn new(bytes: &'a [u8]) -> Self {
         Reader {
             bytes,
+            body: None,
             at: 0,
             closers: Vec::new(),
         }
@@ -195,13 +205,12 @@ impl<'a> Reader<'a> {
             b'[' if depth < MAX_DEPTH => self.array(want, depth),
             b'"' => {
                 let (raw, escaped) = self.string()?;
-                let bytes = if escaped {
-                    unescape(raw)?
-                } else {
-                    raw.to_vec()
-                };
-                std::str::from_utf8(&bytes).ok()?;
-                Some(Val::utf8_str(bytes))
+                if escaped {
+                    let bytes = unescape(raw)?;
+                    std::str::from_utf8(&bytes).ok()?;
+                    return Some(Val::utf8_str(bytes));
+                }
+                self.text(raw)
             }
             b'-' | b'0'..=b'9' => self.number(first),
             b't' => self.literal(b"rue", Val::Bool(true)),
@@ -217,8 +226,7 @@ impl<'a> Reader<'a> {
             match want.field(key) {
                 Some(field) => {
                     let value = reader.value(first, field, depth + 1)?;
-                    let key = std::str::from_utf8(key).ok()?;
-                    object.insert(Val::utf8_str(key.as_bytes().to_vec()), value);
+                    object.insert(reader.text(key)?, value);
                 }
                 None => reader.skip(first)?,
             }
@@ -247,6 +255,16 @@ impl<'a> Reader<'a> {
                 _ => return None,
             }
         }
+    }
+
+    /// A string without escapes, `raw` a part of `bytes` between quotes: `None` if it is
+    /// not UTF-8.
+    fn text(&self, raw: &'a [u8]) -> Option<Val> {
+        std::str::from_utf8(raw).ok()?;
+        Some(match self.body {
+            Some(body) => Val::utf8_str(body.slice_ref(raw)),
+            None => Val::utf8_str(raw.to_vec()),
+        })
     }
 
     /// After the opening quote: the string's bytes as written, up to the closing quote
