@@ -347,8 +347,11 @@ fn rollback(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::accept::tests::{store, webhook};
+    use rusqlite::Connection;
+    use tokio::sync::oneshot;
+
     use super::{Batch, Claim, Job, Pending, write_batch};
-    use crate::store::{Accepted, Attempt, Recorded, Store};
+    use crate::store::{Accepted, Attempt, ClaimedDelivery, Recorded, Store, StoreError};
 
     /// An attempt that delivered.
     fn delivered() -> Attempt {
@@ -374,6 +377,47 @@ mod tests {
         batch
     }
 
+    /// A new store's database file, and a connection to it set up as the writer's.
+    async fn writer_connection(dir: &tempfile::TempDir) -> (std::path::PathBuf, Connection) {
+        drop(store(dir).await);
+        let path = dir.path().join("s.db");
+        let conn = super::super::open_writer_connection(&path).unwrap();
+        (path, conn)
+    }
+
+    /// A webhook's job (source `s`, dedupe id and delivery key `id`), and its answer's end.
+    fn accept(id: &str) -> (Job, oneshot::Receiver<Result<Accepted, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        (Job::Accept(webhook("s", id), Pending::new(reply)), answer)
+    }
+
+    /// A job claiming up to 10 Legion deliveries due at `now_ms`, and its answer's end.
+    fn claim(
+        now_ms: i64,
+    ) -> (
+        Job,
+        oneshot::Receiver<Result<Vec<ClaimedDelivery>, StoreError>>,
+    ) {
+        let (reply, answer) = oneshot::channel();
+        let claim = Claim {
+            destination: "legion".into(),
+            limit: 10,
+            now_ms,
+            lease_ms: 60_000,
+        };
+        (Job::Claim(claim, Pending::new(reply)), answer)
+    }
+
+    /// The first column of every row `sql` selects.
+    fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     /// The `synchronous` setting the connection was left in (2 FULL, 1 NORMAL).
     fn synchronous(conn: &rusqlite::Connection) -> i64 {
         conn.query_row("PRAGMA synchronous", [], |row| row.get(0))
@@ -383,36 +427,21 @@ mod tests {
     #[tokio::test]
     async fn only_a_batch_of_claims_commits_without_waiting_for_the_disk() {
         let dir = tempfile::tempdir().unwrap();
-        drop(store(&dir).await);
-        let conn = super::super::open_writer_connection(&dir.path().join("s.db")).unwrap();
+        let (_, conn) = writer_connection(&dir).await;
         let mut mode = None;
-        let accept = |id: &str| {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            (Job::Accept(webhook("s", id), Pending::new(reply)), answer)
-        };
-        let claim = || {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let claim = Claim {
-                destination: "legion".into(),
-                limit: 10,
-                now_ms: 10,
-                lease_ms: 60_000,
-            };
-            (Job::Claim(claim, Pending::new(reply)), answer)
-        };
         let record = || {
-            let (reply, _) = tokio::sync::oneshot::channel();
+            let (reply, _) = oneshot::channel();
             Job::Record(Vec::new(), Pending::new(reply))
         };
         assert!(accept("x").0.must_sync() && record().must_sync());
-        assert!(!claim().0.must_sync());
+        assert!(!claim(10).0.must_sync());
 
         let (job, mut stored) = accept("a");
         run_batch(&conn, vec![job], true, &mut mode);
         assert!(matches!(stored.try_recv(), Ok(Ok(Accepted::Stored { .. }))));
         assert_eq!(synchronous(&conn), 2, "a webhook is committed synced");
 
-        let (job, mut claimed) = claim();
+        let (job, mut claimed) = claim(10);
         run_batch(&conn, vec![job], false, &mut mode);
         assert_eq!(claimed.try_recv().unwrap().unwrap().len(), 1);
         assert_eq!(synchronous(&conn), 1, "a claim alone is not waited for");
@@ -426,13 +455,8 @@ mod tests {
     #[tokio::test]
     async fn a_batch_runs_again_under_savepoints_only_when_a_job_fails() {
         let dir = tempfile::tempdir().unwrap();
-        drop(store(&dir).await);
-        let conn = super::super::open_writer_connection(&dir.path().join("s.db")).unwrap();
+        let (_, conn) = writer_connection(&dir).await;
         let mut mode = None;
-        let accept = |id: &str| {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            (Job::Accept(webhook("s", id), Pending::new(reply)), answer)
-        };
         let stored_id = |id: &str| -> i64 {
             conn.query_row("SELECT id FROM webhooks WHERE dedupe_id = ?", [id], |row| {
                 row.get(0)
@@ -461,14 +485,7 @@ mod tests {
         )
         .unwrap();
         let (c, mut c_answer) = accept("c");
-        let (claim_reply, mut claimed) = tokio::sync::oneshot::channel();
-        let claim = Claim {
-            destination: "legion".into(),
-            limit: 10,
-            now_ms: i64::MAX / 2,
-            lease_ms: 60_000,
-        };
-        let claim = Job::Claim(claim, Pending::new(claim_reply));
+        let (claim, mut claimed) = claim(i64::MAX / 2);
         let (d, mut d_answer) = accept("d");
         let (e, mut e_answer) = accept("e");
         let (again, mut again_answer) = accept("a");
@@ -501,38 +518,23 @@ mod tests {
             .iter()
             .map(|d| d.id)
             .collect();
-        let in_flight: Vec<i64> = conn
-            .prepare("SELECT id FROM deliveries WHERE status = 'in_flight' ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let in_flight: Vec<i64> = column(
+            &conn,
+            "SELECT id FROM deliveries WHERE status = 'in_flight' ORDER BY id",
+        );
         assert_eq!(claimed, in_flight, "a, b and c's deliveries, once");
         assert_eq!(claimed.len(), 3);
-        let webhooks: Vec<String> = conn
-            .prepare("SELECT dedupe_id FROM webhooks ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let webhooks: Vec<String> = column(&conn, "SELECT dedupe_id FROM webhooks ORDER BY id");
         assert_eq!(webhooks, ["a", "b", "c", "e"], "no row of d");
     }
 
     #[tokio::test]
     async fn a_batch_that_cannot_begin_answers_every_job_and_the_next_batch_commits() {
         let dir = tempfile::tempdir().unwrap();
-        drop(store(&dir).await);
-        let path = dir.path().join("s.db");
-        let conn = super::super::open_writer_connection(&path).unwrap();
+        let (path, conn) = writer_connection(&dir).await;
         let mut mode = None;
         conn.busy_timeout(std::time::Duration::from_millis(10))
             .unwrap();
-        let accept = |id: &str| {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            (Job::Accept(webhook("s", id), Pending::new(reply)), answer)
-        };
         // Another process (the CLI beside `serve`) holds the write lock.
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
