@@ -55,10 +55,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// fsynced; the writer sets it before each batch, and `NORMAL` for a batch of claims only),
 /// foreign keys on, the same busy timeout. WAL mode is the file's, set by the pool.
 ///
-/// `temp_store = MEMORY`: each job of a group commit runs under its own savepoint, and
-/// SQLite copies every page a savepoint changes into a sub-journal first. In a temporary
-/// file, that was a `pwrite` per page and about a fifth of the writer thread's time under
-/// load; in memory it is a copy. It holds one transaction's pages at most.
+/// `temp_store = MEMORY`: SQLite copies every page changed under a savepoint or a statement
+/// journal into a sub-journal first (a batch run again after a failing job runs each job
+/// under a savepoint; a statement that may write several rows and then fail, such as a claim
+/// or a record, runs under a statement journal). In a temporary file, that was a `pwrite` per
+/// page and about a fifth of the writer thread's time under load, when every job had its own
+/// savepoint; in memory it is a copy. It holds one transaction's pages at most.
 ///
 /// Query planner stability (`SQLITE_DBCONFIG_ENABLE_QPSG`): a statement is planned once,
 /// whatever values are bound to it. Without it, SQLite compiled as it is here (with STAT4)
