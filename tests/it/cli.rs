@@ -226,6 +226,21 @@ async fn serve_runs_on_the_embedded_defaults() {
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "source_not_configured");
+    // The refusal's log line reaches stderr while the server runs: the log thread writes its
+    // buffer whenever no more lines are waiting, not when it is full or at the stop.
+    let refused = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the refusal is logged while the server runs");
+        if line.contains("webhook refused") {
+            break line;
+        }
+    };
+    assert!(
+        refused.contains("code=\"source_not_configured\""),
+        "{refused}"
+    );
+    assert!(refused.contains("source=\"shopify\""), "{refused}");
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
