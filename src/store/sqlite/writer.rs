@@ -70,7 +70,8 @@ impl Claim {
 /// and who is waiting for it.
 pub(super) struct Pending<T> {
     reply: Reply<T>,
-    /// `None` until the job has run in the transaction that is committed.
+    /// The outcome of the job's last run (`None` before it runs): when the batch commits,
+    /// the run in the committed transaction.
     result: Option<Result<T, StoreError>>,
 }
 
