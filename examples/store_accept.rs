@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use storehook::fixture::Fixture;
 use storehook::store::{NewDelivery, NewWebhook, SqliteStore, Store};
 
 #[global_allocator]
@@ -85,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: store_accept WEBHOOKS CONCURRENCY");
     };
     let (webhooks, concurrency): (usize, usize) = (webhooks.parse()?, concurrency.parse()?);
-    let body: Arc<[u8]> = std::fs::read(FIXTURE)?.into();
+    let body: Arc<[u8]> = Fixture::load(std::path::Path::new(FIXTURE))?.body.into();
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let store = Arc::new(SqliteStore::open(&url).await?);

@@ -52,8 +52,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A rusqlite connection to the (migrated) database at `path`, for the hot writes, set up
 /// as the pool's connections are: `synchronous = FULL` (a commit returns once the WAL is
-/// fsynced; the writer sets it before each batch, and `NORMAL` for a batch of claims only),
-/// foreign keys on, the same busy timeout. WAL mode is the file's, set by the pool.
+/// fsynced; the writer sets `NORMAL` for a batch of claims only, and `FULL` again for the
+/// next batch that is not), foreign keys on, the same busy timeout. WAL mode is the file's,
+/// set by the pool.
 ///
 /// `temp_store = MEMORY`: SQLite copies every page changed under a savepoint or a statement
 /// journal into a sub-journal first (a batch run again after a failing job runs each job

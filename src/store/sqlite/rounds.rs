@@ -125,13 +125,13 @@ fn record_attempt(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use rusqlite::StatementStatus;
 
     use super::*;
 
     /// A connection set up as the writer's, on a new database with the schema.
-    fn writer_connection(dir: &tempfile::TempDir) -> Connection {
+    pub(in crate::store::sqlite) fn writer_connection(dir: &tempfile::TempDir) -> Connection {
         let conn = super::super::open_writer_connection(&dir.path().join("claims.db")).unwrap();
         let schema = [
             include_str!("../migrations/sqlite/0001_inbox.sql"),

@@ -348,6 +348,7 @@ fn rollback(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::accept::tests::{store, webhook};
+    use super::super::rounds::tests::writer_connection;
     use rusqlite::Connection;
     use tokio::sync::oneshot;
 
@@ -376,14 +377,6 @@ mod tests {
         let batch = write_batch(conn, &mut jobs, sync, mode);
         jobs.into_iter().for_each(|job| job.send(&batch.committed));
         batch
-    }
-
-    /// A new store's database file, and a connection to it set up as the writer's.
-    async fn writer_connection(dir: &tempfile::TempDir) -> (std::path::PathBuf, Connection) {
-        drop(store(dir).await);
-        let path = dir.path().join("s.db");
-        let conn = super::super::open_writer_connection(&path).unwrap();
-        (path, conn)
     }
 
     /// A webhook's job (source `s`, dedupe id and delivery key `id`), and its answer's end.
@@ -428,7 +421,7 @@ mod tests {
     #[tokio::test]
     async fn only_a_batch_of_claims_commits_without_waiting_for_the_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, conn) = writer_connection(&dir).await;
+        let conn = writer_connection(&dir);
         let mut mode = None;
         let record = || {
             let (reply, _) = oneshot::channel();
@@ -456,7 +449,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_runs_again_under_savepoints_only_when_a_job_fails() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, conn) = writer_connection(&dir).await;
+        let conn = writer_connection(&dir);
         let mut mode = None;
         let stored_id = |id: &str| -> i64 {
             conn.query_row("SELECT id FROM webhooks WHERE dedupe_id = ?", [id], |row| {
@@ -532,12 +525,12 @@ mod tests {
     #[tokio::test]
     async fn a_batch_that_cannot_begin_answers_every_job_and_the_next_batch_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, conn) = writer_connection(&dir).await;
+        let conn = writer_connection(&dir);
         let mut mode = None;
         conn.busy_timeout(std::time::Duration::from_millis(10))
             .unwrap();
         // Another process (the CLI beside `serve`) holds the write lock.
-        let other = rusqlite::Connection::open(&path).unwrap();
+        let other = Connection::open(conn.path().unwrap()).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let ((a, mut a_answer), (b, mut b_answer)) = (accept("a"), accept("b"));
         let batch = run_batch(&conn, vec![a, b], true, &mut mode);
