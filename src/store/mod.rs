@@ -79,7 +79,9 @@ pub enum StoreError {
     Batch(Arc<rusqlite::Error>),
     #[error("cannot start the store's writer: {0}")]
     Writer(String),
-    #[error("the store's writer has stopped (the service is shutting down)")]
+    #[error(
+        "the store's writer has stopped (the service is shutting down, or a sync of the WAL failed: see the log)"
+    )]
     WriterStopped,
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -51,10 +51,10 @@ macro_rules! filter_sql {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A rusqlite connection to the (migrated) database at `path`, for the hot writes, set up
-/// as the pool's connections are: `synchronous = FULL` (a commit returns once the WAL is
-/// fsynced; the writer sets `NORMAL` for a batch of claims only, and `FULL` again for the
-/// next batch that is not), foreign keys on, the same busy timeout. WAL mode is the file's,
-/// set by the pool.
+/// as the pool's connections are (foreign keys on, the same busy timeout; WAL mode is the
+/// file's, set by the pool) but with `synchronous = NORMAL`: a commit returns once it is in
+/// the WAL, and the writer's syncer makes it durable before anyone is answered (see
+/// [`writer`]).
 ///
 /// `temp_store = MEMORY`: SQLite copies every page changed under a savepoint or a statement
 /// journal into a sub-journal first (a batch run again after a failing job runs each job
@@ -76,7 +76,7 @@ fn open_writer_connection(path: &Path) -> Result<rusqlite::Connection, StoreErro
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -158,6 +158,10 @@ impl Store for SqliteStore {
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
+        // The writer stops for good when the WAL cannot be synced (see `writer`).
+        if self.writer.is_closed() {
+            return Err(StoreError::WriterStopped);
+        }
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }

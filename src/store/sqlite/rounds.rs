@@ -130,9 +130,11 @@ pub(super) mod tests {
 
     use super::*;
 
-    /// A connection set up as the writer's, on a new database with the schema.
+    /// A connection set up as the writer's, on a new database in WAL mode (as the pool
+    /// leaves the file) with the schema.
     pub(in crate::store::sqlite) fn writer_connection(dir: &tempfile::TempDir) -> Connection {
         let conn = super::super::open_writer_connection(&dir.path().join("claims.db")).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         let schema = [
             include_str!("../migrations/sqlite/0001_inbox.sql"),
             include_str!("../migrations/sqlite/0002_deliveries.sql"),

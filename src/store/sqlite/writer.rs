@@ -1,9 +1,11 @@
 //! Group commit of every write that adds or moves deliveries: one thread, with its own
 //! rusqlite connection, takes all the writes waiting (webhooks from the receive path, claims
 //! and attempt records from the delivery workers, re-translated deliveries from `replay`)
-//! and runs them in one `BEGIN IMMEDIATE … COMMIT`, so that they share one fsync; a failing
-//! one does not fail the others (see [`write_batch`]).
-//! Nobody is answered before the commit that holds their write has returned.
+//! and runs them in one `BEGIN IMMEDIATE … COMMIT`; a failing one does not fail the others
+//! (see [`write_batch`]). A second thread, the syncer, makes the commits durable with one
+//! `fdatasync` of the WAL for all those made while the last one ran, and only then answers
+//! their writes (see [`Wal`] and [`run_syncer`]): nobody is answered before the commit that
+//! holds their write is on disk.
 //!
 //! One writer for both sides, not one each: with two, every claim and every record was a
 //! transaction of its own that the receive path's commits queued behind (the store's write
@@ -145,8 +147,9 @@ impl Job {
     /// Whether the write must be on disk before it is answered. A claim need not be: a
     /// lease lost in a crash leaves its deliveries as they were before it (pending, or
     /// leased by an earlier claim), so they are claimed again after the restart, as an
-    /// expired lease is. Any later synced commit syncs the claim too, since the WAL is
-    /// synced as a whole: a recorded attempt is never on disk without its claim.
+    /// expired lease is. Any later sync syncs the claim too, since the WAL is synced as a
+    /// whole: a recorded attempt is never on disk without its claim. A claim is still
+    /// answered only after the syncs of the batches before it (see [`run_syncer`]).
     fn must_sync(&self) -> bool {
         !matches!(self, Job::Claim(..))
     }
@@ -161,41 +164,54 @@ impl Job {
     }
 }
 
-/// Starts the writer's thread on `conn`; the thread ends when the returned sender (the
-/// store) is dropped. `commits` counts the transactions it commits; `gate` is the store's
-/// write gate, held for each batch (the sqlx side's occasional writes hold it too).
+/// Starts the writer's thread on `conn` and the syncer's beside it; both end when the
+/// returned sender (the store) is dropped. `commits` counts the transactions the writer
+/// commits; `gate` is the store's write gate, held for each batch (the sqlx side's
+/// occasional writes hold it too).
 pub(super) fn spawn_writer(
     conn: Connection,
     commits: Arc<AtomicU64>,
     gate: Arc<Mutex<()>>,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
     conn.set_prepared_statement_cache_capacity(64);
+    let mut wal = Wal::of(&conn)?;
     let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
-    std::thread::Builder::new()
-        .name("storehook-writer".into())
-        .spawn(move || run_writer(conn, receiver, &commits, &gate))
+    let (to_syncer, committed) = std::sync::mpsc::channel();
+    let thread = |name: &str| std::thread::Builder::new().name(name.into());
+    thread("storehook-syncer")
+        .spawn(move || run_syncer(|| wal.sync(), committed))
+        .map_err(|source| StoreError::Writer(source.to_string()))?;
+    thread("storehook-writer")
+        .spawn(move || run_writer(conn, receiver, to_syncer, &commits, &gate))
         .map_err(|source| StoreError::Writer(source.to_string()))?;
     Ok(sender)
+}
+
+/// A batch the writer has committed (or failed to), on its way to the syncer.
+struct Committed {
+    jobs: Vec<Job>,
+    outcome: Result<(), Arc<rusqlite::Error>>,
+    /// Whether its jobs may be answered only once the WAL is on disk ([`Job::must_sync`]).
+    sync: bool,
 }
 
 fn run_writer(
     conn: Connection,
     mut receiver: mpsc::Receiver<Job>,
+    syncer: std::sync::mpsc::Sender<Committed>,
     commits: &AtomicU64,
     gate: &Mutex<()>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    // The `synchronous` mode the connection is in (true: FULL), when known.
-    let mut synchronous = None;
-    // Whatever arrived while the previous commit was syncing forms the next batch.
+    // Whatever arrived while the previous batch was written forms the next one.
     while receiver.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
         let mut kinds = [0usize; 4];
         jobs.iter().for_each(|job| kinds[job.kind()] += 1);
         let waited = std::time::Instant::now();
         let _gate = gate.blocking_lock();
         let wrote = std::time::Instant::now();
+        let batch = write_batch(&conn, &mut jobs);
         let sync = jobs.iter().any(Job::must_sync);
-        let batch = write_batch(&conn, &mut jobs, sync, &mut synchronous);
         tracing::debug!(
             webhooks = kinds[0],
             claims = kinds[1],
@@ -211,15 +227,133 @@ fn run_writer(
         if batch.committed.is_ok() && batch.succeeded > 0 {
             commits.fetch_add(1, Ordering::Relaxed);
         }
-        for job in jobs.drain(..) {
-            job.send(&batch.committed);
+        // `jobs` keeps its capacity for the next batch; this one goes in a Vec of its size.
+        #[allow(clippy::drain_collect)]
+        let committed = Committed {
+            jobs: jobs.drain(..).collect(),
+            outcome: batch.committed,
+            sync,
+        };
+        if let Err(std::sync::mpsc::SendError(committed)) = syncer.send(committed) {
+            // The syncer stopped on a failed sync: nothing can be acknowledged any more.
+            let stopped = "storehook stopped writing after a failed sync of the WAL";
+            committed.answer(&Err(Arc::new(sync_failure(stopped.into()))));
+            break;
+        }
+    }
+}
+
+impl Committed {
+    fn answer(self, outcome: &Result<(), Arc<rusqlite::Error>>) {
+        for job in self.jobs {
+            job.send(outcome);
+        }
+    }
+}
+
+/// The database's write-ahead log, as the syncer sees it: its own handle on the file the
+/// writer's connection appends to. The connection runs with `synchronous = NORMAL`, so a
+/// commit only writes the WAL (and SQLite syncs it before each checkpoint); the syncer's
+/// `fdatasync` makes the commits before it durable, and only then are their writes answered.
+/// Meanwhile the writer runs the next batch: with `FULL`, the writer waited for the disk in
+/// every commit, and in the closed loop it was busy 92 % of the time, half of it waiting.
+struct Wal {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Wal {
+    fn of(conn: &Connection) -> Result<Self, StoreError> {
+        let db = conn
+            .path()
+            .filter(|path| !path.is_empty())
+            .ok_or_else(|| StoreError::Writer("the writer's database has no file".into()))?;
+        Ok(Wal {
+            path: format!("{db}-wal").into(),
+            file: None,
+        })
+    }
+
+    /// Writes everything appended to the WAL so far to the disk, as SQLite's own sync of a
+    /// `FULL` commit would; a failure is the error SQLite gives for one. The file is opened
+    /// at the first sync (a committed batch has created it) and kept: SQLite deletes or
+    /// replaces the WAL only when its last connection closes, and the writer's is open as
+    /// long as the syncer runs. Its directory is synced once too, since the file may be new.
+    fn sync(&mut self) -> Result<(), rusqlite::Error> {
+        self.sync_file()
+            .map_err(|error| sync_failure(format!("cannot sync {}: {error}", self.path.display())))
+    }
+
+    fn sync_file(&mut self) -> std::io::Result<()> {
+        let file = match &self.file {
+            Some(file) => file,
+            None => {
+                let file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                self.file.insert(file)
+            }
+        };
+        file.sync_data()
+    }
+}
+
+/// The error of a sync that failed (SQLite's `SQLITE_IOERR_FSYNC`).
+fn sync_failure(message: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+        Some(message),
+    )
+}
+
+/// Answers the committed batches in the order they were committed, each once the WAL is on
+/// disk if it must be: one `sync` for all the batches that arrived while the last one ran.
+/// A batch that need not be synced (claims only) still waits for the syncs of the batches
+/// before it, so that no delivery is sent for a webhook that is not yet on disk.
+///
+/// A failed sync stops the syncer, and with it the writer: after a failed `fdatasync` the
+/// kernel may have dropped the pages it could not write, and every later commit in the WAL
+/// would then be lost in a crash too (a WAL is read up to its first bad frame). The store
+/// answers every write with an error, and is not ready, until storehook is restarted.
+fn run_syncer(
+    mut sync: impl FnMut() -> Result<(), rusqlite::Error>,
+    committed: std::sync::mpsc::Receiver<Committed>,
+) {
+    let mut ready = Vec::new();
+    while let Ok(first) = committed.recv() {
+        ready.push(first);
+        ready.extend(committed.try_iter());
+        let must_sync = ready
+            .iter()
+            .any(|batch| batch.sync && batch.outcome.is_ok());
+        let synced = if must_sync {
+            sync().map_err(Arc::new)
+        } else {
+            Ok(())
+        };
+        if let Err(error) = &synced {
+            tracing::error!(
+                %error,
+                "the WAL cannot be synced: storehook stops accepting writes; restart it once the disk is fixed"
+            );
+        }
+        for batch in ready.drain(..) {
+            let outcome = match &synced {
+                Err(error) if batch.sync => Err(error.clone()),
+                _ => batch.outcome.clone(),
+            };
+            batch.answer(&outcome);
+        }
+        if synced.is_err() {
+            return;
         }
     }
 }
 
 /// Runs `sql`, a statement without rows, compiled once per connection: the batch's
 /// transaction control (`BEGIN`, `SAVEPOINT`, `RELEASE`, `COMMIT`) runs several times per
-/// commit, and through `execute_batch` each was parsed anew: with the `synchronous` pragma,
+/// commit, and through `execute_batch` each was parsed anew: with a `synchronous` pragma,
 /// about a tenth of the writer's time at 2,000 webhooks/s (`perf`).
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
@@ -284,29 +418,10 @@ struct Batch {
 /// for failures that do not happen (a duplicate is an insert that does nothing, not one
 /// that fails).
 ///
-/// Without `sync` (a batch of claims only, see [`Job::must_sync`]) the commit does not wait
-/// for the WAL's fsync: under load, a claim alone was a third of the writer's commits, each
-/// waiting half a millisecond for the disk.
-///
-/// `synchronous` is the mode the connection is known to be in (true: FULL); the batch sets
-/// its own first unless the connection is known to be in it already, and a batch that cannot
-/// set FULL fails as a whole, so no webhook is ever acknowledged from an unsynced commit.
-/// (A `PRAGMA` takes effect when it is compiled, so it is compiled anew each time it runs:
-/// set on every batch, it was a few percent of the writer's time.)
-fn write_batch(
-    conn: &Connection,
-    jobs: &mut [Job],
-    sync: bool,
-    synchronous: &mut Option<bool>,
-) -> Batch {
+fn write_batch(conn: &Connection, jobs: &mut [Job]) -> Batch {
     let mut succeeded = 0;
     let mut retried = false;
     let committed = (|| {
-        if *synchronous != Some(sync) {
-            *synchronous = None;
-            conn.pragma_update(None, "synchronous", if sync { "FULL" } else { "NORMAL" })?;
-            *synchronous = Some(sync);
-        }
         run_cached(conn, "BEGIN IMMEDIATE")?;
         if jobs.iter_mut().all(|job| job.run(conn)) {
             succeeded = jobs.len();
@@ -352,7 +467,9 @@ mod tests {
     use rusqlite::Connection;
     use tokio::sync::oneshot;
 
-    use super::{Batch, Claim, Job, Pending, write_batch};
+    use std::sync::mpsc;
+
+    use super::{Batch, Claim, Committed, Job, Pending, Wal, run_syncer, write_batch};
     use crate::store::{Accepted, Attempt, ClaimedDelivery, Recorded, Store, StoreError};
 
     /// An attempt that delivered.
@@ -368,13 +485,8 @@ mod tests {
     }
 
     /// Runs the jobs as the writer thread does, and answers them.
-    fn run_batch(
-        conn: &rusqlite::Connection,
-        mut jobs: Vec<Job>,
-        sync: bool,
-        mode: &mut Option<bool>,
-    ) -> Batch {
-        let batch = write_batch(conn, &mut jobs, sync, mode);
+    fn run_batch(conn: &rusqlite::Connection, mut jobs: Vec<Job>) -> Batch {
+        let batch = write_batch(conn, &mut jobs);
         jobs.into_iter().for_each(|job| job.send(&batch.committed));
         batch
     }
@@ -412,17 +524,31 @@ mod tests {
             .unwrap()
     }
 
-    /// The `synchronous` setting the connection was left in (2 FULL, 1 NORMAL).
-    fn synchronous(conn: &rusqlite::Connection) -> i64 {
-        conn.query_row("PRAGMA synchronous", [], |row| row.get(0))
-            .unwrap()
+    /// Runs the jobs as the writer thread does and hands them to the syncer.
+    fn commit(conn: &Connection, mut jobs: Vec<Job>, syncer: &mpsc::Sender<Committed>) {
+        let batch = write_batch(conn, &mut jobs);
+        let sync = jobs.iter().any(Job::must_sync);
+        let outcome = batch.committed;
+        syncer
+            .send(Committed {
+                jobs,
+                outcome,
+                sync,
+            })
+            .unwrap();
     }
 
-    #[tokio::test]
-    async fn only_a_batch_of_claims_commits_without_waiting_for_the_disk() {
+    #[test]
+    fn writes_are_answered_once_the_wal_is_synced_and_claims_wait_for_the_syncs_before_them() {
         let dir = tempfile::tempdir().unwrap();
         let conn = writer_connection(&dir);
-        let mut mode = None;
+        let synchronous: i64 = conn
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(
+            synchronous, 1,
+            "NORMAL: a commit does not wait for the disk"
+        );
         let record = || {
             let (reply, _) = oneshot::channel();
             Job::Record(Vec::new(), Pending::new(reply))
@@ -430,27 +556,75 @@ mod tests {
         assert!(accept("x").0.must_sync() && record().must_sync());
         assert!(!claim(10).0.must_sync());
 
+        // The WAL's real sync, held until the test lets it go.
+        let (syncing, sync_started) = mpsc::channel();
+        let (let_go, held) = mpsc::channel::<()>();
+        let mut wal = Wal::of(&conn).unwrap();
+        let sync = move || {
+            syncing.send(()).unwrap();
+            held.recv().unwrap();
+            wal.sync()
+        };
+        let (syncer, committed) = mpsc::channel();
+        let thread = std::thread::spawn(move || run_syncer(sync, committed));
+
         let (job, mut stored) = accept("a");
-        run_batch(&conn, vec![job], true, &mut mode);
-        assert!(matches!(stored.try_recv(), Ok(Ok(Accepted::Stored { .. }))));
-        assert_eq!(synchronous(&conn), 2, "a webhook is committed synced");
-
+        commit(&conn, vec![job], &syncer);
         let (job, mut claimed) = claim(10);
-        run_batch(&conn, vec![job], false, &mut mode);
-        assert_eq!(claimed.try_recv().unwrap().unwrap().len(), 1);
-        assert_eq!(synchronous(&conn), 1, "a claim alone is not waited for");
+        commit(&conn, vec![job], &syncer);
+        sync_started.recv().unwrap();
+        assert!(stored.try_recv().is_err(), "not answered before the sync");
+        assert!(
+            claimed.try_recv().is_err(),
+            "a claim waits for the sync before it"
+        );
+        let_go.send(()).unwrap();
+        assert!(matches!(
+            stored.blocking_recv(),
+            Ok(Ok(Accepted::Stored { .. }))
+        ));
+        assert_eq!(claimed.blocking_recv().unwrap().unwrap().len(), 1);
 
-        let (job, mut stored) = accept("b");
-        run_batch(&conn, vec![job], true, &mut mode);
-        assert!(matches!(stored.try_recv(), Ok(Ok(Accepted::Stored { .. }))));
-        assert_eq!(synchronous(&conn), 2, "the next webhook is synced again");
+        // A claim with nothing unsynced before it is answered without a sync.
+        let (job, claimed) = claim(20);
+        commit(&conn, vec![job], &syncer);
+        assert!(claimed.blocking_recv().unwrap().unwrap().is_empty());
+        assert!(
+            sync_started.try_recv().is_err(),
+            "no sync for a claim alone"
+        );
+
+        drop(syncer);
+        thread.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_answers_its_writes_with_the_error_and_stops_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        store.check_ready().await.unwrap();
+        // SQLite goes on writing to the file it has open; the syncer cannot open it.
+        std::fs::remove_file(dir.path().join("s.db-wal")).unwrap();
+
+        let error = store.accept(webhook("s", "a")).await.unwrap_err();
+        assert!(
+            error.to_string().contains("cannot sync") && error.to_string().contains("s.db-wal"),
+            "{error}"
+        );
+        let error = store.accept(webhook("s", "b")).await.unwrap_err();
+        assert!(
+            error.to_string().contains("failed sync"),
+            "the next batch is refused too: {error}"
+        );
+        let error = store.accept(webhook("s", "c")).await.unwrap_err();
+        assert!(matches!(error, StoreError::WriterStopped), "{error}");
+        assert!(store.check_ready().await.is_err(), "not ready any more");
     }
 
     #[tokio::test]
     async fn a_batch_runs_again_under_savepoints_only_when_a_job_fails() {
         let dir = tempfile::tempdir().unwrap();
         let conn = writer_connection(&dir);
-        let mut mode = None;
         let stored_id = |id: &str| -> i64 {
             conn.query_row("SELECT id FROM webhooks WHERE dedupe_id = ?", [id], |row| {
                 row.get(0)
@@ -459,7 +633,7 @@ mod tests {
         };
 
         let ((a, mut a_answer), (b, mut b_answer)) = (accept("a"), accept("b"));
-        let batch = run_batch(&conn, vec![a, b], true, &mut mode);
+        let batch = run_batch(&conn, vec![a, b]);
         assert!(batch.committed.is_ok() && !batch.retried && batch.succeeded == 2);
         let Ok(Ok(Accepted::Stored {
             webhook_id: a_id, ..
@@ -483,7 +657,7 @@ mod tests {
         let (d, mut d_answer) = accept("d");
         let (e, mut e_answer) = accept("e");
         let (again, mut again_answer) = accept("a");
-        let batch = run_batch(&conn, vec![c, claim, d, e, again], true, &mut mode);
+        let batch = run_batch(&conn, vec![c, claim, d, e, again]);
         assert!(batch.committed.is_ok());
         assert!(batch.retried, "d failed, so the batch ran again");
         assert_eq!(batch.succeeded, 4);
@@ -526,14 +700,13 @@ mod tests {
     async fn a_batch_that_cannot_begin_answers_every_job_and_the_next_batch_commits() {
         let dir = tempfile::tempdir().unwrap();
         let conn = writer_connection(&dir);
-        let mut mode = None;
         conn.busy_timeout(std::time::Duration::from_millis(10))
             .unwrap();
         // Another process (the CLI beside `serve`) holds the write lock.
         let other = Connection::open(conn.path().unwrap()).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let ((a, mut a_answer), (b, mut b_answer)) = (accept("a"), accept("b"));
-        let batch = run_batch(&conn, vec![a, b], true, &mut mode);
+        let batch = run_batch(&conn, vec![a, b]);
         assert!(batch.committed.is_err());
         assert!(a_answer.try_recv().unwrap().is_err());
         assert!(b_answer.try_recv().unwrap().is_err());
@@ -541,7 +714,7 @@ mod tests {
         other.execute_batch("ROLLBACK").unwrap();
 
         let (c, mut c_answer) = accept("c");
-        run_batch(&conn, vec![c], true, &mut mode);
+        run_batch(&conn, vec![c]);
         assert!(matches!(
             c_answer.try_recv(),
             Ok(Ok(Accepted::Stored { .. }))
