@@ -338,11 +338,10 @@ fn run_syncer(
                 "the WAL cannot be synced: storehook stops accepting writes; restart it once the disk is fixed"
             );
         }
+        // After a failed sync, a claim too is answered with the failure: it may hold
+        // deliveries of webhooks that are not on disk.
         for batch in ready.drain(..) {
-            let outcome = match &synced {
-                Err(error) if batch.sync => Err(error.clone()),
-                _ => batch.outcome.clone(),
-            };
+            let outcome = batch.outcome.clone().and_then(|()| synced.clone());
             batch.answer(&outcome);
         }
         if synced.is_err() {
