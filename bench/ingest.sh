@@ -202,6 +202,7 @@ run_phase() {
   kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=
   python3 -c "print(f'{($cpu1 - $cpu0) / $ticks_per_s / ($t1 - $t0) * 100:.0f}')" > "$work/cpu.$name"
   python3 -c "print(($cpu1 - $cpu0) / $ticks_per_s)" > "$work/cpu_s.$name"
+  python3 -c "print($t1 - $t0)" > "$work/wall.$name"
   local created
   created=$(jq '.deliveries_created + .warmup.deliveries_created' "$work/$name.json")
   created_total=$((created_total + created))
@@ -228,7 +229,7 @@ phase_line() {
   jq -r '"\(.rps) req/s  p50 \(.latency_ms.p50) ms  p90 \(.latency_ms.p90) ms  p99 \(.latency_ms.p99) ms  max \(.latency_ms.max) ms  (\(.requests) requests, non-200: \(.non_200 | to_entries | map("\(.key)×\(.value)") | join(", ") | if . == "" then "none" else . end), errors: \(.errors)\(if .unsent > 0 then ", unsent: \(.unsent)" else "" end))"' "$1"
 }
 counts=$(curl -fsS "$double_url/counts")
-rss_max=0 rss_parts=() cpu_parts=() per_webhook_parts=() gen_parts=() stored_parts=() drain_parts=()
+rss_max=0 rss_parts=() cpu_parts=() per_webhook_parts=() gen_parts=() stored_parts=() drain_parts=() e2e_parts=()
 echo
 echo "== storehook durable ingest ($(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores;" \
   "load average before $load_before, now $(cut -d' ' -f1-3 /proc/loadavg)) =="
@@ -255,6 +256,10 @@ for phase in "${ran[@]}"; do
   gen_parts+=("$label $(jq .generator_cpu_percent "$j")%")
   stored_parts+=("$label $stored new, $(jq '.duplicates + .warmup.duplicates' "$j") duplicates")
   drain_parts+=("after the $label $(cat "$work/delivered.$phase") of $(cat "$work/created.$phase") in $(cat "$work/drain.$phase") s")
+  e2e_parts+=("$label $(python3 -c "
+wall, drain = $(cat "$work/wall.$phase"), $(cat "$work/drain.$phase")
+complete = $(cat "$work/delivered.$phase") >= $(cat "$work/created.$phase")
+print(f'{$stored / (wall + drain):.0f} webhooks/s over {wall + drain:.1f} s' + ('' if complete else ' (the drain stopped short: the true rate is lower)'))")")
 done
 join() { local IFS=';'; echo "$*" | sed 's/;/, /g'; }
 echo "storehook RSS: max $(mib "$rss_max") MiB sampled every 200 ms ($(join "${rss_parts[@]}")); VmHWM $(mib "$hwm") MiB"
@@ -267,6 +272,7 @@ echo "deliveries: $created_total created; $(jq .total_deliveries <<< "$counts") 
   "(legion events $(jq .deliveries.legion_events <<< "$counts") in $(jq '.requests["POST /integration/flow-state/event/add/"] // 0' <<< "$counts") requests," \
   "salekit $(jq .deliveries.salekit_audience <<< "$counts"), scalef $(jq '.deliveries.scalef_create + .deliveries.scalef_status' <<< "$counts"));" \
   "delivered so far when each drain stopped: $(join "${drain_parts[@]}")"
+echo "end to end, stored and delivered: $(join "${e2e_parts[@]}") (the phase's webhooks, warm-up included, over the phase and its drain)"
 if [ "$(jq '.requests | to_entries | map(select(.key | test("^POST /(integration|api/v1)/") | not)) | length' <<< "$counts")" != 0 ]; then
   echo "  unexpected paths at the double: $(jq -c '.requests' <<< "$counts")"
 fi
