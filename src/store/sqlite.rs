@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -76,6 +76,13 @@ fn open_writer_connection(path: &Path) -> Result<rusqlite::Connection, StoreErro
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
+    // NORMAL is durable only with the syncer, and the syncer syncs a WAL.
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Writer(format!(
+            "the database is in journal mode {mode}, not WAL"
+        )));
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", true)?;
@@ -93,6 +100,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     /// Transactions the writer has committed.
     commits: Arc<AtomicU64>,
+    /// Set when the WAL could not be synced: the writer writes nothing any more.
+    stopped: Arc<AtomicBool>,
     /// Held by every write of this process, so our own connections never contend for
     /// SQLite's write lock: contention would put them in SQLite's busy handler, which
     /// sleeps in steps of up to 100 ms and made ingest crawl under load.
@@ -122,15 +131,18 @@ impl SqliteStore {
         MIGRATIONS.run(&pool).await?;
         let commits = Arc::new(AtomicU64::new(0));
         let write_gate = Arc::new(tokio::sync::Mutex::new(()));
+        let stopped = Arc::new(AtomicBool::new(false));
         let writer = writer::spawn_writer(
             open_writer_connection(&path)?,
             commits.clone(),
             write_gate.clone(),
+            stopped.clone(),
         )?;
         Ok(Self {
             pool,
             writer,
             commits,
+            stopped,
             write_gate,
         })
     }
@@ -159,7 +171,7 @@ impl Store for SqliteStore {
 
     async fn check_ready(&self) -> Result<(), StoreError> {
         // The writer stops for good when the WAL cannot be synced (see `writer`).
-        if self.writer.is_closed() {
+        if self.stopped.load(Ordering::Acquire) || self.writer.is_closed() {
             return Err(StoreError::WriterStopped);
         }
         sqlx::query("SELECT 1").execute(&self.pool).await?;

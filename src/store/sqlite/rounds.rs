@@ -133,8 +133,12 @@ pub(super) mod tests {
     /// A connection set up as the writer's, on a new database in WAL mode (as the pool
     /// leaves the file) with the schema.
     pub(in crate::store::sqlite) fn writer_connection(dir: &tempfile::TempDir) -> Connection {
-        let conn = super::super::open_writer_connection(&dir.path().join("claims.db")).unwrap();
-        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let path = dir.path().join("claims.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "journal_mode", "WAL")
+            .unwrap();
+        let conn = super::super::open_writer_connection(&path).unwrap();
         let schema = [
             include_str!("../migrations/sqlite/0001_inbox.sql"),
             include_str!("../migrations/sqlite/0002_deliveries.sql"),
@@ -174,6 +178,21 @@ pub(super) mod tests {
         conn.prepare_cached(CLAIM)
             .unwrap()
             .get_status(StatementStatus::VmStep)
+    }
+
+    #[test]
+    fn the_writer_connection_refuses_a_database_not_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rollback.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "journal_mode", "DELETE")
+            .unwrap();
+        let error = super::super::open_writer_connection(&path).unwrap_err();
+        assert!(
+            error.to_string().contains("journal mode delete, not WAL"),
+            "{error}"
+        );
     }
 
     #[test]

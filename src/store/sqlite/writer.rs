@@ -17,7 +17,7 @@
 //! costs one hand-off in and one answer out per write.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -167,22 +167,25 @@ impl Job {
 /// Starts the writer's thread on `conn` and the syncer's beside it; both end when the
 /// returned sender (the store) is dropped. `commits` counts the transactions the writer
 /// commits; `gate` is the store's write gate, held for each batch (the sqlx side's
-/// occasional writes hold it too).
+/// occasional writes hold it too); `stopped` is set when a sync fails, after which no write
+/// is made any more (see [`run_syncer`]).
 pub(super) fn spawn_writer(
     conn: Connection,
     commits: Arc<AtomicU64>,
     gate: Arc<Mutex<()>>,
+    stopped: Arc<AtomicBool>,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
     conn.set_prepared_statement_cache_capacity(64);
     let mut wal = Wal::of(&conn)?;
     let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
     let (to_syncer, committed) = std::sync::mpsc::channel();
     let thread = |name: &str| std::thread::Builder::new().name(name.into());
+    let syncer_stopped = stopped.clone();
     thread("storehook-syncer")
-        .spawn(move || run_syncer(|| wal.sync(), committed))
+        .spawn(move || run_syncer(|| wal.sync(), committed, &syncer_stopped))
         .map_err(|source| StoreError::Writer(source.to_string()))?;
     thread("storehook-writer")
-        .spawn(move || run_writer(conn, receiver, to_syncer, &commits, &gate))
+        .spawn(move || run_writer(conn, receiver, to_syncer, &commits, &gate, &stopped))
         .map_err(|source| StoreError::Writer(source.to_string()))?;
     Ok(sender)
 }
@@ -201,10 +204,25 @@ fn run_writer(
     syncer: std::sync::mpsc::Sender<Committed>,
     commits: &AtomicU64,
     gate: &Mutex<()>,
+    stopped: &AtomicBool,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let refuse = |jobs: Vec<Job>| {
+        let failure = sync_failure("storehook stopped writing after a failed sync of the WAL");
+        Committed {
+            jobs,
+            outcome: Err(Arc::new(failure)),
+            sync: false,
+        }
+        .answer_as_is();
+    };
     // Whatever arrived while the previous batch was written forms the next one.
     while receiver.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
+        if stopped.load(Ordering::Acquire) {
+            // Nothing more is written; dropping the receiver refuses the writes to come.
+            refuse(std::mem::take(&mut jobs));
+            break;
+        }
         let mut kinds = [0usize; 4];
         jobs.iter().for_each(|job| kinds[job.kind()] += 1);
         let waited = std::time::Instant::now();
@@ -236,8 +254,7 @@ fn run_writer(
         };
         if let Err(std::sync::mpsc::SendError(committed)) = syncer.send(committed) {
             // The syncer stopped on a failed sync: nothing can be acknowledged any more.
-            let stopped = "storehook stopped writing after a failed sync of the WAL";
-            committed.answer(&Err(Arc::new(sync_failure(stopped.into()))));
+            refuse(committed.jobs);
             break;
         }
     }
@@ -248,6 +265,12 @@ impl Committed {
         for job in self.jobs {
             job.send(outcome);
         }
+    }
+
+    /// Answers with the batch's own outcome.
+    fn answer_as_is(self) {
+        let outcome = self.outcome.clone();
+        self.answer(&outcome);
     }
 }
 
@@ -300,10 +323,10 @@ impl Wal {
 }
 
 /// The error of a sync that failed (SQLite's `SQLITE_IOERR_FSYNC`).
-fn sync_failure(message: String) -> rusqlite::Error {
+fn sync_failure(message: impl Into<String>) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
-        Some(message),
+        Some(message.into()),
     )
 }
 
@@ -312,13 +335,15 @@ fn sync_failure(message: String) -> rusqlite::Error {
 /// A batch that need not be synced (claims only) still waits for the syncs of the batches
 /// before it, so that no delivery is sent for a webhook that is not yet on disk.
 ///
-/// A failed sync stops the syncer, and with it the writer: after a failed `fdatasync` the
-/// kernel may have dropped the pages it could not write, and every later commit in the WAL
-/// would then be lost in a crash too (a WAL is read up to its first bad frame). The store
-/// answers every write with an error, and is not ready, until storehook is restarted.
+/// A failed sync stops the syncer, and sets `stopped` before it answers, so that the writer
+/// writes nothing more: after a failed `fdatasync` the kernel may have dropped the pages it
+/// could not write, and every later commit in the WAL would then be lost in a crash too (a
+/// WAL is read up to its first bad frame). The store answers every write with an error, and
+/// is not ready, until storehook is restarted.
 fn run_syncer(
     mut sync: impl FnMut() -> Result<(), rusqlite::Error>,
     committed: std::sync::mpsc::Receiver<Committed>,
+    stopped: &AtomicBool,
 ) {
     let mut ready = Vec::new();
     while let Ok(first) = committed.recv() {
@@ -333,6 +358,7 @@ fn run_syncer(
             Ok(())
         };
         if let Err(error) = &synced {
+            stopped.store(true, Ordering::Release);
             tracing::error!(
                 %error,
                 "the WAL cannot be synced: storehook stops accepting writes; restart it once the disk is fixed"
@@ -565,7 +591,8 @@ mod tests {
             wal.sync()
         };
         let (syncer, committed) = mpsc::channel();
-        let thread = std::thread::spawn(move || run_syncer(sync, committed));
+        let stopped = std::sync::atomic::AtomicBool::new(false);
+        let thread = std::thread::spawn(move || run_syncer(sync, committed, &stopped));
 
         let (job, mut stored) = accept("a");
         commit(&conn, vec![job], &syncer);
@@ -610,6 +637,7 @@ mod tests {
             error.to_string().contains("cannot sync") && error.to_string().contains("s.db-wal"),
             "{error}"
         );
+        assert!(store.check_ready().await.is_err(), "not ready from then on");
         let error = store.accept(webhook("s", "b")).await.unwrap_err();
         assert!(
             error.to_string().contains("failed sync"),
@@ -618,6 +646,14 @@ mod tests {
         let error = store.accept(webhook("s", "c")).await.unwrap_err();
         assert!(matches!(error, StoreError::WriterStopped), "{error}");
         assert!(store.check_ready().await.is_err(), "not ready any more");
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhooks")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored, 1,
+            "a was written before its sync failed; b and c were not"
+        );
     }
 
     #[tokio::test]
