@@ -175,14 +175,25 @@ pub(super) fn spawn_writer(
     gate: Arc<Mutex<()>>,
     stopped: Arc<AtomicBool>,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
+    let wal = Wal::open(&conn)?;
+    spawn_threads(conn, move || wal.sync(), commits, gate, stopped)
+}
+
+/// [`spawn_writer`] with `sync` as the syncer's way to make the WAL durable.
+fn spawn_threads(
+    conn: Connection,
+    sync: impl FnMut() -> Result<(), rusqlite::Error> + Send + 'static,
+    commits: Arc<AtomicU64>,
+    gate: Arc<Mutex<()>>,
+    stopped: Arc<AtomicBool>,
+) -> Result<mpsc::Sender<Job>, StoreError> {
     conn.set_prepared_statement_cache_capacity(64);
-    let mut wal = Wal::of(&conn)?;
     let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
     let (to_syncer, committed) = std::sync::mpsc::channel();
     let thread = |name: &str| std::thread::Builder::new().name(name.into());
     let syncer_stopped = stopped.clone();
     thread("storehook-syncer")
-        .spawn(move || run_syncer(|| wal.sync(), committed, &syncer_stopped))
+        .spawn(move || run_syncer(sync, committed, &syncer_stopped))
         .map_err(|source| StoreError::Writer(source.to_string()))?;
     thread("storehook-writer")
         .spawn(move || run_writer(conn, receiver, to_syncer, &commits, &gate, &stopped))
@@ -282,43 +293,46 @@ impl Committed {
 /// every commit, and in the closed loop it was busy 92 % of the time, half of it waiting.
 struct Wal {
     path: std::path::PathBuf,
-    file: Option<std::fs::File>,
+    file: std::fs::File,
 }
 
 impl Wal {
-    fn of(conn: &Connection) -> Result<Self, StoreError> {
+    /// Opens the WAL of the writer's database. It exists: the pool's connections and the
+    /// writer's have read the database in WAL mode. It is opened now and kept, not by its
+    /// name at each sync: SQLite deletes or replaces the WAL only when its last connection
+    /// closes, and the writer's stays open as long as the syncer runs, so this handle is
+    /// always on the file the writer appends to. Its directory is synced once, since the
+    /// file may be new.
+    fn open(conn: &Connection) -> Result<Self, StoreError> {
         let db = conn
             .path()
             .filter(|path| !path.is_empty())
             .ok_or_else(|| StoreError::Writer("the writer's database has no file".into()))?;
-        Ok(Wal {
-            path: format!("{db}-wal").into(),
-            file: None,
-        })
+        let path = std::path::PathBuf::from(format!("{db}-wal"));
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|file| {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(file)
+            });
+        match opened {
+            Ok(file) => Ok(Wal { path, file }),
+            Err(error) => Err(StoreError::Writer(format!(
+                "cannot open {} to sync it: {error}",
+                path.display()
+            ))),
+        }
     }
 
     /// Writes everything appended to the WAL so far to the disk, as SQLite's own sync of a
-    /// `FULL` commit would; a failure is the error SQLite gives for one. The file is opened
-    /// at the first sync (a committed batch has created it) and kept: SQLite deletes or
-    /// replaces the WAL only when its last connection closes, and the writer's is open as
-    /// long as the syncer runs. Its directory is synced once too, since the file may be new.
-    fn sync(&mut self) -> Result<(), rusqlite::Error> {
-        self.sync_file()
+    /// `FULL` commit would; a failure is the error SQLite gives for one.
+    fn sync(&self) -> Result<(), rusqlite::Error> {
+        self.file
+            .sync_data()
             .map_err(|error| sync_failure(format!("cannot sync {}: {error}", self.path.display())))
-    }
-
-    fn sync_file(&mut self) -> std::io::Result<()> {
-        let file = match &self.file {
-            Some(file) => file,
-            None => {
-                let file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
-                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::File::open(dir)?.sync_all()?;
-                }
-                self.file.insert(file)
-            }
-        };
-        file.sync_data()
     }
 }
 
@@ -494,7 +508,13 @@ mod tests {
 
     use std::sync::mpsc;
 
-    use super::{Batch, Claim, Committed, Job, Pending, Wal, run_syncer, write_batch};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::{
+        Batch, Claim, Committed, Job, Pending, Wal, run_syncer, spawn_threads, sync_failure,
+        write_batch,
+    };
     use crate::store::{Accepted, Attempt, ClaimedDelivery, Recorded, Store, StoreError};
 
     /// An attempt that delivered.
@@ -584,7 +604,7 @@ mod tests {
         // The WAL's real sync, held until the test lets it go.
         let (syncing, sync_started) = mpsc::channel();
         let (let_go, held) = mpsc::channel::<()>();
-        let mut wal = Wal::of(&conn).unwrap();
+        let wal = Wal::open(&conn).unwrap();
         let sync = move || {
             syncing.send(()).unwrap();
             held.recv().unwrap();
@@ -625,34 +645,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_sync_answers_its_writes_with_the_error_and_stops_the_store() {
+    async fn a_failed_sync_answers_its_writes_with_the_error_and_stops_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
-        store.check_ready().await.unwrap();
-        // SQLite goes on writing to the file it has open; the syncer cannot open it.
-        std::fs::remove_file(dir.path().join("s.db-wal")).unwrap();
+        let conn = writer_connection(&dir);
+        let path = conn.path().unwrap().to_string();
+        let stopped = Arc::new(AtomicBool::new(false));
+        // The disk refuses the sync: a real `fdatasync` cannot be made to fail here.
+        let sync = || Err(sync_failure("cannot sync (the test's disk)"));
+        let writer =
+            spawn_threads(conn, sync, Arc::default(), Arc::default(), stopped.clone()).unwrap();
+        let accept = |id: &'static str| {
+            let writer = writer.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                let job = Job::Accept(webhook("s", id), Pending::new(reply));
+                writer.send(job).await.map_err(|_| "not taken")?;
+                answer.await.map_err(|_| "not answered")
+            }
+        };
 
-        let error = store.accept(webhook("s", "a")).await.unwrap_err();
+        let error = accept("a").await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("the test's disk"), "{error}");
+        assert!(stopped.load(Ordering::Acquire), "set before a was answered");
+        let error = accept("b").await.unwrap().unwrap_err();
         assert!(
-            error.to_string().contains("cannot sync") && error.to_string().contains("s.db-wal"),
+            error
+                .to_string()
+                .contains("stopped writing after a failed sync"),
             "{error}"
         );
-        assert!(store.check_ready().await.is_err(), "not ready from then on");
-        let error = store.accept(webhook("s", "b")).await.unwrap_err();
-        assert!(
-            error.to_string().contains("failed sync"),
-            "the next batch is refused too: {error}"
+        assert!(accept("c").await.is_err(), "the writer has stopped");
+        let stored: Vec<String> = column(
+            &Connection::open(&path).unwrap(),
+            "SELECT dedupe_id FROM webhooks",
         );
-        let error = store.accept(webhook("s", "c")).await.unwrap_err();
-        assert!(matches!(error, StoreError::WriterStopped), "{error}");
-        assert!(store.check_ready().await.is_err(), "not ready any more");
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhooks")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
         assert_eq!(
-            stored, 1,
-            "a was written before its sync failed; b and c were not"
+            stored,
+            ["a"],
+            "a was written before its sync failed; b was not"
         );
     }
 
