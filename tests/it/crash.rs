@@ -24,7 +24,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The lease of a claimed delivery in these runs. A delivery in flight when the process is
+/// killed is claimed again once its lease has expired: with the shipped 60 s, the final run
+/// waited up to a minute for them (the whole suite took 60 s instead of 20), at the edge of
+/// the test's own deadline.
+const LEASE: &str = "5s";
+
+/// Starts the binary in `dir`, with the shipped configuration but a lease of [`LEASE`] (a
+/// `storehook.toml` in the working directory is the one `serve` reads).
 fn start(dir: &std::path::Path, port: u16, legion_url: &str) -> Child {
+    let shipped = include_str!("../../storehook.toml");
+    std::fs::write(
+        dir.join("storehook.toml"),
+        format!("{shipped}\n[delivery]\nlease = \"{LEASE}\"\n"),
+    )
+    .unwrap();
     Command::new(env!("CARGO_BIN_EXE_storehook"))
         .arg("serve")
         .current_dir(dir)
