@@ -130,15 +130,24 @@ pub(super) mod tests {
 
     use super::*;
 
+    /// A new database at `dir/name` in journal mode `mode`, opened as the writer opens it.
+    fn open_as_writer(
+        dir: &tempfile::TempDir,
+        name: &str,
+        mode: &str,
+    ) -> Result<Connection, crate::store::StoreError> {
+        let path = dir.path().join(name);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "journal_mode", mode)
+            .unwrap();
+        super::super::open_writer_connection(&path)
+    }
+
     /// A connection set up as the writer's, on a new database in WAL mode (as the pool
     /// leaves the file) with the schema.
     pub(in crate::store::sqlite) fn writer_connection(dir: &tempfile::TempDir) -> Connection {
-        let path = dir.path().join("claims.db");
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "journal_mode", "WAL")
-            .unwrap();
-        let conn = super::super::open_writer_connection(&path).unwrap();
+        let conn = open_as_writer(dir, "claims.db", "WAL").unwrap();
         let schema = [
             include_str!("../migrations/sqlite/0001_inbox.sql"),
             include_str!("../migrations/sqlite/0002_deliveries.sql"),
@@ -183,12 +192,7 @@ pub(super) mod tests {
     #[test]
     fn the_writer_connection_refuses_a_database_not_in_wal_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rollback.db");
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "journal_mode", "DELETE")
-            .unwrap();
-        let error = super::super::open_writer_connection(&path).unwrap_err();
+        let error = open_as_writer(&dir, "rollback.db", "DELETE").unwrap_err();
         assert!(
             error.to_string().contains("journal mode delete, not WAL"),
             "{error}"

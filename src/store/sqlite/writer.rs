@@ -219,13 +219,9 @@ fn run_writer(
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let refuse = |jobs: Vec<Job>| {
-        let failure = sync_failure("storehook stopped writing after a failed sync of the WAL");
-        Committed {
-            jobs,
-            outcome: Err(Arc::new(failure)),
-            sync: false,
-        }
-        .answer_as_is();
+        let stopped = "storehook stopped writing after a failed sync of the WAL";
+        let failure = Err(Arc::new(sync_failure(stopped)));
+        jobs.into_iter().for_each(|job| job.send(&failure));
     };
     // Whatever arrived while the previous batch was written forms the next one.
     while receiver.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
@@ -276,12 +272,6 @@ impl Committed {
         for job in self.jobs {
             job.send(outcome);
         }
-    }
-
-    /// Answers with the batch's own outcome.
-    fn answer_as_is(self) {
-        let outcome = self.outcome.clone();
-        self.answer(&outcome);
     }
 }
 
