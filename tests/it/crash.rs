@@ -33,7 +33,7 @@ const LEASE: &str = "5s";
 /// Starts the binary in `dir`, with the shipped configuration but a lease of [`LEASE`] (a
 /// `storehook.toml` in the working directory is the one `serve` reads).
 fn start(dir: &std::path::Path, port: u16, legion_url: &str) -> Child {
-    let shipped = include_str!("../../storehook.toml");
+    let shipped = storehook::config::EMBEDDED;
     std::fs::write(
         dir.join("storehook.toml"),
         format!("{shipped}\n[delivery]\nlease = \"{LEASE}\"\n"),

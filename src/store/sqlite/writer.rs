@@ -236,29 +236,24 @@ fn run_writer(
         let _gate = gate.blocking_lock();
         let wrote = std::time::Instant::now();
         let batch = write_batch(&conn, &mut jobs);
-        let sync = jobs.iter().any(Job::must_sync);
+        // `jobs` keeps its capacity for the next batch; this one goes in a Vec of its size.
+        #[allow(clippy::drain_collect)]
+        let committed = Committed::new(jobs.drain(..).collect(), batch.committed);
         tracing::debug!(
             webhooks = kinds[0],
             claims = kinds[1],
             records = kinds[2],
             replacements = kinds[3],
-            sync,
+            sync = committed.sync,
             retried = batch.retried,
             gate_wait_us = (wrote - waited).as_micros() as u64,
             write_us = wrote.elapsed().as_micros() as u64,
             "group commit"
         );
         drop(_gate);
-        if batch.committed.is_ok() && batch.succeeded > 0 {
+        if committed.outcome.is_ok() && batch.succeeded > 0 {
             commits.fetch_add(1, Ordering::Relaxed);
         }
-        // `jobs` keeps its capacity for the next batch; this one goes in a Vec of its size.
-        #[allow(clippy::drain_collect)]
-        let committed = Committed {
-            jobs: jobs.drain(..).collect(),
-            outcome: batch.committed,
-            sync,
-        };
         if let Err(std::sync::mpsc::SendError(committed)) = syncer.send(committed) {
             // The syncer stopped on a failed sync: nothing can be acknowledged any more.
             refuse(committed.jobs);
@@ -268,6 +263,15 @@ fn run_writer(
 }
 
 impl Committed {
+    fn new(jobs: Vec<Job>, outcome: Result<(), Arc<rusqlite::Error>>) -> Self {
+        let sync = jobs.iter().any(Job::must_sync);
+        Committed {
+            jobs,
+            outcome,
+            sync,
+        }
+    }
+
     fn answer(self, outcome: &Result<(), Arc<rusqlite::Error>>) {
         for job in self.jobs {
             job.send(outcome);
@@ -382,8 +386,9 @@ fn run_syncer(
 
 /// Runs `sql`, a statement without rows, compiled once per connection: the batch's
 /// transaction control (`BEGIN`, `SAVEPOINT`, `RELEASE`, `COMMIT`) runs several times per
-/// commit, and through `execute_batch` each was parsed anew: with a `synchronous` pragma,
-/// about a tenth of the writer's time at 2,000 webhooks/s (`perf`).
+/// commit, and through `execute_batch` each was parsed anew: with the `synchronous` pragma
+/// then set before each batch, about a tenth of the writer's time at 2,000 webhooks/s
+/// (`perf`).
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
@@ -446,7 +451,6 @@ struct Batch {
 /// own statements that was about a tenth of the writer's time in the closed loop (`perf`),
 /// for failures that do not happen (a duplicate is an insert that does nothing, not one
 /// that fails).
-///
 fn write_batch(conn: &Connection, jobs: &mut [Job]) -> Batch {
     let mut succeeded = 0;
     let mut retried = false;
@@ -492,14 +496,12 @@ fn rollback(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::accept::tests::{store, webhook};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, mpsc};
+
     use super::super::rounds::tests::writer_connection;
     use rusqlite::Connection;
     use tokio::sync::oneshot;
-
-    use std::sync::mpsc;
-
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::{
         Batch, Claim, Committed, Job, Pending, Wal, run_syncer, spawn_threads, sync_failure,
@@ -562,15 +564,7 @@ mod tests {
     /// Runs the jobs as the writer thread does and hands them to the syncer.
     fn commit(conn: &Connection, mut jobs: Vec<Job>, syncer: &mpsc::Sender<Committed>) {
         let batch = write_batch(conn, &mut jobs);
-        let sync = jobs.iter().any(Job::must_sync);
-        let outcome = batch.committed;
-        syncer
-            .send(Committed {
-                jobs,
-                outcome,
-                sync,
-            })
-            .unwrap();
+        syncer.send(Committed::new(jobs, batch.committed)).unwrap();
     }
 
     #[test]
@@ -601,7 +595,7 @@ mod tests {
             wal.sync()
         };
         let (syncer, committed) = mpsc::channel();
-        let stopped = std::sync::atomic::AtomicBool::new(false);
+        let stopped = AtomicBool::new(false);
         let thread = std::thread::spawn(move || run_syncer(sync, committed, &stopped));
 
         let (job, mut stored) = accept("a");
