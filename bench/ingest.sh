@@ -14,11 +14,15 @@
 #
 #   bash bench/ingest.sh [--duration 20s] [--warmup 3s] [--connections 64] [--rate 2000]
 #                        [--rate-connections N] [--drain 120] [--phases closed,rate]
-#                        [--no-build] [--keep]
+#                        [--mappings DIR] [--no-build] [--keep]
 #
+# --mappings runs storehook on another mappings directory than the repo's `mappings/`; an
+# empty directory measures durable ingest without translation or deliveries (every webhook
+# is stored, none makes a delivery).
 # --phases runs only some phases, or in another order (e.g. `rate` alone on a fresh store).
 # The same settings from the environment: BENCH_DURATION, BENCH_WARMUP, BENCH_CONNECTIONS,
-# BENCH_RATE, BENCH_RATE_CONNECTIONS, BENCH_DRAIN, BENCH_PHASES, BENCH_SALEKIT_RATE (below),
+# BENCH_RATE, BENCH_RATE_CONNECTIONS, BENCH_DRAIN, BENCH_PHASES, BENCH_MAPPINGS,
+# BENCH_SALEKIT_RATE (below),
 # BENCH_KEEP=1 (keep the temp dir with the logs, the database and the JSON results).
 # RUST_LOG is passed to storehook (default info: one log line per webhook, as in
 # production; the log goes to the temp dir).
@@ -42,6 +46,7 @@ drain=${BENCH_DRAIN:-120}
 salekit_rate=${BENCH_SALEKIT_RATE:-100000}
 keep=${BENCH_KEEP:-0}
 phases=${BENCH_PHASES:-closed,rate}
+mappings=${BENCH_MAPPINGS:-$PWD/mappings}
 build=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
     --rate-connections) rate_connections=$2; shift 2 ;;
     --drain) drain=$2; shift 2 ;;
     --phases) phases=$2; shift 2 ;;
+    --mappings) mappings=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -59,6 +65,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 rate_connections=${rate_connections:-$connections}
+# (relative to the repository root, where the script runs)
+[ -d "$mappings" ] || { echo "no such mappings directory: $mappings" >&2; exit 2; }
+mappings=$(cd "$mappings" && pwd)
 for phase in ${phases//,/ }; do
   case "$phase" in closed|rate) ;; *) echo "unknown phase: $phase (closed, rate)" >&2; exit 2 ;; esac
 done
@@ -135,7 +144,7 @@ env -u SHOPIFY_WEBHOOK_SECRET -u WOOCOMMERCE_WEBHOOK_SECRET -u HARAVAN_WEBHOOK_S
   SCALEF_CAMPAIGN_ID=463 \
   SALEKIT_BASE_URL="$double_url" SALEKIT_TOKEN=bench-salekit-token \
   STOREHOOK_STORE_URL="sqlite://$work/storehook.db" \
-  STOREHOOK_MAPPINGS_DIR="$PWD/mappings" \
+  STOREHOOK_MAPPINGS_DIR="$mappings" \
   PORT="$port" RUST_LOG="${RUST_LOG:-info}" STOREHOOK_LOG_FORMAT=text \
   "$storehook" --config "$work/storehook.toml" serve > "$work/storehook.log" 2>&1 &
 storehook_pid=$!
@@ -146,7 +155,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 curl -fsS -o /dev/null "$base/readyz" || fail "storehook did not become ready on $base/readyz"
-echo "storehook (pid $storehook_pid) on $base, double on $double_url, temp dir $work" >&2
+echo "storehook (pid $storehook_pid) on $base, mappings $mappings, double on $double_url, temp dir $work" >&2
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$storehook_pid/status" 2>/dev/null || echo 0; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$storehook_pid/status" 2>/dev/null || echo 0; }
@@ -233,6 +242,7 @@ rss_max=0 rss_parts=() cpu_parts=() per_webhook_parts=() gen_parts=() stored_par
 echo
 echo "== storehook durable ingest ($(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores;" \
   "load average before $load_before, now $(cut -d' ' -f1-3 /proc/loadavg)) =="
+[ "$mappings" = "$PWD/mappings" ] || echo "mappings: $mappings, not the repository's"
 for phase in "${ran[@]}"; do
   j="$work/$phase.json"
   if [ "$phase" = closed ]; then

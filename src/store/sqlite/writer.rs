@@ -360,11 +360,18 @@ fn run_syncer(
         let must_sync = ready
             .iter()
             .any(|batch| batch.sync && batch.outcome.is_ok());
+        let started = std::time::Instant::now();
         let synced = if must_sync {
             sync().map_err(Arc::new)
         } else {
             Ok(())
         };
+        tracing::debug!(
+            batches = ready.len(),
+            synced = must_sync,
+            sync_us = started.elapsed().as_micros() as u64,
+            "sync"
+        );
         if let Err(error) = &synced {
             stopped.store(true, Ordering::Release);
             tracing::error!(
