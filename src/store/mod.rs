@@ -51,6 +51,16 @@ impl From<crate::mapping::Plan> for NewDelivery {
     }
 }
 
+/// A delivery's key as the store keeps it: the mapping's key within its webhook's source,
+/// `source/key`. Every source of a platform shares that platform's mappings, and shops number
+/// their orders independently (WooCommerce from 1 on every site), so two shops' order 1234
+/// are two orders: (mapping, key) is unique per source. A source id is a URL segment without
+/// `/`, so no two sources make the same stored key. `needs` keys are stored the same way: a
+/// delivery only ever waits for one of its own source.
+pub fn stored_key(source: &str, key: &str) -> String {
+    format!("{source}/{key}")
+}
+
 /// What [`Store::accept`] did. Either way the webhook is durably on disk when it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::doubles::{Double, Received};
 use crate::harness::*;
+use storehook::fixture::Fixture;
 
 struct Doubles {
     legion: Double,
@@ -28,6 +29,14 @@ fn scalef_answer(request: &Received) -> crate::doubles::Answer {
 /// The app with every destination live against its double, short retry schedules, and a
 /// one-second wait for conversions that never come.
 async fn spawn_with_doubles(legion_default: Option<u16>) -> (TestApp, Doubles) {
+    spawn_with_doubles_and(legion_default, |_| {}).await
+}
+
+/// [`spawn_with_doubles`], with `adjust` changing the configuration last.
+async fn spawn_with_doubles_and(
+    legion_default: Option<u16>,
+    adjust: impl FnOnce(&mut storehook::config::Config),
+) -> (TestApp, Doubles) {
     let legion = match legion_default {
         Some(status) => Double::start_with(move |_| (status, vec![], "down".into())).await,
         None => Double::start().await,
@@ -57,6 +66,7 @@ async fn spawn_with_doubles(legion_default: Option<u16>) -> (TestApp, Doubles) {
                 destination.retry_schedule = vec![Duration::from_millis(200); 3];
             }
             config.delivery.waiting_timeout = Duration::from_secs(1);
+            adjust(config);
         },
     )
     .await;
@@ -195,7 +205,7 @@ async fn a_500_then_200_is_delivered_once_with_two_attempts() {
         .find(|r| r.mapping == "haravan/salekit-audience")
         .unwrap();
     assert_eq!(salekit.status, "delivered");
-    assert_eq!(salekit.key, "1071234501");
+    assert_eq!(salekit.key, "haravan/1071234501");
     assert_eq!(salekit.attempts, 2);
     let attempts = app.attempts_of(salekit.id).await;
     assert_eq!(attempts[0].0, "retry");
@@ -298,21 +308,7 @@ async fn a_status_update_waits_for_its_conversion_and_uses_its_id() {
     app.post_fixture("shopify", &fixture, secret_of("shopify"))
         .await;
 
-    let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
-    order["cancelled_at"] = "2026-03-15T09:00:00+07:00".into();
-    order["cancel_reason"] = "customer".into();
-    order["financial_status"] = "refunded".into();
-    let body = serde_json::to_vec(&order).unwrap();
-    let mut headers: BTreeMap<String, String> = recorded_headers_without_signature(&fixture)
-        .into_iter()
-        .collect();
-    headers.insert("X-Shopify-Topic".into(), "orders/cancelled".into());
-    headers.insert("X-Shopify-Event-Id".into(), "cancel-event-1".into());
-    headers.insert(
-        "X-Shopify-Hmac-Sha256".into(),
-        platform_signature(secret_of("shopify"), &body),
-    );
-    let headers: Vec<_> = headers.into_iter().collect();
+    let (headers, body) = cancelled_shopify_order(&fixture, "cancel-event-1");
     let response = app.post_raw("shopify", &headers, body).await;
     assert_eq!(json_of(response).await["deliveries"], 1);
 
@@ -336,6 +332,124 @@ async fn a_status_update_waits_for_its_conversion_and_uses_its_id() {
         received[2].body,
         json!({"conversion_id": "conv-1002", "status": "rejected", "reason": "customer"})
     );
+}
+
+/// The order of `fixture` cancelled and refunded, as Shopify posts it (`orders/cancelled`),
+/// signed for a Shopify source.
+fn cancelled_shopify_order(fixture: &Fixture, event_id: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
+    order["cancelled_at"] = "2026-03-15T09:00:00+07:00".into();
+    order["cancel_reason"] = "customer".into();
+    order["financial_status"] = "refunded".into();
+    let body = serde_json::to_vec(&order).unwrap();
+    let mut headers: BTreeMap<String, String> = recorded_headers_without_signature(fixture)
+        .into_iter()
+        .collect();
+    headers.insert("X-Shopify-Topic".into(), "orders/cancelled".into());
+    headers.insert("X-Shopify-Event-Id".into(), event_id.into());
+    headers.insert(
+        "X-Shopify-Hmac-Sha256".into(),
+        platform_signature(secret_of("shopify"), &body),
+    );
+    (headers.into_iter().collect(), body)
+}
+
+/// Every source of a platform shares its mappings, and shops number their orders on their
+/// own: the same order id from two shops is two orders. Each gets its own deliveries, and a
+/// status update from one shop never takes the other shop's conversion.
+#[tokio::test]
+async fn two_shops_with_the_same_order_id_each_get_their_own_deliveries() {
+    let (app, doubles) = spawn_with_doubles_and(None, |config| {
+        let mut other = config.sources["shopify"].clone();
+        other.id = "shopify-two".into();
+        config.sources.insert(other.id.clone(), other);
+    })
+    .await;
+    let fixture = fixture("shopify", "local-phone-click-id");
+    let paid = app
+        .post_fixture("shopify", &fixture, secret_of("shopify"))
+        .await;
+    assert_eq!(json_of(paid).await["deliveries"], 3);
+    // The second shop's order of the same id is cancelled there; that shop never had a
+    // conversion for it, so its status update has nothing to update.
+    let (headers, body) = cancelled_shopify_order(&fixture, "cancel-event-1");
+    let cancelled = app.post_raw("shopify-two", &headers, body).await;
+    assert_eq!(json_of(cancelled).await["deliveries"], 1);
+    let rows = app.wait_for_deliveries(settled).await;
+    let update = rows
+        .iter()
+        .find(|r| r.mapping == "shopify/scalef-status")
+        .unwrap();
+    assert_eq!(update.status, "skipped", "{rows:#?}");
+    assert_eq!(update.conversion_id, None);
+    assert_eq!(update.key, "shopify-two/5678901234602/rejected");
+
+    // The second shop's own paid order of that id: all its deliveries, none refused as the
+    // first shop's.
+    let paid = app
+        .post_fixture("shopify-two", &fixture, secret_of("shopify"))
+        .await;
+    assert_eq!(json_of(paid).await["deliveries"], 3);
+    let rows = app.wait_for_deliveries(settled).await;
+    let keys: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r.mapping.as_str(), r.key.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (
+                "shopify/legion-purchase",
+                "shopify/5678901234602",
+                "delivered"
+            ),
+            (
+                "shopify/salekit-audience",
+                "shopify/5678901234602",
+                "delivered"
+            ),
+            (
+                "shopify/scalef-conversion",
+                "shopify/5678901234602",
+                "delivered"
+            ),
+            (
+                "shopify/scalef-status",
+                "shopify-two/5678901234602/rejected",
+                "skipped"
+            ),
+            (
+                "shopify/legion-purchase",
+                "shopify-two/5678901234602",
+                "delivered"
+            ),
+            (
+                "shopify/salekit-audience",
+                "shopify-two/5678901234602",
+                "delivered"
+            ),
+            (
+                "shopify/scalef-conversion",
+                "shopify-two/5678901234602",
+                "delivered"
+            ),
+        ]
+    );
+    let scalef_paths: Vec<String> = doubles
+        .scalef
+        .received()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(scalef_paths, ["/api/v1/conversion", "/api/v1/conversion"]);
+    let legion_events: Vec<Value> = doubles
+        .legion
+        .received()
+        .iter()
+        .flat_map(|r| r.body.as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(legion_events.len(), 2);
+    assert_ne!(legion_events[0]["id"], legion_events[1]["id"]);
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ async fn a_webhook_is_stored_with_its_deliveries() {
     );
     for (id, _, key, _, _) in &deliveries {
         assert_eq!(*id, webhook_id);
-        assert_eq!(key, "1071234612");
+        assert_eq!(key, "haravan/1071234612");
     }
     let legion = &deliveries[0].4;
     assert_eq!(legion["payload"]["username"], "912345678");

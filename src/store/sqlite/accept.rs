@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::{Accepted, NewDelivery, NewWebhook, StoreError};
+use crate::store::{Accepted, NewDelivery, NewWebhook, StoreError, stored_key};
 
 /// Without `RETURNING`: SQLite runs a statement with `RETURNING` as one with a trigger, under
 /// a statement journal of its own, into which it copied every page the insert changed
@@ -49,7 +49,13 @@ pub(super) fn insert_webhook(
     let webhook_id = conn.last_insert_rowid();
     let mut deliveries = 0;
     for delivery in &webhook.deliveries {
-        deliveries += insert_delivery(conn, webhook_id, delivery, webhook.received_at_ms)?;
+        deliveries += insert_delivery(
+            conn,
+            webhook_id,
+            &webhook.source,
+            delivery,
+            webhook.received_at_ms,
+        )?;
     }
     Ok(Accepted::Stored {
         webhook_id,
@@ -57,19 +63,20 @@ pub(super) fn insert_webhook(
     })
 }
 
-/// Adds a delivery, due at `now_ms`, unless its (mapping, key) is already stored; returns
-/// how many rows were written (0 or 1).
+/// Adds a delivery of a webhook from `source`, due at `now_ms`, unless its (mapping, key) is
+/// already stored for that source ([`stored_key`]); returns how many rows were written (0 or 1).
 fn insert_delivery(
     conn: &Connection,
     webhook_id: i64,
+    source: &str,
     delivery: &NewDelivery,
     now_ms: i64,
 ) -> Result<u64, StoreError> {
-    let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+    let (needs_mapping, needs_key) = needs_of(source, delivery);
     let written = conn.prepare_cached(INSERT_DELIVERY)?.execute(params![
         webhook_id,
         delivery.mapping,
-        delivery.key,
+        stored_key(source, &delivery.key),
         delivery.destination,
         delivery.operation,
         delivery.payload,
@@ -106,21 +113,26 @@ pub(super) fn replace_deliveries(
             replace.translation_error,
             replace.webhook_id
         ])?;
+    let source: String = conn
+        .prepare_cached("SELECT source FROM webhooks WHERE id = ?")?
+        .query_row(params![replace.webhook_id], |row| row.get(0))?;
     let (mut added, mut replaced) = (0, 0);
     for delivery in &replace.deliveries {
+        let key = stored_key(&source, &delivery.key);
         let existing: Option<String> = conn
             .prepare_cached("SELECT status FROM deliveries WHERE mapping = ? AND key = ?")?
-            .query_row(params![delivery.mapping, delivery.key], |row| row.get(0))
+            .query_row(params![delivery.mapping, key], |row| row.get(0))
             .optional()?;
         match existing.as_deref() {
             None => {
-                added += insert_delivery(conn, replace.webhook_id, delivery, replace.now_ms)?;
+                added +=
+                    insert_delivery(conn, replace.webhook_id, &source, delivery, replace.now_ms)?;
             }
             // Sent, or being sent: a new payload would count the order twice.
             Some("delivered") | Some("in_flight") => {}
             Some(status) if replace.only_status.as_deref().is_some_and(|o| o != status) => {}
             Some(_) => {
-                let (needs_mapping, needs_key) = delivery.needs.clone().unzip();
+                let (needs_mapping, needs_key) = needs_of(&source, delivery);
                 conn.prepare_cached(
                     "UPDATE deliveries SET payload = ?, destination = ?, operation = ?, \
                      needs_mapping = ?, needs_key = ?, status = ?, attempts = 0, \
@@ -137,13 +149,21 @@ pub(super) fn replace_deliveries(
                     replace.now_ms,
                     replace.now_ms,
                     delivery.mapping,
-                    delivery.key,
+                    key,
                 ])?;
                 replaced += 1;
             }
         }
     }
     Ok((added, replaced))
+}
+
+/// The (mapping, stored key) a delivery of a webhook from `source` waits for, if any.
+fn needs_of(source: &str, delivery: &NewDelivery) -> (Option<String>, Option<String>) {
+    match &delivery.needs {
+        Some((mapping, key)) => (Some(mapping.clone()), Some(stored_key(source, key))),
+        None => (None, None),
+    }
 }
 
 /// A webhook is `untranslated` when its translation failed, else `translated`.
@@ -286,7 +306,7 @@ pub(super) mod tests {
                 .await
                 .unwrap();
         assert_eq!(keys.len(), 3);
-        assert_eq!(keys[1], (a, "k1".to_string()));
+        assert_eq!(keys[1], (a, "s/k1".to_string()));
     }
 
     #[tokio::test]
@@ -297,7 +317,7 @@ pub(super) mod tests {
             "CREATE TRIGGER refuse BEFORE INSERT ON webhooks WHEN NEW.source = 'bad' \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
             // Refused after its webhook row is written: that row must go too.
-            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries WHEN NEW.key = 'd' \
+            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries WHEN NEW.key = 's/d' \
              BEGIN SELECT RAISE(ABORT, 'delivery refused by the test'); END",
         ];
         for trigger in refusals {

@@ -704,7 +704,7 @@ mod tests {
 
         // d's delivery is refused after its webhook row is written.
         conn.execute_batch(
-            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries WHEN NEW.key = 'd' \
+            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries WHEN NEW.key = 's/d' \
              BEGIN SELECT RAISE(ABORT, 'delivery refused by the test'); END",
         )
         .unwrap();
