@@ -106,8 +106,29 @@ pub async fn replay(
     };
     let filter = args.filter(default_status)?;
     if !retranslate {
-        let requeued = store.requeue_deliveries(&filter, now_ms()).await?;
-        println!("requeued {requeued} deliveries; a running `storehook serve` sends them now");
+        let done = store.requeue_deliveries(&filter, now_ms()).await?;
+        println!(
+            "requeued {} deliveries; a running `storehook serve` sends them now",
+            done.requeued
+        );
+        if done.waiting > 0 {
+            println!(
+                "{} of them wait for the delivery they need (a Scalef status update for its conversion)",
+                done.waiting
+            );
+        }
+        if done.rearmed > 0 {
+            println!(
+                "{} skipped status updates wait again for their requeued conversion",
+                done.rearmed
+            );
+        }
+        if done.purged > 0 {
+            println!(
+                "{} not requeued: the retention purge removed their payload (webhooks older than retention_days)",
+                done.purged
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let catalog = Catalog::load(Path::new(&config.mappings_dir)).map_err(|errors| {

@@ -174,6 +174,19 @@ pub struct StoredWebhook {
     pub body: Vec<u8>,
 }
 
+/// What [`Store::requeue_deliveries`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// Deliveries put back in the queue (`pending` or `waiting`).
+    pub requeued: u64,
+    /// Of those, the ones `waiting` for the delivery they need.
+    pub waiting: u64,
+    /// Skipped deliveries waiting again for a requeued delivery they need.
+    pub rearmed: u64,
+    /// Matching deliveries left as they are: the retention purge removed their payload.
+    pub purged: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes the webhook and its deliveries in one transaction, unless its (source, dedupe
@@ -223,12 +236,15 @@ pub trait Store: Send + Sync {
         filter: &DeliveryFilter,
     ) -> Result<Vec<DeliverySummary>, StoreError>;
     /// Puts matching deliveries that were not delivered back in the queue, due now, with a
-    /// fresh retry schedule; returns how many.
+    /// fresh retry schedule: `pending`, or `waiting` for one that needs another delivery
+    /// first (it takes that delivery's answer again once it is delivered). The status
+    /// updates that were `skipped` because a requeued delivery was not made wait for it
+    /// again. A delivery whose payload the retention purge removed is not requeued.
     async fn requeue_deliveries(
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Requeued, StoreError>;
     /// The webhooks whose deliveries match the filter (or, filtering by webhook or time only,
     /// those webhooks themselves, translated or not), oldest first.
     async fn webhooks_for(&self, filter: &DeliveryFilter)

@@ -22,7 +22,7 @@ use writer::{Claim, Job, Pending};
 
 use super::{
     Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliverySummary, NewDelivery, NewWebhook,
-    Store, StoreError, StoredWebhook,
+    Requeued, Store, StoreError, StoredWebhook,
 };
 
 /// Binds a [`DeliveryFilter`] as `filter_sql!` and `LIMIT ?5` expect it.
@@ -304,22 +304,80 @@ impl Store for SqliteStore {
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Requeued, StoreError> {
         let _gate = self.write_gate.lock().await;
-        let done = bind_filter(
+        let mut tx = self.pool.begin().await?;
+        // The retention purge sets the payload of finished deliveries of old webhooks to
+        // `null`: nothing is left to send.
+        let ids: Vec<i64> = bind_filter(
             sqlx::query(concat!(
-                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?6, \
-                 lease_until = NULL, updated_at = ?6 \
-                 WHERE id IN (SELECT id FROM deliveries WHERE ",
+                "SELECT id FROM deliveries WHERE ",
                 filter_sql!(),
-                " AND status IN ('dead', 'dry_run', 'skipped', 'pending') ORDER BY id LIMIT ?5)"
+                " AND status IN ('dead', 'dry_run', 'skipped', 'pending') \
+                 AND payload != 'null' ORDER BY id LIMIT ?5"
             )),
             filter,
         )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+        let purged: i64 = bind_filter(
+            sqlx::query(concat!(
+                "SELECT count(*) FROM deliveries WHERE ",
+                filter_sql!(),
+                " AND status IN ('dead', 'dry_run', 'skipped', 'pending') \
+                 AND payload = 'null' AND ?5 = ?5"
+            )),
+            filter,
+        )
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        let ids = serde_json::to_string(&ids).expect("ids serialise");
+        // One that needs another delivery waits for it, and takes its answer (Scalef's
+        // conversion id) afresh once it is delivered.
+        let requeued = sqlx::query(
+            "UPDATE deliveries SET attempts = 0, next_attempt_at = ?1, lease_until = NULL, \
+               updated_at = ?1, \
+               status = CASE WHEN needs_mapping IS NULL THEN 'pending' ELSE 'waiting' END, \
+               conversion_id = CASE WHEN needs_mapping IS NULL THEN conversion_id END \
+             WHERE id IN (SELECT value FROM json_each(?2))",
+        )
         .bind(now_ms)
-        .execute(&self.pool)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE status = 'waiting' \
+             AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&ids)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        // A status update skipped because its conversion was not made: the conversion is
+        // requeued, so the update waits for it again.
+        let rearmed = sqlx::query(
+            "UPDATE deliveries AS w SET status = 'waiting', attempts = 0, conversion_id = NULL, \
+               next_attempt_at = ?1, updated_at = ?1 \
+             WHERE w.status = 'skipped' AND w.payload != 'null' AND EXISTS \
+               (SELECT 1 FROM deliveries AS n WHERE n.id IN (SELECT value FROM json_each(?2)) \
+                AND n.mapping = w.needs_mapping AND n.key = w.needs_key)",
+        )
+        .bind(now_ms)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Requeued {
+            requeued,
+            waiting: waiting as u64,
+            rearmed,
+            purged: purged as u64,
+        })
     }
 
     async fn webhooks_for(
@@ -332,12 +390,12 @@ impl Store for SqliteStore {
                 "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE id IN \
                  (SELECT webhook_id FROM deliveries WHERE ",
                 filter_sql!(),
-                ") ORDER BY id LIMIT ?5"
+                ") AND status != 'purged' ORDER BY id LIMIT ?5"
             )
         } else {
             "SELECT id, source, platform, topic, headers, body FROM webhooks \
              WHERE (?1 IS NULL OR 1) AND (?2 IS NULL OR 1) AND (?3 IS NULL OR received_at >= ?3) \
-             AND (?4 IS NULL OR id = ?4) ORDER BY id LIMIT ?5"
+             AND (?4 IS NULL OR id = ?4) AND status != 'purged' ORDER BY id LIMIT ?5"
         };
         let rows = bind_filter(sqlx::query(sql), filter)
             .fetch_all(&self.pool)

@@ -521,6 +521,56 @@ async fn a_dead_delivery_is_replayed_and_delivered() {
     assert_eq!(doubles.salekit.received().len(), 2);
 }
 
+/// A status update is skipped when its conversion goes dead; replaying the conversion makes
+/// the update wait for it again, and it is sent with the conversion's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_a_dead_conversion_sends_the_status_update_skipped_for_it() {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    doubles.scalef.answer(
+        400,
+        vec![],
+        r#"{"status": "error", "message": "campaign closed"}"#,
+    );
+    let fixture = fixture("shopify", "local-phone-click-id");
+    app.post_fixture("shopify", &fixture, secret_of("shopify"))
+        .await;
+    app.wait_for_deliveries(settled).await;
+    let (headers, body) = cancelled_shopify_order(&fixture, "cancel-event-1");
+    app.post_raw("shopify", &headers, body).await;
+    let rows = app.wait_for_deliveries(settled).await;
+    let status = |rows: &[DeliveryRow], mapping: &str| {
+        rows.iter()
+            .find(|r| r.mapping == mapping)
+            .map(|r| r.status.clone())
+            .unwrap()
+    };
+    assert_eq!(status(&rows, "shopify/scalef-conversion"), "dead");
+    assert_eq!(status(&rows, "shopify/scalef-status"), "skipped");
+
+    let mappings = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let out = storehook_cli(&app, &mappings, &["replay", "--destination", "scalef"]);
+    assert!(
+        out.contains("requeued 1 deliveries")
+            && out.contains("1 skipped status updates wait again for their requeued conversion"),
+        "{out}"
+    );
+    let rows = app
+        .wait_for_deliveries(|rows| rows.iter().all(|r| r.status == "delivered"))
+        .await;
+    assert!(rows.iter().any(|r| r.mapping == "shopify/scalef-status"));
+    let received = doubles.scalef.received();
+    let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/conversion",
+            "/api/v1/conversion",
+            "/api/v1/update-conversion-status"
+        ]
+    );
+    assert_eq!(received[2].body["conversion_id"], "conv-1002");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_retranslate_sends_the_fixed_mappings_payload() {
     // A copy of the shipped mappings the operator will fix.

@@ -237,6 +237,30 @@ async fn retention_purges_bodies_and_payloads_but_keeps_ids_and_keys() {
             .all(|r| r.payload.is_null())
     );
 
+    // Nothing is left to send or to translate again: replay leaves them as they are.
+    let mappings = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let output = app.cli(&mappings, &["replay", "--status", "dry_run"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("requeued 0 deliveries")
+            && stdout.contains("5 not requeued: the retention purge removed their payload"),
+        "{stdout}"
+    );
+    let output = app.cli(
+        &mappings,
+        &["replay", "--retranslate", "--status", "dry_run"],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("re-translated 0 webhooks"), "{stdout}");
+    assert!(
+        app.delivery_rows()
+            .await
+            .iter()
+            .all(|r| r.status == "dry_run" && r.payload.is_null())
+    );
+    assert!(app.inbox().await.iter().all(|w| w.body.is_empty()));
+
     // A late repeat is still recognised, and the order still gets no second delivery.
     let again = json_of(
         app.post_fixture("shopify", &shopify, secret_of("shopify"))
