@@ -41,12 +41,15 @@ impl Destination for Legion {
             &events,
         ))
     }
-    /// Error bodies are not documented: a 2xx whose JSON says `"status"` other than
-    /// `"success"` is a refusal; any other 2xx is success.
+    /// Error bodies are not documented: a 2xx whose JSON has a `"status"` other than
+    /// `"success"` (another string, `false`, a number, …) is a refusal; any other 2xx is
+    /// success.
     fn read_success(&self, _batch: &[Outgoing], body: &[u8]) -> Result<Option<String>, String> {
         match json_body(body).ok().and_then(|v| v.get("status").cloned()) {
-            Some(serde_json::Value::String(s)) if s != "success" => Err(format!("status `{s}`")),
-            _ => Ok(None),
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) if s == "success" => Ok(None),
+            Some(serde_json::Value::String(s)) => Err(format!("status `{s}`")),
+            Some(other) => Err(format!("status `{other}`")),
         }
     }
 }

@@ -192,8 +192,7 @@ pub async fn send(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
     match response.bytes().await {
         Ok(body) => classify(destination, batch, status, retry_after, &body),
         Err(err) => Outcome::Retry {
@@ -201,6 +200,25 @@ pub async fn send(
             reason: format!("HTTP {status}, but the body could not be read: {err}"),
         },
     }
+}
+
+/// The longest `Retry-After` honoured: a day, the default schedule's longest step. A
+/// destination (or a proxy before it) asking for longer would park a delivery for as long,
+/// and a value near `u64::MAX` seconds would overflow the next attempt's time.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A `Retry-After` value (RFC 9110, 10.2.3): seconds, or an HTTP date (a date already past
+/// is no wait), at most [`MAX_RETRY_AFTER`]; `None` when it is neither.
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// The outcome of an answer: 2xx is read by the destination, 408/429/5xx are retried,
@@ -289,4 +307,28 @@ fn single(batch: &[Outgoing]) -> Result<&Outgoing, String> {
 /// A JSON body, or why it is not one.
 fn json_body(body: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{MAX_RETRY_AFTER, retry_after};
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_is_bounded() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        assert_eq!(retry_after(" 2 ", now), Some(Duration::from_secs(2)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
+        assert_eq!(retry_after(&later, now), Some(Duration::from_secs(120)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(60));
+        assert_eq!(retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(retry_after("31536000", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after("18446744073709551615", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
+    }
 }

@@ -90,6 +90,18 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
         matches!(&outcome, Outcome::Failed { reason } if reason.contains("error")),
         "{outcome:?}"
     );
+    // A status that is not a string is not "success" either.
+    for body in [
+        r#"{"status": false}"#,
+        r#"{"status": 400, "message": "bad event"}"#,
+    ] {
+        double.answer(200, vec![], body);
+        let outcome = destination::send(&client(), legion.as_ref(), &batch[..1]).await;
+        assert!(
+            matches!(&outcome, Outcome::Failed { reason } if reason.contains("status")),
+            "{body}: {outcome:?}"
+        );
+    }
 }
 
 #[tokio::test]
