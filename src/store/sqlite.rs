@@ -161,6 +161,20 @@ impl SqliteStore {
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
+
+    /// The retention purge, `step` webhooks at a time, each step under the write gate of its
+    /// own, so that webhooks are acknowledged between the steps.
+    async fn purge_in_steps(&self, cutoff_ms: i64, step: i64) -> Result<u64, StoreError> {
+        let mut cursor = Some(housekeeping::PurgeCursor::START);
+        let mut purged = 0;
+        while let Some(at) = cursor {
+            let _gate = self.write_gate.lock().await;
+            let (done, next) = housekeeping::purge_step(&self.pool, cutoff_ms, at, step).await?;
+            purged += done;
+            cursor = next;
+        }
+        Ok(purged)
+    }
 }
 
 #[async_trait]
@@ -241,8 +255,8 @@ impl Store for SqliteStore {
     }
 
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let _gate = self.write_gate.lock().await;
-        housekeeping::purge_before(&self.pool, cutoff_ms).await
+        self.purge_in_steps(cutoff_ms, housekeeping::PURGE_STEP)
+            .await
     }
 
     async fn release_leases(&self, deliveries: &[i64]) -> Result<u64, StoreError> {

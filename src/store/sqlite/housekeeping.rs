@@ -55,37 +55,86 @@ pub(super) async fn release_waiting(
     Ok(())
 }
 
-/// The retention purge (see `Store::purge_before`); returns how many webhooks were purged.
-pub(super) async fn purge_before(pool: &SqlitePool, cutoff_ms: i64) -> Result<u64, StoreError> {
+/// How many webhooks one step of the retention purge looks at: a step holds the store's
+/// write gate, so webhooks wait for it to end; the purge takes as many steps as it needs.
+pub(super) const PURGE_STEP: i64 = 500;
+
+/// Where a purge has got to: the last webhook looked at, in `(received_at, id)` order.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PurgeCursor {
+    received_at: i64,
+    id: i64,
+}
+
+impl PurgeCursor {
+    /// Before every webhook.
+    pub(super) const START: PurgeCursor = PurgeCursor {
+        received_at: i64::MIN,
+        id: i64::MIN,
+    };
+}
+
+/// One step of the retention purge (see `Store::purge_before`): the next `step` webhooks not
+/// yet purged and received before `cutoff_ms`, after `cursor`. Returns how many it purged
+/// and, unless it looked at fewer than `step` (the purge is done), where the next step
+/// starts.
+///
+/// Only webhooks not yet purged are read, through the partial index `webhooks_unpurged`: a
+/// purge used to read every webhook older than the cutoff, purged years ago or not, in one
+/// transaction under the write gate, so it grew with all history (about 3 s per million
+/// webhooks kept) and every acknowledgement waited for it each hour.
+pub(super) async fn purge_step(
+    pool: &SqlitePool,
+    cutoff_ms: i64,
+    cursor: PurgeCursor,
+    step: i64,
+) -> Result<(u64, Option<PurgeCursor>), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "DELETE FROM attempts WHERE delivery_id IN (SELECT d.id FROM deliveries AS d \
-         JOIN webhooks AS w ON w.id = d.webhook_id WHERE w.received_at < ? \
-         AND d.status IN ('delivered', 'skipped', 'dry_run'))",
+    let candidates: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT received_at, id FROM webhooks INDEXED BY webhooks_unpurged \
+         WHERE status != 'purged' AND received_at < ?1 AND (received_at, id) > (?2, ?3) \
+         ORDER BY received_at, id LIMIT ?4",
     )
     .bind(cutoff_ms)
+    .bind(cursor.received_at)
+    .bind(cursor.id)
+    .bind(step)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(&(received_at, id)) = candidates.last() else {
+        return Ok((0, None));
+    };
+    let ids = serde_json::to_string(&candidates.iter().map(|c| c.1).collect::<Vec<_>>())
+        .expect("ids serialise");
+    sqlx::query(
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries \
+         WHERE webhook_id IN (SELECT value FROM json_each(?)) \
+         AND status IN ('delivered', 'skipped', 'dry_run'))",
+    )
+    .bind(&ids)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "UPDATE deliveries SET payload = 'null', request = NULL WHERE payload != 'null' \
-         AND status IN ('delivered', 'skipped', 'dry_run') \
-         AND webhook_id IN (SELECT id FROM webhooks WHERE received_at < ?)",
+        "UPDATE deliveries SET payload = 'null', request = NULL \
+         WHERE webhook_id IN (SELECT value FROM json_each(?)) AND payload != 'null' \
+         AND status IN ('delivered', 'skipped', 'dry_run')",
     )
-    .bind(cutoff_ms)
+    .bind(&ids)
     .execute(&mut *tx)
     .await?;
     let purged = sqlx::query(
         "UPDATE webhooks SET body = x'', headers = '{}', status = 'purged' \
-         WHERE received_at < ? AND status != 'purged' AND NOT EXISTS \
+         WHERE id IN (SELECT value FROM json_each(?)) AND NOT EXISTS \
          (SELECT 1 FROM deliveries AS d WHERE d.webhook_id = webhooks.id \
           AND d.status NOT IN ('delivered', 'skipped', 'dry_run'))",
     )
-    .bind(cutoff_ms)
+    .bind(&ids)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     tx.commit().await?;
-    Ok(purged)
+    let next = (candidates.len() as i64 >= step).then_some(PurgeCursor { received_at, id });
+    Ok((purged, next))
 }
 
 /// Gives up the leases of these deliveries (see `Store::release_leases`).
@@ -106,4 +155,55 @@ pub(super) async fn release_leases(
     .execute(pool)
     .await?;
     Ok(released.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+    use crate::store::sqlite::accept::tests::{store, webhook};
+
+    /// The purge goes step by step over every webhook not yet purged, oldest first, past the
+    /// ones it must keep (a delivery not done) and those with the same time, and a second
+    /// purge finds nothing to do.
+    #[tokio::test]
+    async fn the_purge_takes_steps_past_webhooks_it_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        for (n, received_at) in [(1, 10), (2, 10), (3, 10), (4, 20), (5, 30), (6, 99)] {
+            let mut new = webhook("s", &format!("w{n}"));
+            new.received_at_ms = received_at;
+            store.accept(new).await.unwrap();
+        }
+        // Every delivery is done but w1's, which is dead (kept, replayable).
+        sqlx::query(
+            "UPDATE deliveries SET status = CASE key WHEN 's/w1' THEN 'dead' ELSE 'delivered' END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(store.purge_in_steps(50, 2).await.unwrap(), 4);
+        let states: Vec<(String, String, Vec<u8>)> =
+            sqlx::query_as("SELECT dedupe_id, status, body FROM webhooks ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let purged: Vec<&str> = states
+            .iter()
+            .filter(|(_, status, body)| status == "purged" && body.is_empty())
+            .map(|(id, _, _)| id.as_str())
+            .collect();
+        assert_eq!(purged, ["w2", "w3", "w4", "w5"]);
+        let payloads: Vec<String> =
+            sqlx::query_scalar("SELECT payload FROM deliveries ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(payloads.iter().filter(|p| *p == "null").count(), 4);
+        assert_eq!(store.purge_in_steps(50, 2).await.unwrap(), 0);
+        assert_eq!(
+            store.purge_before(100).await.unwrap(),
+            1,
+            "w6, once old enough"
+        );
+    }
 }
