@@ -51,7 +51,10 @@ impl Platform for Shopify {
         raw: &[u8],
     ) -> String {
         match header_text(headers, EVENT_ID_HEADER) {
-            Some(event_id) => format!("event:{event_id}"),
+            // With the topic: one change of an order can trigger the webhooks of several
+            // topics (`orders/updated` and `orders/paid`), and whether they share an event id
+            // is not documented; a repeat of one webhook always has its topic.
+            Some(event_id) => format!("event:{topic}:{event_id}"),
             None => body_hash_id(topic, raw),
         }
     }

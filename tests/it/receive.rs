@@ -131,8 +131,44 @@ async fn a_repeated_shopify_event_is_stored_once() {
     assert_eq!(inbox.len(), 1);
     assert_eq!(
         inbox[0].dedupe_id,
-        format!("event:{}", fixture.header("X-Shopify-Event-Id").unwrap())
+        format!(
+            "event:orders/paid:{}",
+            fixture.header("X-Shopify-Event-Id").unwrap()
+        )
     );
+}
+
+/// One change of an order can trigger webhooks of several topics: one event id on two
+/// topics is two webhooks, each translated by its topic's mappings.
+#[tokio::test]
+async fn one_shopify_event_id_on_two_topics_is_two_webhooks() {
+    let app = spawn_app().await;
+    let fixture = fixture("shopify", "paid-two-items-discount");
+    let mut headers = recorded_headers_without_signature(&fixture);
+    for (name, value) in headers.iter_mut() {
+        if name.eq_ignore_ascii_case("X-Shopify-Topic") {
+            *value = "orders/updated".into();
+        }
+    }
+    headers.push((
+        "X-Shopify-Hmac-Sha256".into(),
+        platform_signature(secret_of("shopify"), &fixture.body),
+    ));
+    let updated = json_of(
+        app.post_raw("shopify", &headers, fixture.body.clone())
+            .await,
+    )
+    .await;
+    assert_eq!(updated["duplicate"], false);
+    let paid = json_of(
+        app.post_fixture("shopify", &fixture, secret_of("shopify"))
+            .await,
+    )
+    .await;
+    assert_eq!(paid["duplicate"], false, "{paid}");
+    assert_ne!(paid["webhook_id"], updated["webhook_id"]);
+    let topics: Vec<String> = app.inbox().await.into_iter().map(|w| w.topic).collect();
+    assert_eq!(topics, ["orders/updated", "orders/paid"]);
 }
 
 #[tokio::test]
