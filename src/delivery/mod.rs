@@ -7,8 +7,9 @@
 //! those requests side by side, and records all their attempts in one transaction: the
 //! store sees two writes per round, not two per request, which kept deliveries from
 //! starving ingest of SQLite's single writer. On shutdown the round in flight may finish up
-//! to `delivery.shutdown_grace`; leases still held then are released, so the next start
-//! sends those deliveries at once instead of waiting for the lease to expire.
+//! to `delivery.shutdown_grace`; then the attempts that finished are recorded and the leases
+//! of the others released, so the next start sends those deliveries at once instead of
+//! waiting for the lease to expire, and never sends again one that was answered.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,6 +34,10 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// part-filled rounds, a steady 2,000 webhooks/s kept both workers claiming back to back,
 /// a few deliveries a round, and their writes were most of the store's commits.
 const CLAIM_LINGER: Duration = Duration::from_millis(50);
+
+/// How long after `delivery.shutdown_grace` a round may take to record the attempts that
+/// finished, before the worker is abandoned with its leases (they then expire).
+const RECORD_AFTER_GRACE: Duration = Duration::from_secs(2);
 /// How often, at most, a worker moves its `waiting` deliveries on (a write transaction, so
 /// not on every claim).
 const RELEASE_WAITING_EVERY: Duration = Duration::from_millis(250);
@@ -109,7 +114,9 @@ impl Worker {
         let mut rounds = tokio::spawn(worker.clone().work_rounds(shutdown.clone()));
         // A dropped sender means the service is going away: stop as well.
         let _ = shutdown.wait_for(|stop| *stop).await;
-        let grace = worker.delivery.shutdown_grace;
+        // The round in flight records what finished by the end of the grace itself; this
+        // bound is for a store that does not answer.
+        let grace = worker.delivery.shutdown_grace + RECORD_AFTER_GRACE;
         if tokio::time::timeout(grace, &mut rounds).await.is_err() {
             rounds.abort();
             let _ = rounds.await;
@@ -260,9 +267,7 @@ impl Worker {
         };
         let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
         self.held.lock().expect("held ids").extend(&ids);
-        let attempts: Vec<(Vec<i64>, Attempt)> =
-            futures::future::join_all(claimed.chunks(max_batch).map(|batch| self.request(batch)))
-                .await;
+        let (attempts, abandoned) = self.send_all(&claimed, max_batch, shutdown).await;
         // A full round leaves more due, likely: claim the next with this record (one write,
         // not two), unless the circuit is about to open or the service is stopping (a
         // shutdown whose grace ran out during that write would abort it before the claimed
@@ -283,15 +288,57 @@ impl Worker {
                 .await
                 .map(|()| Vec::new())
         };
-        // Recorded or not, the leases are no longer this round's to release: unrecorded,
-        // they expire and the deliveries are claimed again.
-        let mut held = self.held.lock().expect("held ids");
-        for id in &ids {
-            held.remove(id);
+        // Recorded or not, the leases of the attempts made are no longer this round's to
+        // release: unrecorded, they expire and the deliveries are claimed again.
+        {
+            let mut held = self.held.lock().expect("held ids");
+            for id in attempts.iter().flat_map(|(ids, _)| ids) {
+                held.remove(id);
+            }
+            if let Ok(next) = &recorded {
+                held.extend(next.iter().map(|d| d.id));
+            }
         }
-        let next = recorded?;
-        held.extend(next.iter().map(|d| d.id));
-        Ok((round, next))
+        if abandoned {
+            // What is still held is the requests the grace cut short.
+            self.release_held(true).await;
+        }
+        Ok((round, recorded?))
+    }
+
+    /// Sends `claimed`, `max_batch` deliveries a request, all the requests side by side;
+    /// their attempts, in the order they finished. Once `shutdown` has come and
+    /// `delivery.shutdown_grace` has passed, the requests not finished are given up: then
+    /// `true`, and their deliveries are left out of the attempts (still held).
+    async fn send_all(
+        &self,
+        claimed: &[ClaimedDelivery],
+        max_batch: usize,
+        shutdown: &watch::Receiver<bool>,
+    ) -> (Vec<(Vec<i64>, Attempt)>, bool) {
+        use futures::StreamExt as _;
+        let mut requests: futures::stream::FuturesUnordered<_> = claimed
+            .chunks(max_batch)
+            .map(|batch| self.request(batch))
+            .collect();
+        let mut attempts = Vec::with_capacity(requests.len());
+        let mut shutdown = shutdown.clone();
+        let grace = self.delivery.shutdown_grace;
+        let grace_over = async move {
+            // A dropped sender is a stop too.
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(grace_over);
+        loop {
+            tokio::select! {
+                attempt = requests.next() => match attempt {
+                    Some(attempt) => attempts.push(attempt),
+                    None => return (attempts, false),
+                },
+                () = &mut grace_over => return (attempts, true),
+            }
+        }
     }
 
     /// Sends one request's worth of deliveries; the attempt to record.

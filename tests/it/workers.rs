@@ -130,3 +130,50 @@ async fn shutdown_releases_the_leases_of_attempts_it_cannot_finish() {
         .unwrap();
     assert_eq!(lease, None);
 }
+
+/// When the grace runs out, the attempts that were answered are recorded and only the leases
+/// of those still unanswered are released: nothing answered is sent again after a restart.
+#[tokio::test]
+async fn shutdown_records_what_was_answered_and_releases_only_the_rest() {
+    // The first request is answered once a second one is in flight (both in one round),
+    // the second never.
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let counter = arrived.clone();
+    let salekit = Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                for _ in 0..200 {
+                    if counter.load(Ordering::SeqCst) >= 2 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                r#"{"error": false, "msg": "ok"}"#
+            } else {
+                std::future::pending::<&'static str>().await
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, salekit).await });
+    let mut app = salekit_app(url, 2, Duration::from_millis(500)).await;
+    app.post_paid_haravan_orders(1_000_000, 2).await;
+    while arrived.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.stop().await;
+    let mut salekit: Vec<(String, i64)> = app
+        .delivery_rows()
+        .await
+        .into_iter()
+        .filter(|r| r.mapping.ends_with("salekit-audience"))
+        .map(|r| (r.status, r.attempts))
+        .collect();
+    salekit.sort();
+    assert_eq!(
+        salekit,
+        [("delivered".to_string(), 1), ("pending".to_string(), 0)]
+    );
+}
