@@ -75,6 +75,9 @@ pub struct Worker {
     concurrency: usize,
     /// Deliveries claimed and not yet recorded, released if the shutdown grace runs out.
     held: Mutex<HashSet<i64>>,
+    /// Attempts made whose record failed: recorded before anything else is claimed, so a
+    /// delivery that was answered is not sent again when its lease expires.
+    unrecorded: Mutex<Vec<(Vec<i64>, Attempt)>>,
 }
 
 impl Worker {
@@ -101,6 +104,7 @@ impl Worker {
             failures_in_a_row: AtomicU32::new(0),
             concurrency: config.concurrency.max(1),
             held: Mutex::new(HashSet::new()),
+            unrecorded: Mutex::new(Vec::new()),
         })
     }
 
@@ -163,10 +167,18 @@ impl Worker {
         // The next round, claimed with the record of a full one.
         let mut ahead: Vec<ClaimedDelivery> = Vec::new();
         loop {
+            let recorded = self.record_unrecorded().await;
             if *shutdown.borrow() {
                 // between rounds, what is held is the round claimed ahead, if any
                 self.release_held(false).await;
                 break;
+            }
+            if !recorded {
+                tokio::select! {
+                    () = tokio::time::sleep(STORE_BACKOFF) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
             }
             let pause_left = paused_until
                 .and_then(|until| until.checked_duration_since(Instant::now()))
@@ -289,7 +301,8 @@ impl Worker {
                 .map(|()| Vec::new())
         };
         // Recorded or not, the leases of the attempts made are no longer this round's to
-        // release: unrecorded, they expire and the deliveries are claimed again.
+        // release (released, they would be sent again at once): an attempt not recorded is
+        // kept, and recorded before the next round.
         {
             let mut held = self.held.lock().expect("held ids");
             for id in attempts.iter().flat_map(|(ids, _)| ids) {
@@ -299,11 +312,35 @@ impl Worker {
                 held.extend(next.iter().map(|d| d.id));
             }
         }
+        if recorded.is_err() {
+            self.unrecorded.lock().expect("unrecorded").extend(attempts);
+        }
         if abandoned {
             // What is still held is the requests the grace cut short.
             self.release_held(true).await;
         }
         Ok((round, recorded?))
+    }
+
+    /// Records the attempts whose record failed before, if any; whether none is left.
+    async fn record_unrecorded(&self) -> bool {
+        let attempts = std::mem::take(&mut *self.unrecorded.lock().expect("unrecorded"));
+        if attempts.is_empty() {
+            return true;
+        }
+        match self.store.record_attempts(&attempts).await {
+            Ok(()) => {
+                tracing::info!(destination = %self.destination_id, attempts = attempts.len(), "attempts recorded after a failed record");
+                true
+            }
+            Err(err) => {
+                let deliveries: Vec<i64> =
+                    attempts.iter().flat_map(|(ids, _)| ids.clone()).collect();
+                tracing::error!(destination = %self.destination_id, ?deliveries, error = %err, "cannot record attempts made; nothing more is claimed until they are recorded");
+                self.unrecorded.lock().expect("unrecorded").extend(attempts);
+                false
+            }
+        }
     }
 
     /// Sends `claimed`, `max_batch` deliveries a request, all the requests side by side;

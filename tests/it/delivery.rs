@@ -452,6 +452,43 @@ async fn two_shops_with_the_same_order_id_each_get_their_own_deliveries() {
     assert_ne!(legion_events[0]["id"], legion_events[1]["id"]);
 }
 
+/// A delivery answered by its destination whose record then fails is recorded later, not
+/// sent again when its lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_record_failed_is_recorded_later_and_not_sent_again() {
+    let (app, doubles) = spawn_with_doubles_and(None, |config| {
+        config.delivery.lease = Duration::from_secs(1);
+    })
+    .await;
+    let pool = app.db().await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts \
+         BEGIN SELECT RAISE(ABORT, 'attempts refused by the test'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let fixture = fixture("woocommerce", "paid-two-items-discount");
+    app.post_fixture("woocommerce", &fixture, secret_of("woocommerce"))
+        .await;
+    while doubles.salekit.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past the lease, with the record still refused.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sqlx::query("DROP TRIGGER refuse_attempts")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let rows = app
+        .wait_for_deliveries(|rows| rows.iter().all(|r| r.status == "delivered"))
+        .await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(doubles.salekit.received().len(), 1, "sent once");
+    assert_eq!(doubles.legion.received().len(), 1, "sent once");
+}
+
 #[tokio::test]
 async fn without_credentials_deliveries_run_dry_and_record_the_request() {
     let (legion, legion_url) = Double::start().await;
