@@ -80,6 +80,13 @@ async fn spawn_with_doubles_and(
     )
 }
 
+/// The delivery of `mapping` among `rows` (there is one).
+fn row_of<'a>(rows: &'a [DeliveryRow], mapping: &str) -> &'a DeliveryRow {
+    rows.iter()
+        .find(|r| r.mapping == mapping)
+        .unwrap_or_else(|| panic!("no delivery of {mapping} in {rows:#?}"))
+}
+
 fn settled(rows: &[DeliveryRow]) -> bool {
     !rows.is_empty()
         && rows.iter().all(|r| {
@@ -200,10 +207,7 @@ async fn a_500_then_200_is_delivered_once_with_two_attempts() {
     app.post_fixture("haravan", &fixture, secret_of("haravan"))
         .await;
     let rows = app.wait_for_deliveries(settled).await;
-    let salekit = rows
-        .iter()
-        .find(|r| r.mapping == "haravan/salekit-audience")
-        .unwrap();
+    let salekit = row_of(&rows, "haravan/salekit-audience");
     assert_eq!(salekit.status, "delivered");
     assert_eq!(salekit.key, "haravan/1071234501");
     assert_eq!(salekit.attempts, 2);
@@ -231,16 +235,10 @@ async fn a_400_and_a_body_level_refusal_are_dead_at_once_with_the_response_kept(
     app.post_fixture("haravan", &fixture, secret_of("haravan"))
         .await;
     let rows = app.wait_for_deliveries(settled).await;
-    let salekit = rows
-        .iter()
-        .find(|r| r.mapping == "haravan/salekit-audience")
-        .unwrap();
+    let salekit = row_of(&rows, "haravan/salekit-audience");
     assert_eq!((salekit.status.as_str(), salekit.attempts), ("dead", 1));
     assert!(salekit.last_error.as_deref().unwrap().contains("Sai Token"));
-    let scalef = rows
-        .iter()
-        .find(|r| r.mapping == "haravan/scalef-conversion")
-        .unwrap();
+    let scalef = row_of(&rows, "haravan/scalef-conversion");
     assert_eq!((scalef.status.as_str(), scalef.attempts), ("dead", 1));
     assert!(
         scalef
@@ -249,10 +247,7 @@ async fn a_400_and_a_body_level_refusal_are_dead_at_once_with_the_response_kept(
             .unwrap()
             .contains("campaign not found")
     );
-    let legion = rows
-        .iter()
-        .find(|r| r.mapping == "haravan/legion-purchase")
-        .unwrap();
+    let legion = row_of(&rows, "haravan/legion-purchase");
     assert_eq!(
         legion.status, "delivered",
         "other destinations are not affected"
@@ -266,10 +261,7 @@ async fn retries_end_in_a_dead_delivery_after_the_schedule() {
     app.post_fixture("woocommerce", &fixture, secret_of("woocommerce"))
         .await;
     let rows = app.wait_for_deliveries(settled).await;
-    let legion = rows
-        .iter()
-        .find(|r| r.mapping == "woocommerce/legion-purchase")
-        .unwrap();
+    let legion = row_of(&rows, "woocommerce/legion-purchase");
     assert_eq!(legion.status, "dead");
     assert_eq!(legion.attempts, 4, "the first try and three retries");
     assert!(
@@ -291,10 +283,7 @@ async fn legion_down_does_not_delay_salekit() {
     let rows = app
         .wait_for_status("shopify/salekit-audience", "delivered")
         .await;
-    let legion = rows
-        .iter()
-        .find(|r| r.mapping == "shopify/legion-purchase")
-        .unwrap();
+    let legion = row_of(&rows, "shopify/legion-purchase");
     assert_ne!(legion.status, "delivered");
     assert_eq!(doubles.salekit.received().len(), 1);
 }
@@ -313,10 +302,7 @@ async fn a_status_update_waits_for_its_conversion_and_uses_its_id() {
     assert_eq!(json_of(response).await["deliveries"], 1);
 
     let rows = app.wait_for_deliveries(settled).await;
-    let update = rows
-        .iter()
-        .find(|r| r.mapping == "shopify/scalef-status")
-        .unwrap();
+    let update = row_of(&rows, "shopify/scalef-status");
     assert_eq!(update.status, "delivered", "{rows:#?}");
     let received = doubles.scalef.received();
     let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
@@ -376,10 +362,7 @@ async fn two_shops_with_the_same_order_id_each_get_their_own_deliveries() {
     let cancelled = app.post_raw("shopify-two", &headers, body).await;
     assert_eq!(json_of(cancelled).await["deliveries"], 1);
     let rows = app.wait_for_deliveries(settled).await;
-    let update = rows
-        .iter()
-        .find(|r| r.mapping == "shopify/scalef-status")
-        .unwrap();
+    let update = row_of(&rows, "shopify/scalef-status");
     assert_eq!(update.status, "skipped", "{rows:#?}");
     assert_eq!(update.conversion_id, None);
     assert_eq!(update.key, "shopify-two/5678901234602/rejected");
@@ -503,10 +486,7 @@ async fn without_credentials_deliveries_run_dry_and_record_the_request() {
     for row in &rows {
         assert_eq!(row.status, "dry_run", "{row:#?}");
     }
-    let legion_row = rows
-        .iter()
-        .find(|r| r.mapping == "haravan/legion-purchase")
-        .unwrap();
+    let legion_row = row_of(&rows, "haravan/legion-purchase");
     let request: Value = serde_json::from_str(legion_row.request.as_deref().unwrap()).unwrap();
     assert!(
         request["url"]
@@ -575,14 +555,8 @@ async fn replaying_a_dead_conversion_sends_the_status_update_skipped_for_it() {
     let (headers, body) = cancelled_shopify_order(&fixture, "cancel-event-1");
     app.post_raw("shopify", &headers, body).await;
     let rows = app.wait_for_deliveries(settled).await;
-    let status = |rows: &[DeliveryRow], mapping: &str| {
-        rows.iter()
-            .find(|r| r.mapping == mapping)
-            .map(|r| r.status.clone())
-            .unwrap()
-    };
-    assert_eq!(status(&rows, "shopify/scalef-conversion"), "dead");
-    assert_eq!(status(&rows, "shopify/scalef-status"), "skipped");
+    assert_eq!(row_of(&rows, "shopify/scalef-conversion").status, "dead");
+    assert_eq!(row_of(&rows, "shopify/scalef-status").status, "skipped");
 
     let mappings = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
     let out = storehook_cli(&app, &mappings, &["replay", "--destination", "scalef"]);
@@ -649,10 +623,7 @@ async fn replay_retranslate_sends_the_fixed_mappings_payload() {
     app.post_fixture("haravan", &fixture, secret_of("haravan"))
         .await;
     let rows = app.wait_for_deliveries(settled).await;
-    let salekit_row = rows
-        .iter()
-        .find(|r| r.mapping == "haravan/salekit-audience")
-        .unwrap();
+    let salekit_row = row_of(&rows, "haravan/salekit-audience");
     assert_eq!(salekit_row.status, "dead");
 
     let file = mappings.join("haravan/salekit-audience.toml");
@@ -678,10 +649,7 @@ async fn replay_retranslate_sends_the_fixed_mappings_payload() {
     let received = salekit.received();
     assert_eq!(received.len(), 2);
     assert_eq!(received[1].body["src"], "haravan-shop");
-    let legion = rows
-        .iter()
-        .find(|r| r.mapping == "haravan/legion-purchase")
-        .unwrap();
+    let legion = row_of(&rows, "haravan/legion-purchase");
     assert_eq!(
         legion.status, "dry_run",
         "the Legion delivery was left alone"
@@ -700,10 +668,7 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
     let rows = app
         .wait_for_status("shopify/salekit-audience", "delivered")
         .await;
-    let salekit = rows
-        .iter()
-        .find(|r| r.mapping == "shopify/salekit-audience")
-        .unwrap();
+    let salekit = row_of(&rows, "shopify/salekit-audience");
     assert_eq!(salekit.attempts, 2);
     let pool = app.db().await;
     let started: Vec<i64> =
