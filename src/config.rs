@@ -395,6 +395,30 @@ impl Config {
             let base_url = expand_env(&raw.base_url, env)
                 .map_err(|m| invalid(&format!("{key}.base_url"), m))?;
             let mut unset_variables = base_url.unset_variables;
+            if let Some(names) = crate::destination::credential_names(&raw.kind) {
+                if let Some(name) = raw
+                    .credentials
+                    .keys()
+                    .find(|n| !names.contains(&n.as_str()))
+                {
+                    return Err(invalid(
+                        &format!("{key}.credentials.{name}"),
+                        format!(
+                            "a {} destination has no such credential (it reads {})",
+                            raw.kind,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                if let Some(name) = names.iter().find(|n| !raw.credentials.contains_key(**n)) {
+                    return Err(invalid(
+                        &format!("{key}.credentials"),
+                        format!(
+                            "`{name}` is missing: give it as \"${{VARIABLE}}\" (the destination runs dry while the variable is unset)"
+                        ),
+                    ));
+                }
+            }
             let mut credentials = BTreeMap::new();
             for (name, template) in &raw.credentials {
                 let secret = env_secrets(
@@ -688,6 +712,31 @@ mod tests {
         );
         let e = Config::parse(&id, "f.toml", &env).unwrap_err();
         assert!(e.to_string().contains("sources.Shop One"), "{e}");
+    }
+
+    #[test]
+    fn a_destination_credential_misnamed_or_missing_is_refused_naming_the_key() {
+        let legion = |credentials: &str| {
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://x.db\"\n\
+                 [destinations.legion]\nkind = \"legion\"\nbase_url = \"http://x\"\n\
+                 [destinations.legion.credentials]\n{credentials}\n"
+            )
+        };
+        let env = env_of(&[("KEY", "k")]);
+        let ok = Config::parse(&legion("api_key = \"${KEY}\""), "f.toml", &env).unwrap();
+        assert!(!ok.destinations["legion"].is_dry());
+        let typo = Config::parse(&legion("apikey = \"${KEY}\""), "f.toml", &env).unwrap_err();
+        let text = typo.to_string();
+        assert!(
+            text.contains("destinations.legion.credentials.apikey"),
+            "{text}"
+        );
+        assert!(text.contains("api_key"), "{text}");
+        let missing = Config::parse(&legion(""), "f.toml", &env).unwrap_err();
+        let text = missing.to_string();
+        assert!(text.contains("destinations.legion.credentials"), "{text}");
+        assert!(text.contains("`api_key` is missing"), "{text}");
     }
 
     #[test]

@@ -12,11 +12,14 @@ pub struct Legion {
     batch_size: usize,
 }
 
+/// The credentials it reads ([`super::credential_names`]).
+pub(super) const CREDENTIALS: &[&str] = &["api_key"];
+
 impl Legion {
     pub fn new(config: &DestinationConfig) -> Self {
         Legion {
             url: format!("{}{EVENTS_PATH}", config.base_url),
-            api_key: credential(config, "api_key"),
+            api_key: credential(config, CREDENTIALS[0]),
             batch_size: config.batch_size,
         }
     }

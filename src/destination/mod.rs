@@ -125,6 +125,18 @@ pub trait Destination: Send + Sync {
 }
 
 /// The destination a configuration describes.
+/// The credentials a destination of `kind` reads, by name; `None` for a kind that takes any
+/// (`http`: each names a header) or an unknown kind. A name it does not read is a typo, and
+/// one it reads but is not configured would fail every delivery: both stop the start.
+pub fn credential_names(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "legion" => Some(legion::CREDENTIALS),
+        "scalef" => Some(scalef::CREDENTIALS),
+        "salekit" => Some(salekit::CREDENTIALS),
+        _ => None,
+    }
+}
+
 pub fn build(config: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
     Ok(match config.kind.as_str() {
         "legion" => Box::new(legion::Legion::new(config)),

@@ -12,11 +12,14 @@ pub struct Salekit {
     token: HeaderValue,
 }
 
+/// The credentials it reads ([`super::credential_names`]).
+pub(super) const CREDENTIALS: &[&str] = &["token"];
+
 impl Salekit {
     pub fn new(config: &DestinationConfig) -> Self {
         Salekit {
             url: format!("{}{AUDIENCE_PATH}", config.base_url),
-            token: credential(config, "token"),
+            token: credential(config, CREDENTIALS[0]),
         }
     }
 }

@@ -13,6 +13,9 @@ pub struct Scalef {
     access_token: HeaderValue,
 }
 
+/// The credentials it reads ([`super::credential_names`]).
+pub(super) const CREDENTIALS: &[&str] = &["user", "access_token"];
+
 impl Scalef {
     pub fn new(config: &DestinationConfig) -> Self {
         Scalef {
@@ -27,8 +30,8 @@ impl Scalef {
                 setting(config, "status_path", "/api/v1/update-conversion-status")
             ),
             network_id: setting(config, "network_id", "1"),
-            user: credential(config, "user"),
-            access_token: credential(config, "access_token"),
+            user: credential(config, CREDENTIALS[0]),
+            access_token: credential(config, CREDENTIALS[1]),
         }
     }
 }
