@@ -80,6 +80,18 @@ async fn spawn_with_doubles_and(
     )
 }
 
+/// The paths of the requests `double` received, in order.
+fn paths(double: &Double) -> Vec<String> {
+    double.received().iter().map(|r| r.path.clone()).collect()
+}
+
+/// What Scalef receives for a conversion whose create is tried twice, then its status update.
+const CREATE_RETRIED_THEN_UPDATE: [&str; 3] = [
+    "/api/v1/conversion",
+    "/api/v1/conversion",
+    "/api/v1/update-conversion-status",
+];
+
 /// The delivery of `mapping` among `rows` (there is one).
 fn row_of<'a>(rows: &'a [DeliveryRow], mapping: &str) -> &'a DeliveryRow {
     rows.iter()
@@ -304,16 +316,8 @@ async fn a_status_update_waits_for_its_conversion_and_uses_its_id() {
     let rows = app.wait_for_deliveries(settled).await;
     let update = row_of(&rows, "shopify/scalef-status");
     assert_eq!(update.status, "delivered", "{rows:#?}");
+    assert_eq!(paths(&doubles.scalef), CREATE_RETRIED_THEN_UPDATE);
     let received = doubles.scalef.received();
-    let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "/api/v1/conversion",
-            "/api/v1/conversion",
-            "/api/v1/update-conversion-status"
-        ]
-    );
     assert_eq!(
         received[2].body,
         json!({"conversion_id": "conv-1002", "status": "rejected", "reason": "customer"})
@@ -418,13 +422,10 @@ async fn two_shops_with_the_same_order_id_each_get_their_own_deliveries() {
             ),
         ]
     );
-    let scalef_paths: Vec<String> = doubles
-        .scalef
-        .received()
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
-    assert_eq!(scalef_paths, ["/api/v1/conversion", "/api/v1/conversion"]);
+    assert_eq!(
+        paths(&doubles.scalef),
+        ["/api/v1/conversion", "/api/v1/conversion"]
+    );
     let legion_events: Vec<Value> = doubles
         .legion
         .received()
@@ -569,16 +570,8 @@ async fn replaying_a_dead_conversion_sends_the_status_update_skipped_for_it() {
         .wait_for_deliveries(|rows| rows.iter().all(|r| r.status == "delivered"))
         .await;
     assert!(rows.iter().any(|r| r.mapping == "shopify/scalef-status"));
+    assert_eq!(paths(&doubles.scalef), CREATE_RETRIED_THEN_UPDATE);
     let received = doubles.scalef.received();
-    let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "/api/v1/conversion",
-            "/api/v1/conversion",
-            "/api/v1/update-conversion-status"
-        ]
-    );
     assert_eq!(received[2].body["conversion_id"], "conv-1002");
 }
 
