@@ -383,27 +383,35 @@ impl Worker {
         let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
         let started_at_ms = now_ms();
         let started = Instant::now();
-        let recorded = match outgoing(batch) {
+        let (recorded, http_status) = match outgoing(batch) {
             Ok(outgoing) => self.attempt(batch, &outgoing).await,
-            Err(reason) => Recorded::Dead { reason },
+            Err(reason) => (Recorded::Dead { reason }, None),
         };
         let attempt = Attempt {
             started_at_ms,
             duration_ms: started.elapsed().as_millis() as i64,
+            http_status,
             recorded,
         };
         log_attempt(&self.destination_id, &ids, &attempt);
         (ids, attempt)
     }
 
-    async fn attempt(&self, batch: &[ClaimedDelivery], outgoing: &[Outgoing]) -> Recorded {
+    /// Sends `outgoing` (or, dry, makes its request only); what to record, and the HTTP
+    /// status of the answer when there was one.
+    async fn attempt(
+        &self,
+        batch: &[ClaimedDelivery],
+        outgoing: &[Outgoing],
+    ) -> (Recorded, Option<u16>) {
         if self.dry {
-            return match self.destination.request(outgoing) {
+            let recorded = match self.destination.request(outgoing) {
                 Ok(request) => Recorded::DryRun {
                     request: serde_json::to_string(&request.shown()).expect("a request serialises"),
                 },
                 Err(reason) => Recorded::Dead { reason },
             };
+            return (recorded, None);
         }
         if let Some(limit) = &self.rate_limit {
             limit.until_ready().await;
@@ -416,7 +424,8 @@ impl Worker {
         } else {
             self.failures_in_a_row.store(0, Ordering::Relaxed);
         }
-        match outcome {
+        let http_status = outcome.http_status();
+        let recorded = match outcome {
             Outcome::Delivered {
                 response,
                 conversion_id,
@@ -425,8 +434,8 @@ impl Worker {
                 response,
                 conversion_id,
             },
-            Outcome::Failed { reason } => Recorded::Dead { reason },
-            Outcome::Retry { after, reason } => {
+            Outcome::Failed { reason, .. } => Recorded::Dead { reason },
+            Outcome::Retry { after, reason, .. } => {
                 let attempts = batch.iter().map(|d| d.attempts).max().unwrap_or(1);
                 match next_retry(&self.retry_schedule, attempts, after) {
                     Some(wait) => Recorded::Retry {
@@ -438,7 +447,8 @@ impl Worker {
                     },
                 }
             }
-        }
+        };
+        (recorded, http_status)
     }
 
     fn breaker_open(&self) -> bool {

@@ -103,9 +103,25 @@ pub enum Outcome {
     Retry {
         after: Option<Duration>,
         reason: String,
+        /// The answer's HTTP status; none for a time-out or a connection error.
+        status: Option<u16>,
     },
     /// Any other answer, or a 2xx whose body refuses: repeating will not help.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+        /// The answer's HTTP status; none when no request was sent.
+        status: Option<u16>,
+    },
+}
+
+impl Outcome {
+    /// The HTTP status of the answer, when there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Outcome::Delivered { status, .. } => Some(*status),
+            Outcome::Retry { status, .. } | Outcome::Failed { status, .. } => *status,
+        }
+    }
 }
 
 /// What each kind of destination knows.
@@ -170,7 +186,12 @@ pub async fn send(
 ) -> Outcome {
     let request = match destination.request(batch) {
         Ok(request) => request,
-        Err(reason) => return Outcome::Failed { reason },
+        Err(reason) => {
+            return Outcome::Failed {
+                reason,
+                status: None,
+            };
+        }
     };
     let mut builder = client.post(&request.url).body(request.body);
     for (name, value) in &request.headers {
@@ -180,6 +201,7 @@ pub async fn send(
             HeaderValue::Unset => {
                 return Outcome::Failed {
                     reason: format!("the credential for header {name} is not configured"),
+                    status: None,
                 };
             }
         };
@@ -190,12 +212,14 @@ pub async fn send(
             return Outcome::Retry {
                 after: None,
                 reason: "the request timed out".into(),
+                status: None,
             };
         }
         Err(err) => {
             return Outcome::Retry {
                 after: None,
                 reason: format!("the request failed: {}", error_chain(&err)),
+                status: None,
             };
         }
     };
@@ -210,6 +234,7 @@ pub async fn send(
         Err(err) => Outcome::Retry {
             after: retry_after,
             reason: format!("HTTP {status}, but the body could not be read: {err}"),
+            status: Some(status),
         },
     }
 }
@@ -252,14 +277,17 @@ pub fn classify(
             },
             Err(refusal) => Outcome::Failed {
                 reason: format!("HTTP {status} but refused: {refusal}"),
+                status: Some(status),
             },
         },
         408 | 429 | 500..=599 => Outcome::Retry {
             after: retry_after,
             reason: format!("HTTP {status}: {response}"),
+            status: Some(status),
         },
         _ => Outcome::Failed {
             reason: format!("HTTP {status}: {response}"),
+            status: Some(status),
         },
     }
 }

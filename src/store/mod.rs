@@ -133,6 +133,8 @@ pub enum Recorded {
 pub struct Attempt {
     pub started_at_ms: i64,
     pub duration_ms: i64,
+    /// The destination's answer's HTTP status, when there was an answer.
+    pub http_status: Option<u16>,
     pub recorded: Recorded,
 }
 

@@ -224,9 +224,15 @@ async fn a_500_then_200_is_delivered_once_with_two_attempts() {
     assert_eq!(salekit.key, "haravan/1071234501");
     assert_eq!(salekit.attempts, 2);
     let attempts = app.attempts_of(salekit.id).await;
-    assert_eq!(attempts[0].0, "retry");
-    assert!(attempts[0].1.as_deref().unwrap().contains("500"));
-    assert_eq!(attempts[1].0, "delivered");
+    assert_eq!(
+        (attempts[0].0.as_str(), attempts[0].1),
+        ("retry", Some(500))
+    );
+    assert!(attempts[0].2.as_deref().unwrap().contains("500"));
+    assert_eq!(
+        (attempts[1].0.as_str(), attempts[1].1),
+        ("delivered", Some(200))
+    );
     assert_eq!(doubles.salekit.received().len(), 2);
 }
 
@@ -250,8 +256,11 @@ async fn a_400_and_a_body_level_refusal_are_dead_at_once_with_the_response_kept(
     let salekit = row_of(&rows, "haravan/salekit-audience");
     assert_eq!((salekit.status.as_str(), salekit.attempts), ("dead", 1));
     assert!(salekit.last_error.as_deref().unwrap().contains("Sai Token"));
+    // The refusal came in a 200, and the attempt says so.
+    assert_eq!(app.attempts_of(salekit.id).await[0].1, Some(200));
     let scalef = row_of(&rows, "haravan/scalef-conversion");
     assert_eq!((scalef.status.as_str(), scalef.attempts), ("dead", 1));
+    assert_eq!(app.attempts_of(scalef.id).await[0].1, Some(400));
     assert!(
         scalef
             .last_error

@@ -87,7 +87,7 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
     );
     let outcome = destination::send(&client(), legion.as_ref(), &batch[..1]).await;
     assert!(
-        matches!(&outcome, Outcome::Failed { reason } if reason.contains("error")),
+        matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("error")),
         "{outcome:?}"
     );
     // A status that is not a string is not "success" either.
@@ -98,7 +98,7 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
         double.answer(200, vec![], body);
         let outcome = destination::send(&client(), legion.as_ref(), &batch[..1]).await;
         assert!(
-            matches!(&outcome, Outcome::Failed { reason } if reason.contains("status")),
+            matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("status")),
             "{body}: {outcome:?}"
         );
     }
@@ -128,7 +128,7 @@ async fn salekit_success_is_read_from_the_body() {
     );
     let outcome = destination::send(&client(), salekit.as_ref(), &batch).await;
     match outcome {
-        Outcome::Failed { reason } => assert!(reason.contains("Sai Token"), "{reason}"),
+        Outcome::Failed { reason, .. } => assert!(reason.contains("Sai Token"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
@@ -161,7 +161,7 @@ async fn scalef_creates_a_conversion_then_updates_it_by_id() {
     let outcome =
         destination::send(&client(), scalef.as_ref(), std::slice::from_ref(&update)).await;
     assert!(
-        matches!(&outcome, Outcome::Failed { reason } if reason.contains("conversion id")),
+        matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("conversion id")),
         "{outcome:?}"
     );
     assert_eq!(
@@ -218,7 +218,7 @@ async fn answers_become_retries_or_failures() {
 
     let first = destination::send(&client(), salekit.as_ref(), &batch).await;
     assert!(
-        matches!(&first, Outcome::Retry { after: None, reason } if reason.contains("500")),
+        matches!(&first, Outcome::Retry { after: None, reason, .. } if reason.contains("500")),
         "{first:?}"
     );
     let second = destination::send(&client(), salekit.as_ref(), &batch).await;
@@ -226,19 +226,20 @@ async fn answers_become_retries_or_failures() {
         second,
         Outcome::Retry {
             after: Some(Duration::from_secs(2)),
-            reason: "HTTP 429: slow down".into()
+            reason: "HTTP 429: slow down".into(),
+            status: Some(429),
         }
     );
     let third = destination::send(&client(), salekit.as_ref(), &batch).await;
     assert!(matches!(third, Outcome::Retry { .. }), "{third:?}");
     let fourth = destination::send(&client(), salekit.as_ref(), &batch).await;
     assert!(
-        matches!(&fourth, Outcome::Failed { reason } if reason.contains("thiếu email")),
+        matches!(&fourth, Outcome::Failed { reason, .. } if reason.contains("thiếu email")),
         "the response is kept: {fourth:?}"
     );
     let fifth = destination::send(&client(), salekit.as_ref(), &batch).await;
     assert!(
-        matches!(&fifth, Outcome::Failed { reason } if reason.contains("302")),
+        matches!(&fifth, Outcome::Failed { reason, .. } if reason.contains("302")),
         "redirects are not followed: {fifth:?}"
     );
     assert_eq!(double.received().len(), 5);

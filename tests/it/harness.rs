@@ -340,17 +340,22 @@ impl TestApp {
     }
 
     /// How many attempts a delivery has recorded.
-    pub async fn attempts_of(&self, delivery_id: i64) -> Vec<(String, Option<String>)> {
+    /// (outcome, HTTP status, response) of each attempt of a delivery, oldest first.
+    pub async fn attempts_of(
+        &self,
+        delivery_id: i64,
+    ) -> Vec<(String, Option<i64>, Option<String>)> {
         let pool = self.db().await;
-        let rows =
-            sqlx::query("SELECT outcome, response FROM attempts WHERE delivery_id = ? ORDER BY id")
-                .bind(delivery_id)
-                .fetch_all(&pool)
-                .await
-                .unwrap();
+        let rows = sqlx::query(
+            "SELECT outcome, http_status, response FROM attempts WHERE delivery_id = ? ORDER BY id",
+        )
+        .bind(delivery_id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
         pool.close().await;
         rows.into_iter()
-            .map(|r| (r.get("outcome"), r.get("response")))
+            .map(|r| (r.get("outcome"), r.get("http_status"), r.get("response")))
             .collect()
     }
 

@@ -80,13 +80,15 @@ fn record_attempt(
         Recorded::DryRun { request } => ("dry_run", request.as_str()),
     };
     conn.prepare_cached(
-        "INSERT INTO attempts (delivery_id, started_at, duration_ms, outcome, response) \
-         SELECT value, ?, ?, ?, ? FROM json_each(?)",
+        "INSERT INTO attempts \
+         (delivery_id, started_at, duration_ms, outcome, http_status, response) \
+         SELECT value, ?, ?, ?, ?, ? FROM json_each(?)",
     )?
     .execute(params![
         attempt.started_at_ms,
         attempt.duration_ms,
         outcome,
+        attempt.http_status,
         response,
         ids
     ])?;

@@ -521,6 +521,7 @@ mod tests {
         Attempt {
             started_at_ms: 10,
             duration_ms: 1,
+            http_status: Some(200),
             recorded: Recorded::Delivered {
                 response: "ok".into(),
                 conversion_id: None,
