@@ -89,10 +89,31 @@ impl ApiError {
         let code = self.code();
         if let Self::StoreUnavailable(cause) = self {
             tracing::error!(source = source_id, delivery_id, status, code, error = %cause, "webhook not stored: answered 503 so the shop retries");
-        } else if self.status().is_server_error() {
-            tracing::error!(source = source_id, delivery_id, status, code, reason = %self, "webhook refused");
         } else {
-            tracing::warn!(source = source_id, delivery_id, status, code, reason = %self, "webhook refused");
+            // As text, quoted and escaped like every other field: the reason may quote the
+            // request (an unknown source id is the URL's), and a newline in it must not
+            // start a log line of its own.
+            let reason = self.to_string();
+            let reason = reason.as_str();
+            if self.status().is_server_error() {
+                tracing::error!(
+                    source = source_id,
+                    delivery_id,
+                    status,
+                    code,
+                    reason,
+                    "webhook refused"
+                );
+            } else {
+                tracing::warn!(
+                    source = source_id,
+                    delivery_id,
+                    status,
+                    code,
+                    reason,
+                    "webhook refused"
+                );
+            }
         }
     }
 }

@@ -166,12 +166,17 @@ fn a_bad_configuration_stops_the_program_naming_the_file_and_key() {
     assert!(!dir.path().join("x.db").exists(), "nothing started");
 }
 
-/// `storehook serve` in an empty directory: the embedded configuration, the default store
-/// path created, every source reported not configured, and a clean stop on SIGTERM.
-#[tokio::test]
-async fn serve_runs_on_the_embedded_defaults() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = storehook(dir.path())
+/// `storehook serve` started by `command` on a free port; the child, its log lines as they
+/// come, the lines up to the one with its address, and its port.
+fn serve(
+    mut command: Command,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    Vec<String>,
+    u16,
+) {
+    let mut child = command
         .arg("serve")
         .env("PORT", "0")
         .stderr(Stdio::piped())
@@ -201,6 +206,26 @@ async fn serve_runs_on_the_embedded_defaults() {
                 .unwrap();
         }
     };
+    (child, rx, log, port)
+}
+
+/// Stops a `serve` child with SIGTERM; it must exit cleanly.
+fn stop(mut child: std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+}
+
+/// `storehook serve` in an empty directory: the embedded configuration, the default store
+/// path created, every source reported not configured, and a clean stop on SIGTERM.
+#[tokio::test]
+async fn serve_runs_on_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, rx, log, port) = serve(storehook(dir.path()));
     let text = log.join("\n");
     assert!(text.contains("embedded storehook.toml"), "{text}");
     for variable in [
@@ -241,14 +266,57 @@ async fn serve_runs_on_the_embedded_defaults() {
         "{refused}"
     );
     assert!(refused.contains("source=\"shopify\""), "{refused}");
+    stop(child);
+}
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
+/// Even at the debug level, a request's log lines name its path, not its query: Haravan's
+/// subscription handshake carries the verify token in the query. And what a request says
+/// is quoted in the log, so it never starts a line of its own.
+#[tokio::test]
+async fn the_debug_log_never_shows_the_handshake_token_nor_a_line_a_request_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = storehook(dir.path());
+    command
+        .env("RUST_LOG", "debug")
+        .env("HARAVAN_VERIFY_TOKEN", "tok-b8f3e1")
+        .env("HARAVAN_WEBHOOK_SECRET", "whs-0c4d2a");
+    let (child, rx, mut log, port) = serve(command);
+    let url = format!(
+        "http://127.0.0.1:{port}/webhooks/haravan?hub.mode=subscribe&hub.verify_token=tok-b8f3e1&hub.challenge=c-17"
+    );
+    let answer = reqwest::get(url).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "c-17");
+    let forged = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/webhooks/shop%0A2026-01-01T00:00:00Z%20INFO%20forged"
+        ))
+        .body("{}")
+        .send()
+        .await
         .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    assert_eq!(forged.status(), 404);
+    // The requests' own debug lines, as tower-http writes them.
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the request is logged at debug");
+        log.push(line.clone());
+        if line.contains("finished processing request") && line.contains("status=404") {
+            break;
+        }
+    }
+    stop(child);
+    log.extend(rx.try_iter());
+    let text = log.join("\n");
+    assert!(text.contains("/webhooks/haravan"), "{text}");
+    assert!(!text.contains("tok-b8f3e1"), "{text}");
+    assert!(!text.contains("whs-0c4d2a"), "{text}");
+    assert!(text.contains("code=\"unknown_source\""), "{text}");
+    assert!(
+        log.iter().all(|line| !line.starts_with("2026-01-01")),
+        "{text}"
+    );
 }
 
 #[test]
