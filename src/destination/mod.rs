@@ -140,7 +140,6 @@ pub trait Destination: Send + Sync {
     fn read_success(&self, batch: &[Outgoing], body: &[u8]) -> Result<Option<String>, String>;
 }
 
-/// The destination a configuration describes.
 /// The credentials a destination of `kind` reads, by name; `None` for a kind that takes any
 /// (`http`: each names a header) or an unknown kind. A name it does not read is a typo, and
 /// one it reads but is not configured would fail every delivery: both stop the start.
@@ -153,6 +152,7 @@ pub fn credential_names(kind: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// The destination a configuration describes.
 pub fn build(config: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
     Ok(match config.kind.as_str() {
         "legion" => Box::new(legion::Legion::new(config)),

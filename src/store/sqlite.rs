@@ -323,9 +323,10 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         // The retention purge sets the payload of finished deliveries of old webhooks to
         // `null`: nothing is left to send.
-        let ids: Vec<i64> = bind_filter(
+        // (id, whether it needs another delivery) of each one to requeue.
+        let chosen: Vec<(i64, bool)> = bind_filter(
             sqlx::query(concat!(
-                "SELECT id FROM deliveries WHERE ",
+                "SELECT id, needs_mapping IS NOT NULL FROM deliveries WHERE ",
                 filter_sql!(),
                 " AND status IN ('dead', 'dry_run', 'skipped', 'pending') \
                  AND payload != 'null' ORDER BY id LIMIT ?5"
@@ -335,8 +336,9 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| (row.get(0), row.get(1)))
         .collect();
+        // A count has no limit, but `bind_filter` binds one as ?5: `?5 = ?5` takes it.
         let purged: i64 = bind_filter(
             sqlx::query(concat!(
                 "SELECT count(*) FROM deliveries WHERE ",
@@ -349,6 +351,8 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
+        let waiting = chosen.iter().filter(|(_, needs)| *needs).count() as u64;
+        let ids: Vec<i64> = chosen.iter().map(|(id, _)| *id).collect();
         let ids = serde_json::to_string(&ids).expect("ids serialise");
         // One that needs another delivery waits for it, and takes its answer (Scalef's
         // conversion id) afresh once it is delivered.
@@ -364,13 +368,6 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries WHERE status = 'waiting' \
-             AND id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(&ids)
-        .fetch_one(&mut *tx)
-        .await?;
         // A status update skipped because its conversion was not made: the conversion is
         // requeued, so the update waits for it again.
         let rearmed = sqlx::query(
@@ -388,7 +385,7 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(Requeued {
             requeued,
-            waiting: waiting as u64,
+            waiting,
             rearmed,
             purged: purged as u64,
         })
