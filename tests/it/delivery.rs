@@ -454,13 +454,7 @@ async fn an_attempt_whose_record_failed_is_recorded_later_and_not_sent_again() {
     })
     .await;
     let pool = app.db().await;
-    sqlx::query(
-        "CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts \
-         BEGIN SELECT RAISE(ABORT, 'attempts refused by the test'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    refuse_inserts(&pool, "attempts").await;
     let fixture = fixture("woocommerce", "paid-two-items-discount");
     app.post_fixture("woocommerce", &fixture, secret_of("woocommerce"))
         .await;
@@ -469,10 +463,7 @@ async fn an_attempt_whose_record_failed_is_recorded_later_and_not_sent_again() {
     }
     // Past the lease, with the record still refused.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    sqlx::query("DROP TRIGGER refuse_attempts")
-        .execute(&pool)
-        .await
-        .unwrap();
+    allow_inserts(&pool, "attempts").await;
     pool.close().await;
     let rows = app
         .wait_for_deliveries(|rows| rows.iter().all(|r| r.status == "delivered"))

@@ -51,13 +51,7 @@ async fn a_failing_store_answers_503_and_every_200_is_on_disk() {
 
     // The database starts refusing inserts, as a full disk or a broken file would.
     let db = app.db().await;
-    sqlx::query(
-        "CREATE TRIGGER refuse_inserts BEFORE INSERT ON webhooks \
-         BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    refuse_inserts(&db, "webhooks").await;
     let during = send_orders(&app, 20..40).await;
     for (n, status, id) in &during {
         assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "order {n}");
@@ -65,10 +59,7 @@ async fn a_failing_store_answers_503_and_every_200_is_on_disk() {
     }
 
     // The store recovers; the shop's retries of the refused webhooks now land.
-    sqlx::query("DROP TRIGGER refuse_inserts")
-        .execute(&db)
-        .await
-        .unwrap();
+    allow_inserts(&db, "webhooks").await;
     db.close().await;
     let after = send_orders(&app, 20..60).await;
     assert!(after.iter().all(|(_, s, _)| *s == StatusCode::OK));

@@ -379,6 +379,28 @@ impl TestApp {
     }
 }
 
+/// Makes the store refuse every insert into `table`, as a full disk or a broken file would,
+/// until [`allow_inserts`]. `table` is a name the test writes, never outside input.
+pub async fn refuse_inserts(pool: &SqlitePool, table: &str) {
+    let trigger = format!(
+        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+         BEGIN SELECT RAISE(ABORT, 'inserts into {table} refused by the test'); END"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(trigger))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// Ends [`refuse_inserts`] on `table`.
+pub async fn allow_inserts(pool: &SqlitePool, table: &str) {
+    let drop = format!("DROP TRIGGER refuse_{table}");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
