@@ -9,7 +9,9 @@
 //! starving ingest of SQLite's single writer. On shutdown the round in flight may finish up
 //! to `delivery.shutdown_grace`; then the attempts that finished are recorded and the leases
 //! of the others released, so the next start sends those deliveries at once instead of
-//! waiting for the lease to expire, and never sends again one that was answered.
+//! waiting for the lease to expire, and never sends again one that was answered. A batch
+//! of several deliveries that the destination refuses is sent again one delivery a request,
+//! in the same round, so that one bad Legion event does not kill the 49 beside it.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -305,7 +307,11 @@ impl Worker {
         // kept, and recorded before the next round.
         {
             let mut held = self.held.lock().expect("held ids");
-            for id in attempts.iter().flat_map(|(ids, _)| ids) {
+            // A split batch's deliveries are held until their own attempts finish.
+            let finished = attempts
+                .iter()
+                .filter(|(_, attempt)| !matches!(attempt.recorded, Recorded::Split { .. }));
+            for id in finished.flat_map(|(ids, _)| ids) {
                 held.remove(id);
             }
             if let Ok(next) = &recorded {
@@ -344,9 +350,10 @@ impl Worker {
     }
 
     /// Sends `claimed`, `max_batch` deliveries a request, all the requests side by side;
-    /// their attempts, in the order they finished. Once `shutdown` has come and
-    /// `delivery.shutdown_grace` has passed, the requests not finished are given up: then
-    /// `true`, and their deliveries are left out of the attempts (still held).
+    /// their attempts, in the order they finished. A refused request of several deliveries
+    /// is sent again one delivery a request ([`Recorded::Split`]). Once `shutdown` has come
+    /// and `delivery.shutdown_grace` has passed, the requests not finished are given up:
+    /// then `true`, and their deliveries are left out of the attempts (still held).
     async fn send_all(
         &self,
         claimed: &[ClaimedDelivery],
@@ -369,8 +376,13 @@ impl Worker {
         tokio::pin!(grace_over);
         loop {
             tokio::select! {
-                attempt = requests.next() => match attempt {
-                    Some(attempt) => attempts.push(attempt),
+                sent = requests.next() => match sent {
+                    Some((batch, attempt)) => {
+                        if matches!(attempt.recorded, Recorded::Split { .. }) {
+                            requests.extend(batch.chunks(1).map(|one| self.request(one)));
+                        }
+                        attempts.push((batch.iter().map(|d| d.id).collect(), attempt));
+                    }
                     None => return (attempts, false),
                 },
                 () = &mut grace_over => return (attempts, true),
@@ -378,14 +390,13 @@ impl Worker {
         }
     }
 
-    /// Sends one request's worth of deliveries; the attempt to record.
-    async fn request(&self, batch: &[ClaimedDelivery]) -> (Vec<i64>, Attempt) {
-        let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
+    /// Sends one request's worth of deliveries; the batch with the attempt to record.
+    async fn request<'a>(&self, batch: &'a [ClaimedDelivery]) -> (&'a [ClaimedDelivery], Attempt) {
         let started_at_ms = now_ms();
         let started = Instant::now();
         let (recorded, http_status) = match outgoing(batch) {
             Ok(outgoing) => self.attempt(batch, &outgoing).await,
-            Err(reason) => (Recorded::Dead { reason }, None),
+            Err(reason) => (refused(batch, reason, None), None),
         };
         let attempt = Attempt {
             started_at_ms,
@@ -393,8 +404,9 @@ impl Worker {
             http_status,
             recorded,
         };
+        let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
         log_attempt(&self.destination_id, &ids, &attempt);
-        (ids, attempt)
+        (batch, attempt)
     }
 
     /// Sends `outgoing` (or, dry, makes its request only); what to record, and the HTTP
@@ -434,7 +446,7 @@ impl Worker {
                 response,
                 conversion_id,
             },
-            Outcome::Failed { reason, .. } => Recorded::Dead { reason },
+            Outcome::Failed { reason, status } => refused(batch, reason, status),
             Outcome::Retry { after, reason, .. } => {
                 let attempts = batch.iter().map(|d| d.attempts).max().unwrap_or(1);
                 match next_retry(&self.retry_schedule, attempts, after) {
@@ -476,6 +488,19 @@ pub fn next_retry(
     Some(retry_after.map_or(jittered, |after| after.max(jittered)))
 }
 
+/// What a refusal of `batch` (with the answer's `status`, if any) makes of it: dead, or for
+/// a batch of several, [`Recorded::Split`]: its deliveries are sent again one a request, so
+/// that a single event the destination cannot take (a Legion batch holds up to 50) kills
+/// itself only. Not when the answer says the request is wrong whatever it carries: 401 and
+/// 403 (the key), 404 and 405 (the URL); every delivery alone would get the same answer.
+fn refused(batch: &[ClaimedDelivery], reason: String, status: Option<u16>) -> Recorded {
+    if batch.len() > 1 && !matches!(status, Some(401 | 403 | 404 | 405)) {
+        Recorded::Split { reason }
+    } else {
+        Recorded::Dead { reason }
+    }
+}
+
 fn outgoing(batch: &[ClaimedDelivery]) -> Result<Vec<Outgoing>, String> {
     batch
         .iter()
@@ -510,6 +535,9 @@ fn log_attempt(destination: &str, ids: &[i64], attempt: &Attempt) {
         Recorded::Dead { reason } => {
             tracing::error!(destination, deliveries = ?ids, duration_ms, %reason, "delivery dead")
         }
+        Recorded::Split { reason } => {
+            tracing::warn!(destination, deliveries = ?ids, duration_ms, %reason, "batch refused; each delivery is sent again alone, so that only those refused go dead")
+        }
     }
 }
 
@@ -536,5 +564,28 @@ mod tests {
             assert_eq!(slowed, Duration::from_secs(60));
         }
         assert_eq!(next_retry(&schedule, 3, None), None, "past the end: dead");
+    }
+
+    #[test]
+    fn a_refused_batch_is_split_unless_any_request_would_be_refused() {
+        let delivery = |id| ClaimedDelivery {
+            id,
+            operation: "legion.purchase_event".into(),
+            payload: "{}".into(),
+            conversion_id: None,
+            attempts: 1,
+        };
+        let two = [delivery(1), delivery(2)];
+        let split = |batch: &[ClaimedDelivery], status| {
+            matches!(refused(batch, "no".into(), status), Recorded::Split { .. })
+        };
+        assert!(split(&two, Some(400)));
+        assert!(split(&two, Some(413)), "too large a batch");
+        assert!(split(&two, Some(200)), "a refusal in a 2xx body");
+        assert!(split(&two, None), "a stored payload that is not JSON");
+        for status in [401, 403, 404, 405] {
+            assert!(!split(&two, Some(status)), "{status}");
+        }
+        assert!(!split(&two[..1], Some(400)), "one delivery alone is dead");
     }
 }

@@ -127,6 +127,11 @@ pub enum Recorded {
     DryRun {
         request: String,
     },
+    /// A batch of several deliveries was refused: the attempt is recorded for each, and the
+    /// deliveries stay in flight, each sent again alone within the same lease.
+    Split {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]

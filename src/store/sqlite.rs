@@ -14,6 +14,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
+/// The condition, on a delivery `d`, that it is not held back: one that needs another delivery
+/// (a Scalef status update needs its conversion) waits while an older one needing the same
+/// is unfinished, so that the destination gets them in the order they were made. Else a
+/// retried `approved` could land after a later `rejected`, and Scalef would pay the
+/// commission of a refunded order.
+macro_rules! not_held_back {
+    () => {
+        "(d.needs_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e \
+             WHERE e.needs_mapping = d.needs_mapping AND e.needs_key = d.needs_key \
+             AND e.id < d.id AND e.status IN ('pending', 'waiting', 'in_flight')))"
+    };
+}
+
 mod accept;
 mod housekeeping;
 mod rounds;
@@ -267,13 +280,19 @@ impl Store for SqliteStore {
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(
             // Two searches of the (destination, status, next_attempt_at) index: the first
-            // reads one entry, not every pending delivery as one MIN over both did.
-            "SELECT MIN(at) FROM ( \
-                 SELECT MIN(next_attempt_at) AS at FROM deliveries \
-                 WHERE destination = ?1 AND status = 'pending' \
+            // reads one entry (or a few), not every pending delivery as one MIN over both did.
+            // A delivery held back is not due (its worker would claim nothing, again and
+            // again): the first one not held back, in the index's order.
+            concat!(
+                "SELECT MIN(at) FROM ( \
+                 SELECT * FROM (SELECT next_attempt_at AS at FROM deliveries d \
+                 WHERE destination = ?1 AND status = 'pending' AND ",
+                not_held_back!(),
+                " ORDER BY next_attempt_at LIMIT 1) \
                  UNION ALL \
                  SELECT MIN(lease_until) FROM deliveries \
-                 WHERE destination = ?1 AND status = 'in_flight')",
+                 WHERE destination = ?1 AND status = 'in_flight')"
+            ),
         )
         .bind(destination)
         .fetch_one(&self.pool)

@@ -275,6 +275,121 @@ async fn a_400_and_a_body_level_refusal_are_dead_at_once_with_the_response_kept(
     );
 }
 
+/// Legion's answer to a batch: 400 when it holds the event of order `#7003`, else success.
+fn legion_refusing_order_7003(request: &Received) -> crate::doubles::Answer {
+    let events = request.body.as_array().cloned().unwrap_or_default();
+    if events.iter().any(|e| e["payload"]["order_id"] == "7003") {
+        let body = r#"{"status": "error", "message": "invalid username in order 7003"}"#;
+        (400, vec![], body.into())
+    } else {
+        (200, vec![], r#"{"status": "success"}"#.into())
+    }
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_sent_again_one_event_a_request_and_only_the_refused_one_dies() {
+    let (legion, legion_url) = Double::start_with(legion_refusing_order_7003).await;
+    // The first request fails, and the open circuit holds Legion back while the other
+    // orders arrive: the next round sends them all in one batch.
+    legion.answer(503, vec![], "down");
+    let app = spawn_app_configured(
+        |env| {
+            env.insert("LEGION_BASE_URL".into(), legion_url);
+            env.insert("LEGION_API_KEY".into(), "legion-key".into());
+        },
+        |config| {
+            let legion = config.destinations.get_mut("legion").unwrap();
+            legion.retry_schedule = vec![Duration::from_millis(10); 3];
+            legion.breaker_failures = 1;
+            legion.breaker_cool_down = Duration::from_millis(1500);
+        },
+    )
+    .await;
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    let order: Value = serde_json::from_slice(&fixture.body).unwrap();
+    let post = |id: u64| {
+        let mut order = order.clone();
+        order["id"] = id.into();
+        order["order_number"] = format!("#{id}").into();
+        let body = serde_json::to_vec(&order).unwrap();
+        let (app, fixture) = (&app, &fixture);
+        async move {
+            let response = app
+                .post_signed("haravan", fixture, &body, secret_of("haravan"))
+                .await;
+            assert_eq!(response.status(), 200);
+        }
+    };
+    post(7001).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while legion.received().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "legion got nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in 7002..=7005 {
+        post(id).await;
+    }
+    let rows = app
+        .wait_for_deliveries(|rows| {
+            let legion: Vec<_> = rows
+                .iter()
+                .filter(|r| r.mapping.ends_with("legion-purchase"))
+                .collect();
+            legion.len() == 5
+                && legion
+                    .iter()
+                    .all(|r| matches!(r.status.as_str(), "delivered" | "dead"))
+        })
+        .await;
+    let order_of = |row: &DeliveryRow| {
+        row.payload["payload"]["order_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for row in rows
+        .iter()
+        .filter(|r| r.mapping.ends_with("legion-purchase"))
+    {
+        let attempts = app.attempts_of(row.id).await;
+        let outcomes: Vec<(&str, Option<i64>)> =
+            attempts.iter().map(|(o, s, _)| (o.as_str(), *s)).collect();
+        if order_of(row) == "7003" {
+            assert_eq!(row.status, "dead", "{row:#?}");
+            assert!(
+                row.last_error
+                    .as_deref()
+                    .unwrap()
+                    .contains("invalid username")
+            );
+            assert_eq!(outcomes, [("split", Some(400)), ("dead", Some(400))]);
+        } else {
+            assert_eq!(row.status, "delivered", "{row:#?}");
+            assert_eq!(outcomes.last(), Some(&("delivered", Some(200))));
+            assert!(outcomes.contains(&("split", Some(400))), "{outcomes:?}");
+        }
+    }
+    // What Legion received: the failed first try, the batch of five it refused, then each
+    // event alone, once.
+    let sizes: Vec<usize> = legion
+        .received()
+        .iter()
+        .map(|r| r.body.as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [1, 5, 1, 1, 1, 1, 1]);
+    let mut alone: Vec<String> = legion.received()[2..]
+        .iter()
+        .map(|r| {
+            r.body[0]["payload"]["order_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    alone.sort();
+    assert_eq!(alone, ["7001", "7002", "7003", "7004", "7005"]);
+}
+
 #[tokio::test]
 async fn retries_end_in_a_dead_delivery_after_the_schedule() {
     let (app, doubles) = spawn_with_doubles(Some(503)).await;
@@ -336,21 +451,100 @@ async fn a_status_update_waits_for_its_conversion_and_uses_its_id() {
 /// The order of `fixture` cancelled and refunded, as Shopify posts it (`orders/cancelled`),
 /// signed for a Shopify source.
 fn cancelled_shopify_order(fixture: &Fixture, event_id: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    shopify_order_event(fixture, event_id, "orders/cancelled", |order| {
+        order["cancelled_at"] = "2026-03-15T09:00:00+07:00".into();
+        order["cancel_reason"] = "customer".into();
+        order["financial_status"] = "refunded".into();
+    })
+}
+
+/// The order of `fixture` changed by `change`, as Shopify posts it on `topic`, signed for a
+/// Shopify source.
+fn shopify_order_event(
+    fixture: &Fixture,
+    event_id: &str,
+    topic: &str,
+    change: impl FnOnce(&mut Value),
+) -> (Vec<(String, String)>, Vec<u8>) {
     let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
-    order["cancelled_at"] = "2026-03-15T09:00:00+07:00".into();
-    order["cancel_reason"] = "customer".into();
-    order["financial_status"] = "refunded".into();
+    change(&mut order);
     let body = serde_json::to_vec(&order).unwrap();
     let mut headers: BTreeMap<String, String> = recorded_headers_without_signature(fixture)
         .into_iter()
         .collect();
-    headers.insert("X-Shopify-Topic".into(), "orders/cancelled".into());
+    headers.insert("X-Shopify-Topic".into(), topic.into());
     headers.insert("X-Shopify-Event-Id".into(), event_id.into());
     headers.insert(
         "X-Shopify-Hmac-Sha256".into(),
         platform_signature(secret_of("shopify"), &body),
     );
     (headers.into_iter().collect(), body)
+}
+
+/// An order fulfilled, then refunded: Scalef must end with the conversion rejected, even
+/// when the approval failed once and is retried after the rejection was made.
+#[tokio::test]
+async fn status_updates_of_one_conversion_go_out_in_the_order_they_were_made() {
+    let (app, doubles) = spawn_with_doubles_and(None, |config| {
+        // Long enough that, were the rejection not held back, it would go out first.
+        config
+            .destinations
+            .get_mut("scalef")
+            .unwrap()
+            .retry_schedule = vec![Duration::from_millis(1500); 3];
+    })
+    .await;
+    let fixture = fixture("shopify", "local-phone-click-id");
+    app.post_fixture("shopify", &fixture, secret_of("shopify"))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while doubles.scalef.received().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no conversion created"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The approval's first try fails.
+    doubles.scalef.answer(503, vec![], "busy");
+    let (headers, body) = shopify_order_event(&fixture, "fulfil-1", "orders/fulfilled", |order| {
+        order["fulfillment_status"] = "fulfilled".into();
+    });
+    let response = app.post_raw("shopify", &headers, body).await;
+    assert_eq!(json_of(response).await["deliveries"], 1);
+    let (headers, body) = cancelled_shopify_order(&fixture, "cancel-1");
+    let response = app.post_raw("shopify", &headers, body).await;
+    assert_eq!(json_of(response).await["deliveries"], 1);
+
+    let rows = app
+        .wait_for_deliveries(|rows| {
+            settled(rows)
+                && rows
+                    .iter()
+                    .filter(|r| r.mapping == "shopify/scalef-status")
+                    .count()
+                    == 2
+        })
+        .await;
+    assert!(
+        rows.iter()
+            .filter(|r| r.mapping == "shopify/scalef-status")
+            .all(|r| r.status == "delivered"),
+        "{rows:#?}"
+    );
+    let updates: Vec<(String, Value)> = doubles.scalef.received()[1..]
+        .iter()
+        .map(|r| (r.path.clone(), r.body["status"].clone()))
+        .collect();
+    let update = "/api/v1/update-conversion-status".to_string();
+    assert_eq!(
+        updates,
+        [
+            (update.clone(), json!("approved")),
+            (update.clone(), json!("approved")),
+            (update, json!("rejected")),
+        ]
+    );
 }
 
 /// Every source of a platform shares its mappings, and shops number their orders on their

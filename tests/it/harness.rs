@@ -339,7 +339,6 @@ impl TestApp {
         .await
     }
 
-    /// How many attempts a delivery has recorded.
     /// (outcome, HTTP status, response) of each attempt of a delivery, oldest first.
     pub async fn attempts_of(
         &self,
