@@ -81,7 +81,10 @@ impl Destination for Scalef {
             other => Err(format!("scalef does not perform {other}")),
         }
     }
-    /// Success is `"status": "success"`; a create's answer carries the conversion id.
+    /// Success is `"status": "success"`; a create's answer carries the conversion id. A
+    /// create that succeeded without one is still delivered: the conversion exists, and
+    /// sending it again (a replay of a dead one) could pay the commission twice. Its status
+    /// updates are then skipped, with the reason.
     fn read_success(&self, batch: &[Outgoing], body: &[u8]) -> Result<Option<String>, String> {
         let answer = json_body(body)?;
         match answer.get("status").and_then(|s| s.as_str()) {
@@ -91,10 +94,18 @@ impl Destination for Scalef {
         if batch.first().map(|d| d.operation) != Some(Operation::ScalefCreateConversion) {
             return Ok(None);
         }
-        answer
+        let conversion_id = answer
             .pointer("/data/conversion/conversion_id")
             .and_then(|id| id.as_str())
-            .map(|id| Some(id.to_string()))
-            .ok_or_else(|| "success without data.conversion.conversion_id".to_string())
+            .map(str::to_string);
+        if conversion_id.is_none() {
+            let deliveries: Vec<i64> = batch.iter().map(|d| d.delivery_id).collect();
+            tracing::warn!(
+                ?deliveries,
+                "scalef created the conversion without answering data.conversion.conversion_id; \
+                 its status updates will be skipped"
+            );
+        }
+        Ok(conversion_id)
     }
 }

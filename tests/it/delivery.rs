@@ -448,6 +448,41 @@ async fn a_status_update_waits_for_its_conversion_and_uses_its_id() {
     );
 }
 
+/// Scalef says it created the conversion but gives no id: the create is delivered (sending
+/// it again could pay the commission twice), and its status update, which cannot be made
+/// without the id, is skipped with the reason.
+#[tokio::test]
+async fn a_conversion_created_without_an_id_is_delivered_and_its_update_skipped() {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    doubles
+        .scalef
+        .answer(200, vec![], r#"{"status": "success"}"#);
+    let fixture = fixture("shopify", "local-phone-click-id");
+    app.post_fixture("shopify", &fixture, secret_of("shopify"))
+        .await;
+    let (headers, body) = cancelled_shopify_order(&fixture, "cancel-event-1");
+    let response = app.post_raw("shopify", &headers, body).await;
+    assert_eq!(json_of(response).await["deliveries"], 1);
+
+    let rows = app.wait_for_deliveries(settled).await;
+    let create = row_of(&rows, "shopify/scalef-conversion");
+    assert_eq!(
+        (create.status.as_str(), create.conversion_id.as_deref()),
+        ("delivered", None)
+    );
+    let update = row_of(&rows, "shopify/scalef-status");
+    assert_eq!(update.status, "skipped", "{rows:#?}");
+    assert!(
+        update
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no conversion id"),
+        "{update:#?}"
+    );
+    assert_eq!(paths(&doubles.scalef), ["/api/v1/conversion"]);
+}
+
 /// The order of `fixture` cancelled and refunded, as Shopify posts it (`orders/cancelled`),
 /// signed for a Shopify source.
 fn cancelled_shopify_order(fixture: &Fixture, event_id: &str) -> (Vec<(String, String)>, Vec<u8>) {

@@ -19,7 +19,8 @@ pub(super) async fn release_waiting(
                             WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) \
          WHERE w.destination = ? AND w.status = 'waiting' AND EXISTS \
            (SELECT 1 FROM deliveries AS n WHERE n.mapping = w.needs_mapping \
-            AND n.key = w.needs_key AND n.status = 'delivered')",
+            AND n.key = w.needs_key AND n.status = 'delivered' \
+            AND n.conversion_id IS NOT NULL)",
     )
     .bind(now_ms)
     .bind(now_ms)
@@ -28,12 +29,16 @@ pub(super) async fn release_waiting(
     .await?;
     sqlx::query(
         "UPDATE deliveries AS w SET status = 'skipped', updated_at = ?, \
-           last_error = 'the delivery it needs was not made (' || \
-             (SELECT n.status FROM deliveries AS n \
-              WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) || ')' \
+           last_error = (SELECT CASE n.status \
+               WHEN 'delivered' THEN 'the delivery it needs was made, but its answer had no \
+                 conversion id' \
+               ELSE 'the delivery it needs was not made (' || n.status || ')' END \
+             FROM deliveries AS n \
+             WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) \
          WHERE w.destination = ? AND w.status = 'waiting' AND EXISTS \
            (SELECT 1 FROM deliveries AS n WHERE n.mapping = w.needs_mapping \
-            AND n.key = w.needs_key AND n.status IN ('dead', 'skipped', 'dry_run'))",
+            AND n.key = w.needs_key AND (n.status IN ('dead', 'skipped', 'dry_run') \
+              OR (n.status = 'delivered' AND n.conversion_id IS NULL)))",
     )
     .bind(now_ms)
     .bind(destination)
