@@ -216,9 +216,11 @@ pub async fn send(
             };
         }
         Err(err) => {
+            // Without the URL: it may hold a secret (a token in a path), and the reason is
+            // stored and shown.
             return Outcome::Retry {
                 after: None,
-                reason: format!("the request failed: {}", error_chain(&err)),
+                reason: format!("the request failed: {}", error_chain(&err.without_url())),
                 status: None,
             };
         }
@@ -233,7 +235,10 @@ pub async fn send(
         Ok(body) => classify(destination, batch, status, retry_after, &body),
         Err(err) => Outcome::Retry {
             after: retry_after,
-            reason: format!("HTTP {status}, but the body could not be read: {err}"),
+            reason: format!(
+                "HTTP {status}, but the body could not be read: {}",
+                err.without_url()
+            ),
             status: Some(status),
         },
     }
