@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use super::BodyFields;
 use axum::http::HeaderMap;
 
-use super::{Platform, PlatformKind, SubscriptionRequest, header_text, order_update_id};
+use super::{
+    Platform, PlatformKind, SubscriptionRequest, body_hash_id, header_text, order_update_id,
+};
 
 pub struct Haravan;
 
@@ -59,6 +61,7 @@ impl Platform for Haravan {
     /// Haravan sends no delivery id: one order update is (shop, topic, order id, `updated_at`).
     fn dedupe_id(&self, headers: &HeaderMap, topic: &str, body: &BodyFields, raw: &[u8]) -> String {
         let org = header_text(headers, ORG_ID_HEADER).unwrap_or("-");
-        order_update_id(topic, &format!("{org}:"), body, "updated_at", raw)
+        order_update_id(topic, &format!("{org}:"), body, "updated_at")
+            .unwrap_or_else(|| body_hash_id(topic, raw))
     }
 }

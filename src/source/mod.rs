@@ -232,30 +232,28 @@ fn scalar_text(value: Option<&Value>) -> Option<String> {
     }
 }
 
-/// The dedupe id of an order event from its parts, or of the body's hash where the order id
-/// or its update time is missing: two deliveries of the same update share it, a new update
-/// of the same order does not.
+/// The dedupe id of an order event from its parts, when the body has the order id and its
+/// update time: two deliveries of the same update share it, a new update of the same order
+/// does not.
 fn order_update_id(
     topic: &str,
     scope: &str,
     body: &BodyFields,
     updated_field: &str,
-    raw: &[u8],
-) -> String {
-    match (
-        scalar_text(body.get("id")),
-        scalar_text(body.get(updated_field)),
-    ) {
-        (Some(id), Some(updated)) => format!("{topic}:{scope}{id}:{updated}"),
-        _ => body_hash_id(topic, raw),
-    }
+) -> Option<String> {
+    let id = scalar_text(body.get("id"))?;
+    let updated = scalar_text(body.get(updated_field))?;
+    Some(format!("{topic}:{scope}{id}:{updated}"))
 }
 
+/// The dedupe id of a body alone (where it has no better one).
 fn body_hash_id(topic: &str, raw: &[u8]) -> String {
-    format!(
-        "{topic}:sha256:{}",
-        URL_SAFE_NO_PAD.encode(Sha256::digest(raw))
-    )
+    format!("{topic}:sha256:{}", body_hash(raw))
+}
+
+/// The body's SHA-256, base64url.
+fn body_hash(raw: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(raw))
 }
 
 #[cfg(test)]

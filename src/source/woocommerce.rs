@@ -4,7 +4,7 @@
 use super::BodyFields;
 use axum::http::HeaderMap;
 
-use super::{Platform, PlatformKind, order_update_id};
+use super::{Platform, PlatformKind, body_hash, body_hash_id, order_update_id};
 
 pub struct WooCommerce;
 
@@ -57,8 +57,10 @@ impl Platform for WooCommerce {
                 .keys()
                 .any(|name| name.as_str().starts_with(HEADER_PREFIX))
     }
-    /// One order change is (topic, order id, `date_modified_gmt`): a repeated delivery of it
-    /// shares the id, the next change of the same order does not.
+    /// One order change is (topic, order id, `date_modified_gmt`, the body's hash): a
+    /// repeated delivery of it shares the id, the next change of the same order does not.
+    /// `date_modified_gmt` counts whole seconds, so two changes in one second (a payment
+    /// plugin setting `processing`, then `completed`) share it; their bodies differ.
     fn dedupe_id(
         &self,
         _headers: &HeaderMap,
@@ -66,6 +68,9 @@ impl Platform for WooCommerce {
         body: &BodyFields,
         raw: &[u8],
     ) -> String {
-        order_update_id(topic, "", body, "date_modified_gmt", raw)
+        match order_update_id(topic, "", body, "date_modified_gmt") {
+            Some(id) => format!("{id}:{}", body_hash(raw)),
+            None => body_hash_id(topic, raw),
+        }
     }
 }

@@ -220,8 +220,26 @@ async fn haravan_and_woocommerce_repeat_deliveries_are_recognised_by_order_updat
             .await;
         assert_eq!(json_of(third).await["duplicate"], false, "{platform}");
     }
+    // WooCommerce's update time counts whole seconds: a second change within the same
+    // second (processing, then completed) is a new webhook too; its repeat is not.
+    let fixture = fixture("woocommerce", "paid-two-items-discount");
+    let mut order: serde_json::Value = serde_json::from_slice(&fixture.body).unwrap();
+    assert_ne!(order["status"], "completed");
+    order["status"] = "completed".into();
+    let completed = serde_json::to_vec(&order).unwrap();
+    for duplicate in [false, true] {
+        let response = app
+            .post_signed(
+                "woocommerce",
+                &fixture,
+                &completed,
+                secret_of("woocommerce"),
+            )
+            .await;
+        assert_eq!(json_of(response).await["duplicate"], duplicate);
+    }
     let inbox = app.inbox().await;
-    assert_eq!(inbox.len(), 4);
+    assert_eq!(inbox.len(), 5);
     let haravan = &inbox[0];
     assert!(
         haravan.dedupe_id.contains("200000123456") && haravan.dedupe_id.starts_with("orders/paid:"),
