@@ -361,10 +361,20 @@ impl Worker {
         shutdown: &watch::Receiver<bool>,
     ) -> (Vec<(Vec<i64>, Attempt)>, bool) {
         use futures::StreamExt as _;
-        let mut requests: futures::stream::FuturesUnordered<_> = claimed
-            .chunks(max_batch)
-            .map(|batch| self.request(batch))
-            .collect();
+        // At most `concurrency` requests in flight, the split batches' ones included.
+        let lanes = tokio::sync::Semaphore::new(self.concurrency);
+        let send = |batch| {
+            let lanes = &lanes;
+            async move {
+                let _lane = lanes
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                self.request(batch).await
+            }
+        };
+        let mut requests: futures::stream::FuturesUnordered<_> =
+            claimed.chunks(max_batch).map(send).collect();
         let mut attempts = Vec::with_capacity(requests.len());
         let mut shutdown = shutdown.clone();
         let grace = self.delivery.shutdown_grace;
@@ -379,7 +389,7 @@ impl Worker {
                 sent = requests.next() => match sent {
                     Some((batch, attempt)) => {
                         if matches!(attempt.recorded, Recorded::Split { .. }) {
-                            requests.extend(batch.chunks(1).map(|one| self.request(one)));
+                            requests.extend(batch.chunks(1).map(send));
                         }
                         attempts.push((batch.iter().map(|d| d.id).collect(), attempt));
                     }
@@ -491,10 +501,12 @@ pub fn next_retry(
 /// What a refusal of `batch` (with the answer's `status`, if any) makes of it: dead, or for
 /// a batch of several, [`Recorded::Split`]: its deliveries are sent again one a request, so
 /// that a single event the destination cannot take (a Legion batch holds up to 50) kills
-/// itself only. Not when the answer says the request is wrong whatever it carries: 401 and
-/// 403 (the key), 404 and 405 (the URL); every delivery alone would get the same answer.
+/// itself only. Only for refusals that may be about one event: a payload the store cannot
+/// read (no request was sent), 400, 413 (the batch too large), 422, and a refusal in a 2xx
+/// body. Any other answer (a key refused, a URL moved or gone) would refuse every
+/// delivery alone as well; splitting would only multiply the requests.
 fn refused(batch: &[ClaimedDelivery], reason: String, status: Option<u16>) -> Recorded {
-    if batch.len() > 1 && !matches!(status, Some(401 | 403 | 404 | 405)) {
+    if batch.len() > 1 && matches!(status, None | Some(200..=299 | 400 | 413 | 422)) {
         Recorded::Split { reason }
     } else {
         Recorded::Dead { reason }
@@ -567,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_batch_is_split_unless_any_request_would_be_refused() {
+    fn a_refused_batch_is_split_only_when_the_refusal_may_be_about_one_event() {
         let delivery = |id| ClaimedDelivery {
             id,
             operation: "legion.purchase_event".into(),
@@ -583,7 +595,8 @@ mod tests {
         assert!(split(&two, Some(413)), "too large a batch");
         assert!(split(&two, Some(200)), "a refusal in a 2xx body");
         assert!(split(&two, None), "a stored payload that is not JSON");
-        for status in [401, 403, 404, 405] {
+        assert!(split(&two, Some(422)));
+        for status in [301, 401, 403, 404, 405, 410] {
             assert!(!split(&two, Some(status)), "{status}");
         }
         assert!(!split(&two[..1], Some(400)), "one delivery alone is dead");

@@ -14,16 +14,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-/// The condition, on a delivery `d`, that it is not held back: one that needs another delivery
-/// (a Scalef status update needs its conversion) waits while an older one needing the same
-/// is unfinished, so that the destination gets them in the order they were made. Else a
-/// retried `approved` could land after a later `rejected`, and Scalef would pay the
-/// commission of a refunded order.
+/// The condition, on a delivery `d`, that it is not held back: the deliveries of one mapping
+/// that need the same delivery (a conversion's status updates) go out one at a time, in the
+/// order they were made, so one waits while an older one is unfinished. Else a retried
+/// `approved` could land after a later `rejected`, and Scalef would pay the commission of a
+/// refunded order.
 macro_rules! not_held_back {
     () => {
         "(d.needs_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e \
              WHERE e.needs_mapping = d.needs_mapping AND e.needs_key = d.needs_key \
-             AND e.id < d.id AND e.status IN ('pending', 'waiting', 'in_flight')))"
+             AND e.mapping = d.mapping AND e.id < d.id \
+             AND e.status IN ('pending', 'waiting', 'in_flight')))"
     };
 }
 

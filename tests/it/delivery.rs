@@ -341,20 +341,58 @@ async fn a_refused_batch_is_sent_again_one_event_a_request_and_only_the_refused_
                     .all(|r| matches!(r.status.as_str(), "delivered" | "dead"))
         })
         .await;
-    let order_of = |row: &DeliveryRow| {
-        row.payload["payload"]["order_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let order_of = |event: &Value| event["payload"]["order_id"].as_str().unwrap().to_string();
+    // The batch with order 7003 and whatever else was due with it (on a machine too slow to
+    // post two orders within the pause, the test cannot show the split: it says so).
+    let received = legion.received();
+    let refused = received
+        .iter()
+        .position(|r| {
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| order_of(e) == "7003")
+        })
+        .unwrap();
+    let batch: Vec<String> = received[refused]
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(order_of)
+        .collect();
+    assert!(batch.len() > 1, "7003 went alone: {batch:?}");
+    // Then each of its events alone, once.
+    let mut alone: Vec<String> = received[refused + 1..]
+        .iter()
+        .filter(|r| r.body.as_array().unwrap().len() == 1)
+        .map(|r| order_of(&r.body[0]))
+        .filter(|order| batch.contains(order))
+        .collect();
+    alone.sort();
+    let mut expected = batch.clone();
+    expected.sort();
+    assert_eq!(alone, expected);
+
     for row in rows
         .iter()
         .filter(|r| r.mapping.ends_with("legion-purchase"))
     {
-        let attempts = app.attempts_of(row.id).await;
-        let outcomes: Vec<(&str, Option<i64>)> =
-            attempts.iter().map(|(o, s, _)| (o.as_str(), *s)).collect();
-        if order_of(row) == "7003" {
+        let outcomes: Vec<(String, Option<i64>)> = app
+            .attempts_of(row.id)
+            .await
+            .into_iter()
+            .map(|(outcome, status, _)| (outcome, status))
+            .collect();
+        let order = order_of(&row.payload);
+        let split = ("split".to_string(), Some(400));
+        assert_eq!(
+            outcomes.contains(&split),
+            batch.contains(&order),
+            "{order}: {outcomes:?}"
+        );
+        if order == "7003" {
             assert_eq!(row.status, "dead", "{row:#?}");
             assert!(
                 row.last_error
@@ -362,32 +400,12 @@ async fn a_refused_batch_is_sent_again_one_event_a_request_and_only_the_refused_
                     .unwrap()
                     .contains("invalid username")
             );
-            assert_eq!(outcomes, [("split", Some(400)), ("dead", Some(400))]);
+            assert_eq!(outcomes.last(), Some(&("dead".to_string(), Some(400))));
         } else {
             assert_eq!(row.status, "delivered", "{row:#?}");
-            assert_eq!(outcomes.last(), Some(&("delivered", Some(200))));
-            assert!(outcomes.contains(&("split", Some(400))), "{outcomes:?}");
+            assert_eq!(outcomes.last(), Some(&("delivered".to_string(), Some(200))));
         }
     }
-    // What Legion received: the failed first try, the batch of five it refused, then each
-    // event alone, once.
-    let sizes: Vec<usize> = legion
-        .received()
-        .iter()
-        .map(|r| r.body.as_array().unwrap().len())
-        .collect();
-    assert_eq!(sizes, [1, 5, 1, 1, 1, 1, 1]);
-    let mut alone: Vec<String> = legion.received()[2..]
-        .iter()
-        .map(|r| {
-            r.body[0]["payload"]["order_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    alone.sort();
-    assert_eq!(alone, ["7001", "7002", "7003", "7004", "7005"]);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 use sqlx::SqlitePool;
 
+use crate::mapping::Operation;
 use crate::store::StoreError;
 
 /// Moves the `waiting` deliveries of `destination` on (see `Store::release_waiting_deliveries`).
@@ -12,7 +13,25 @@ pub(super) async fn release_waiting(
     now_ms: i64,
     waiting_timeout_ms: i64,
 ) -> Result<(), StoreError> {
+    // A Scalef status update cannot be made without the id its conversion's create answered
+    // with; other deliveries that need one go on without it.
+    let needs_id = Operation::ScalefUpdateConversionStatus.as_str();
     let mut tx = pool.begin().await?;
+    // A later delivery of the same mapping needing the same was delivered (an approval
+    // replayed after the rejection went out): sent now, the older one would undo it.
+    sqlx::query(
+        "UPDATE deliveries AS w SET status = 'skipped', updated_at = ?, \
+           last_error = 'superseded: a later delivery of this mapping for the same ' || \
+             w.needs_mapping || ' was delivered' \
+         WHERE w.destination = ? AND w.status = 'waiting' AND EXISTS \
+           (SELECT 1 FROM deliveries AS e WHERE e.needs_mapping = w.needs_mapping \
+            AND e.needs_key = w.needs_key AND e.mapping = w.mapping AND e.id > w.id \
+            AND e.status = 'delivered')",
+    )
+    .bind(now_ms)
+    .bind(destination)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "UPDATE deliveries AS w SET status = 'pending', next_attempt_at = ?, updated_at = ?, \
            conversion_id = (SELECT n.conversion_id FROM deliveries AS n \
@@ -20,11 +39,12 @@ pub(super) async fn release_waiting(
          WHERE w.destination = ? AND w.status = 'waiting' AND EXISTS \
            (SELECT 1 FROM deliveries AS n WHERE n.mapping = w.needs_mapping \
             AND n.key = w.needs_key AND n.status = 'delivered' \
-            AND n.conversion_id IS NOT NULL)",
+            AND (n.conversion_id IS NOT NULL OR w.operation != ?))",
     )
     .bind(now_ms)
     .bind(now_ms)
     .bind(destination)
+    .bind(needs_id)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -38,10 +58,11 @@ pub(super) async fn release_waiting(
          WHERE w.destination = ? AND w.status = 'waiting' AND EXISTS \
            (SELECT 1 FROM deliveries AS n WHERE n.mapping = w.needs_mapping \
             AND n.key = w.needs_key AND (n.status IN ('dead', 'skipped', 'dry_run') \
-              OR (n.status = 'delivered' AND n.conversion_id IS NULL)))",
+              OR (n.status = 'delivered' AND n.conversion_id IS NULL AND w.operation = ?)))",
     )
     .bind(now_ms)
     .bind(destination)
+    .bind(needs_id)
     .execute(&mut *tx)
     .await?;
     sqlx::query(

@@ -139,6 +139,9 @@ pub(super) mod tests {
     use rusqlite::StatementStatus;
 
     use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::accept::tests::{store, webhook};
+    use crate::store::{DeliveryFilter, Store};
 
     /// A new database at `dir/name` in journal mode `mode`, opened as the writer opens it.
     fn open_as_writer(
@@ -241,15 +244,30 @@ pub(super) mod tests {
         assert_eq!(recompiled, 0);
     }
 
-    /// Two status updates of one conversion: the newer is not claimed, nor reported due,
-    /// until the older is finished, however long the older's retry waits.
-    #[tokio::test]
-    async fn updates_needing_one_delivery_are_claimed_one_at_a_time_oldest_first() {
-        use crate::store::sqlite::accept::tests::{store, webhook};
-        use crate::store::{Recorded, Store};
+    fn attempt(recorded: Recorded) -> Attempt {
+        Attempt {
+            started_at_ms: 10,
+            duration_ms: 1,
+            http_status: Some(200),
+            recorded,
+        }
+    }
 
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
+    fn delivered(conversion_id: Option<&str>) -> Attempt {
+        attempt(Recorded::Delivered {
+            response: "ok".into(),
+            conversion_id: conversion_id.map(str::to_string),
+        })
+    }
+
+    /// A Scalef conversion delivered with `conversion_id`, and two deliveries of `operation`
+    /// (mapping `status`, keys `approved` then `rejected`) that need it, accepted after it
+    /// and moved on from waiting at time 15.
+    async fn conversion_and_updates(
+        store: &SqliteStore,
+        conversion_id: Option<&str>,
+        operation: &str,
+    ) {
         let mut conversion = webhook("s", "create");
         conversion.deliveries[0].destination = "scalef".into();
         conversion.deliveries[0].mapping = "conversion".into();
@@ -258,27 +276,15 @@ pub(super) mod tests {
             .claim_due_deliveries("scalef", 10, 10, 60_000)
             .await
             .unwrap();
-        let attempt = |recorded| Attempt {
-            started_at_ms: 10,
-            duration_ms: 1,
-            http_status: Some(200),
-            recorded,
-        };
-        let delivered = || {
-            attempt(Recorded::Delivered {
-                response: "ok".into(),
-                conversion_id: Some("conv-1".into()),
-            })
-        };
         store
-            .record_attempts(&[(vec![created[0].id], delivered())])
+            .record_attempts(&[(vec![created[0].id], delivered(conversion_id))])
             .await
             .unwrap();
-
         let mut updates = webhook("s", "updates");
         let mut update = updates.deliveries.remove(0);
         update.destination = "scalef".into();
         update.mapping = "status".into();
+        update.operation = operation.into();
         update.needs = Some(("conversion".into(), "create".into()));
         for key in ["approved", "rejected"] {
             let mut update = update.clone();
@@ -286,11 +292,30 @@ pub(super) mod tests {
             updates.deliveries.push(update);
         }
         store.accept(updates).await.unwrap();
-        // Both wait for the conversion, and both are released at once.
         store
             .release_waiting_deliveries("scalef", 15, 60_000)
             .await
             .unwrap();
+    }
+
+    /// (status, last error) of the `mapping` deliveries, by id.
+    async fn states(store: &SqliteStore, mapping: &str) -> Vec<(String, Option<String>)> {
+        sqlx::query_as("SELECT status, last_error FROM deliveries WHERE mapping = ? ORDER BY id")
+            .bind(mapping)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    const STATUS_UPDATE: &str = "scalef.update_conversion_status";
+
+    /// Two status updates of one conversion: the newer is not claimed, nor reported due,
+    /// until the older is finished, however long the older's retry waits.
+    #[tokio::test]
+    async fn updates_needing_one_delivery_are_claimed_one_at_a_time_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        conversion_and_updates(&store, Some("conv-1"), STATUS_UPDATE).await;
 
         let first = store
             .claim_due_deliveries("scalef", 10, 20, 60_000)
@@ -326,7 +351,7 @@ pub(super) mod tests {
             [first[0].id]
         );
         store
-            .record_attempts(&[(vec![first[0].id], delivered())])
+            .record_attempts(&[(vec![first[0].id], delivered(None))])
             .await
             .unwrap();
         let second = store
@@ -335,5 +360,101 @@ pub(super) mod tests {
             .unwrap();
         assert_eq!(second.len(), 1);
         assert!(second[0].id > first[0].id);
+    }
+
+    /// An approval that went dead while its rejection was then delivered, replayed: sent
+    /// now, it would undo the rejection. It is skipped instead.
+    #[tokio::test]
+    async fn a_replayed_update_older_than_one_delivered_is_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        conversion_and_updates(&store, Some("conv-1"), STATUS_UPDATE).await;
+        let older = store
+            .claim_due_deliveries("scalef", 10, 20, 60_000)
+            .await
+            .unwrap();
+        let dead = attempt(Recorded::Dead {
+            reason: "400".into(),
+        });
+        store
+            .record_attempts(&[(vec![older[0].id], dead)])
+            .await
+            .unwrap();
+        let newer = store
+            .claim_due_deliveries("scalef", 10, 30, 60_000)
+            .await
+            .unwrap();
+        assert_eq!(newer.len(), 1, "the older is finished (dead)");
+        store
+            .record_attempts(&[(vec![newer[0].id], delivered(None))])
+            .await
+            .unwrap();
+
+        let filter = DeliveryFilter {
+            status: Some("dead".into()),
+            ..DeliveryFilter::default()
+        };
+        let requeued = store.requeue_deliveries(&filter, 40).await.unwrap();
+        assert_eq!(requeued.waiting, 1, "{requeued:?}");
+        store
+            .release_waiting_deliveries("scalef", 50, 60_000)
+            .await
+            .unwrap();
+        let states = states(&store, "status").await;
+        assert_eq!(states[0].0, "skipped", "{states:?}");
+        assert!(states[0].1.as_deref().unwrap().contains("superseded"));
+        assert_eq!(states[1].0, "delivered");
+    }
+
+    /// A conversion answered without its id: the Scalef status updates that need the id are
+    /// skipped with the reason; deliveries of another operation needing it go on.
+    #[tokio::test]
+    async fn only_the_updates_that_need_a_conversion_id_are_skipped_without_one() {
+        for (operation, expected) in [(STATUS_UPDATE, "skipped"), ("http.post", "pending")] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store(&dir).await;
+            conversion_and_updates(&store, None, operation).await;
+            let states = states(&store, "status").await;
+            for (status, error) in &states {
+                assert_eq!(status, expected, "{operation}: {states:?}");
+                if status == "skipped" {
+                    assert!(error.as_deref().unwrap().contains("no conversion id"));
+                }
+            }
+        }
+    }
+
+    /// Only the deliveries of one mapping hold each other back: another mapping needing the
+    /// same conversion goes out beside them.
+    #[tokio::test]
+    async fn another_mapping_needing_the_same_delivery_is_not_held_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        conversion_and_updates(&store, Some("conv-1"), STATUS_UPDATE).await;
+        let mut other = webhook("s", "other");
+        other.deliveries[0].destination = "scalef".into();
+        other.deliveries[0].mapping = "other".into();
+        other.deliveries[0].needs = Some(("conversion".into(), "create".into()));
+        store.accept(other).await.unwrap();
+        store
+            .release_waiting_deliveries("scalef", 16, 60_000)
+            .await
+            .unwrap();
+        let claimed = store
+            .claim_due_deliveries("scalef", 10, 20, 60_000)
+            .await
+            .unwrap();
+        let mappings: Vec<String> = sqlx::query_scalar(
+            "SELECT mapping FROM deliveries WHERE status = 'in_flight' ORDER BY id",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(
+            mappings,
+            ["status", "other"],
+            "the approval, not the rejection"
+        );
     }
 }
