@@ -188,9 +188,10 @@ impl Worker {
             let wait = if let Some(pause) = pause_left {
                 pause
             } else {
-                // Not before a round claimed ahead: a failure there would drop that round.
-                let release_waiting = ahead.is_empty()
-                    && waiting_released_at.is_none_or(|at| at.elapsed() >= RELEASE_WAITING_EVERY);
+                // Also between rounds claimed ahead: under a steady backlog every round is,
+                // and the status updates would wait for the backlog to end.
+                let release_waiting =
+                    waiting_released_at.is_none_or(|at| at.elapsed() >= RELEASE_WAITING_EVERY);
                 if release_waiting {
                     waiting_released_at = Some(Instant::now());
                 }
@@ -249,13 +250,22 @@ impl Worker {
     ) -> Result<(Round, Vec<ClaimedDelivery>), StoreError> {
         let now = now_ms();
         if release_waiting {
-            self.store
+            let released = self
+                .store
                 .release_waiting_deliveries(
                     &self.destination_id,
                     now,
                     millis(self.delivery.waiting_timeout),
                 )
-                .await?;
+                .await;
+            // A round claimed ahead is sent all the same (returning here would drop it, and
+            // its leases would have to expire); the next release tries again.
+            if let Err(err) = released {
+                if ahead.is_empty() {
+                    return Err(err);
+                }
+                tracing::error!(destination = %self.destination_id, error = %err, "cannot move waiting deliveries on; sending the round claimed ahead");
+            }
         }
         let max_batch = self.destination.max_batch().max(1);
         let limit = max_batch * self.concurrency;

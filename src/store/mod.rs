@@ -229,7 +229,8 @@ pub trait Store: Send + Sync {
             .await
     }
     /// Moves `waiting` deliveries on: to `pending` with the conversion id once the delivery
-    /// they need is delivered; to `skipped` when it failed, ran dry, never appeared within
+    /// they need is delivered (due from when they were made or requeued, so they do not
+    /// queue behind what was made after them); to `skipped` when it failed, ran dry, never appeared within
     /// `waiting_timeout_ms`, answered without the conversion id a Scalef status update
     /// needs, or when a later delivery of the same mapping needing the same was delivered.
     async fn release_waiting_deliveries(

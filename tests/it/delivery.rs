@@ -37,11 +37,20 @@ async fn spawn_with_doubles_and(
     legion_default: Option<u16>,
     adjust: impl FnOnce(&mut storehook::config::Config),
 ) -> (TestApp, Doubles) {
+    spawn_with_doubles_slow_scalef(legion_default, Duration::ZERO, adjust).await
+}
+
+/// [`spawn_with_doubles_and`], with a Scalef double that takes `scalef_delay` to answer.
+async fn spawn_with_doubles_slow_scalef(
+    legion_default: Option<u16>,
+    scalef_delay: Duration,
+    adjust: impl FnOnce(&mut storehook::config::Config),
+) -> (TestApp, Doubles) {
     let legion = match legion_default {
         Some(status) => Double::start_with(move |_| (status, vec![], "down".into())).await,
         None => Double::start().await,
     };
-    let (scalef, scalef_url) = Double::start_with(scalef_answer).await;
+    let (scalef, scalef_url) = Double::start_slow(scalef_delay, scalef_answer).await;
     let (salekit, salekit_url) = Double::start_with(|_| {
         (
             200,
@@ -463,6 +472,66 @@ async fn a_status_update_waits_for_its_conversion_and_uses_its_id() {
     assert_eq!(
         received[2].body,
         json!({"conversion_id": "conv-1002", "status": "rejected", "reason": "customer"})
+    );
+}
+
+/// Under a steady backlog every round is claimed with the record of the one before. A
+/// status update made before the backlog, waiting for its conversion, still goes out in
+/// its turn once the conversion is made, not after the whole backlog.
+#[tokio::test]
+async fn a_waiting_update_goes_out_in_its_turn_during_a_steady_backlog() {
+    let (app, doubles) =
+        spawn_with_doubles_slow_scalef(None, Duration::from_millis(40), |config| {
+            // One request a round: each round is full while more are due.
+            config.destinations.get_mut("scalef").unwrap().concurrency = 1;
+        })
+        .await;
+    let fixture = fixture("shopify", "local-phone-click-id");
+    let post_order = |i: u64| {
+        let (headers, body) =
+            shopify_order_event(&fixture, &format!("paid-{i}"), "orders/paid", |order| {
+                order["id"] = (9000 + i).into();
+            });
+        let app = &app;
+        async move {
+            assert_eq!(app.post_raw("shopify", &headers, body).await.status(), 200);
+        }
+    };
+    post_order(0).await;
+    // The first order is cancelled before the others come: its update waits for the
+    // conversion, which waits for its turn.
+    let (headers, body) = shopify_order_event(&fixture, "cancel-0", "orders/cancelled", |order| {
+        order["id"] = 9000.into();
+        order["cancelled_at"] = "2026-03-15T09:00:00+07:00".into();
+        order["financial_status"] = "refunded".into();
+    });
+    assert_eq!(
+        json_of(app.post_raw("shopify", &headers, body).await).await["deliveries"],
+        1
+    );
+    let orders = 40;
+    for i in 1..orders {
+        post_order(i).await;
+    }
+
+    app.wait_for_deliveries(|rows| {
+        settled(rows)
+            && rows
+                .iter()
+                .filter(|r| r.mapping == "shopify/scalef-conversion")
+                .count()
+                == orders as usize
+    })
+    .await;
+    let paths = paths(&doubles.scalef);
+    let update = paths
+        .iter()
+        .position(|p| p == "/api/v1/update-conversion-status")
+        .expect("the update was sent");
+    assert!(
+        update < paths.len() / 2,
+        "the update went out after {update} of {} creates",
+        paths.len() - 1
     );
 }
 

@@ -28,6 +28,8 @@ pub struct Double {
     received: Arc<Mutex<Vec<Received>>>,
     answers: Arc<Mutex<VecDeque<Answer>>>,
     default: Arc<dyn Fn(&Received) -> Answer + Send + Sync>,
+    /// How long it takes to answer.
+    delay: std::time::Duration,
 }
 
 impl Double {
@@ -39,15 +41,25 @@ impl Double {
     pub async fn start_with(
         default: impl Fn(&Received) -> Answer + Send + Sync + 'static,
     ) -> (Double, String) {
+        Self::start_slow(std::time::Duration::ZERO, default).await
+    }
+
+    /// [`Double::start_with`], taking `delay` to answer each request.
+    pub async fn start_slow(
+        delay: std::time::Duration,
+        default: impl Fn(&Received) -> Answer + Send + Sync + 'static,
+    ) -> (Double, String) {
         let double = Double {
             received: Arc::default(),
             answers: Arc::default(),
             default: Arc::new(default),
+            delay,
         };
         let state = double.clone();
         let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
             let state = state.clone();
             async move {
+                tokio::time::sleep(state.delay).await;
                 let received = Received {
                     at: std::time::Instant::now(),
                     path: uri.path().to_string(),

@@ -32,8 +32,10 @@ pub(super) async fn release_waiting(
     .bind(destination)
     .execute(&mut *tx)
     .await?;
+    // Due from when it was made (or requeued), as it was: it waited for another delivery,
+    // not for its turn, so it does not go behind what was made after it.
     sqlx::query(
-        "UPDATE deliveries AS w SET status = 'pending', next_attempt_at = ?, updated_at = ?, \
+        "UPDATE deliveries AS w SET status = 'pending', updated_at = ?, \
            conversion_id = (SELECT n.conversion_id FROM deliveries AS n \
                             WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) \
          WHERE w.destination = ? AND w.status = 'waiting' AND EXISTS \
@@ -41,7 +43,6 @@ pub(super) async fn release_waiting(
             AND n.key = w.needs_key AND n.status = 'delivered' \
             AND (n.conversion_id IS NOT NULL OR w.operation != ?))",
     )
-    .bind(now_ms)
     .bind(now_ms)
     .bind(destination)
     .bind(needs_id)
