@@ -1,5 +1,6 @@
-//! Worker lanes: several requests in flight per destination, and a shutdown that gives up
-//! the leases of attempts it cannot finish.
+//! Worker lanes: several requests in flight per destination, rounds of several requests a
+//! lane that stop when the circuit opens, and a shutdown that gives up the leases of
+//! attempts it cannot finish.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 
+use crate::doubles::Double;
 use crate::harness::*;
 
 /// A Salekit double that takes `delay` to answer and remembers the most requests it had in
@@ -176,4 +178,60 @@ async fn shutdown_records_what_was_answered_and_releases_only_the_rest() {
         salekit,
         [("delivered".to_string(), 1), ("pending".to_string(), 0)]
     );
+}
+
+/// A round holds several requests a lane; once the circuit opens, the rest of the round is
+/// not sent, and its deliveries are given back untouched for after the cool-down.
+#[tokio::test]
+async fn the_rest_of_a_round_is_not_sent_once_the_circuit_opens() {
+    // Slow enough that the orders posted during the first request make one round together.
+    let (salekit, url) =
+        Double::start_slow(Duration::from_millis(300), |_| (503, vec![], "down".into())).await;
+    let app = spawn_app_configured(
+        |env| {
+            env.insert("SALEKIT_BASE_URL".into(), url);
+            env.insert("SALEKIT_TOKEN".into(), "salekit-token".into());
+        },
+        |config| {
+            let salekit = config.destinations.get_mut("salekit").unwrap();
+            salekit.rate_limit_per_second = None;
+            salekit.concurrency = 1;
+            salekit.retry_schedule = vec![Duration::from_secs(600)];
+            salekit.breaker_failures = 2;
+            salekit.breaker_cool_down = Duration::from_secs(600);
+        },
+    )
+    .await;
+    app.post_paid_haravan_orders(1_000_000, 6).await;
+    while salekit.received().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rows = app
+        .wait_for_deliveries(|rows| {
+            let salekit = rows
+                .iter()
+                .filter(|r| r.mapping.ends_with("salekit-audience"));
+            salekit.clone().filter(|r| r.attempts == 1).count() == 2
+                && salekit.clone().all(|r| r.status == "pending")
+        })
+        .await;
+    // Long enough for a round that went on regardless to send its next request.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(salekit.received().len(), 2, "sent after the circuit opened");
+    let untouched: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.mapping.ends_with("salekit-audience") && r.attempts == 0)
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(untouched.len(), 4, "{rows:#?}");
+    let db = app.db().await;
+    for id in untouched {
+        let (status, lease): (String, Option<i64>) =
+            sqlx::query_as("SELECT status, lease_until FROM deliveries WHERE id = ?")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        assert_eq!((status.as_str(), lease), ("pending", None), "delivery {id}");
+    }
 }
