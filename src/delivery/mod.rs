@@ -298,9 +298,14 @@ impl Worker {
         self.held.lock().expect("held ids").extend(&ids);
         let (attempts, abandoned) = self.send_all(&claimed, max_batch, shutdown).await;
         // Requests not started (the circuit opened, or the service is stopping) leave their
-        // deliveries held, with nothing to record.
-        let not_started =
-            attempts.iter().map(|(ids, _)| ids.len()).sum::<usize>() < claimed.len() && !abandoned;
+        // deliveries held, with nothing to record. Every delivery sent has one attempt that
+        // is not a split (a split batch's deliveries have their own after it).
+        let sent: usize = attempts
+            .iter()
+            .filter(|(_, attempt)| !matches!(attempt.recorded, Recorded::Split { .. }))
+            .map(|(ids, _)| ids.len())
+            .sum();
+        let not_started = sent < claimed.len() && !abandoned;
         // A full round leaves more due, likely: claim the next with this record (one write,
         // not two), unless the circuit is about to open or the service is stopping (a
         // shutdown whose grace ran out during that write would abort it before the claimed

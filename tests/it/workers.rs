@@ -235,3 +235,66 @@ async fn the_rest_of_a_round_is_not_sent_once_the_circuit_opens() {
         assert_eq!((status.as_str(), lease), ("pending", None), "delivery {id}");
     }
 }
+
+/// A refused batch is sent again one event a request; when those requests open the circuit,
+/// the events not yet sent alone are given back too, not left leased until the lease ends.
+#[tokio::test]
+async fn the_circuit_opening_during_a_split_batch_gives_back_the_events_not_sent() {
+    let (legion, url) =
+        Double::start_slow(Duration::from_millis(300), |_| (503, vec![], "down".into())).await;
+    // The first request (the first order alone) fails and is retried much later; the batch
+    // of the orders posted meanwhile is refused, so it is split.
+    legion.answer(503, vec![], "down");
+    legion.answer(
+        400,
+        vec![],
+        r#"{"status": "error", "message": "bad event"}"#,
+    );
+    let app = spawn_app_configured(
+        |env| {
+            env.insert("LEGION_BASE_URL".into(), url);
+            env.insert("LEGION_API_KEY".into(), "legion-key".into());
+        },
+        |config| {
+            let legion = config.destinations.get_mut("legion").unwrap();
+            legion.concurrency = 1;
+            legion.retry_schedule = vec![Duration::from_secs(600)];
+            legion.breaker_failures = 2;
+            legion.breaker_cool_down = Duration::from_secs(600);
+        },
+    )
+    .await;
+    app.post_paid_haravan_orders(1_000_000, 1).await;
+    app.wait_for_status("haravan/legion-purchase", "in_flight")
+        .await;
+    app.post_paid_haravan_orders(1_000_001, 4).await;
+    // 1 + the batch + 2 events alone, then the circuit is open.
+    while legion.received().len() < 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let batch = legion.received()[1].body.as_array().unwrap().len();
+    assert!(
+        batch >= 3,
+        "the batch held {batch} events: nothing left to give back"
+    );
+    let db = app.db().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let leased: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE destination = 'legion' AND status = 'in_flight'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if leased == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{leased} Legion deliveries still leased with the circuit open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(legion.received().len(), 4, "sent after the circuit opened");
+}
