@@ -180,6 +180,31 @@ async fn shutdown_records_what_was_answered_and_releases_only_the_rest() {
     );
 }
 
+/// An app whose `destination`, reached through `env`, sends one request at a time without a
+/// rate limit, and whose circuit opens after two failures in a row for longer than a test
+/// (a failed attempt's retry comes as late).
+async fn one_lane_opening_after_two_failures(
+    destination: &'static str,
+    env: [(&'static str, String); 2],
+) -> TestApp {
+    spawn_app_configured(
+        move |vars| {
+            for (name, value) in env {
+                vars.insert(name.into(), value);
+            }
+        },
+        move |config| {
+            let destination = config.destinations.get_mut(destination).unwrap();
+            destination.rate_limit_per_second = None;
+            destination.concurrency = 1;
+            destination.retry_schedule = vec![Duration::from_secs(600)];
+            destination.breaker_failures = 2;
+            destination.breaker_cool_down = Duration::from_secs(600);
+        },
+    )
+    .await
+}
+
 /// A round holds several requests a lane; once the circuit opens, the rest of the round is
 /// not sent, and its deliveries are given back untouched for after the cool-down.
 #[tokio::test]
@@ -187,19 +212,12 @@ async fn the_rest_of_a_round_is_not_sent_once_the_circuit_opens() {
     // Slow enough that the orders posted during the first request make one round together.
     let (salekit, url) =
         Double::start_slow(Duration::from_millis(300), |_| (503, vec![], "down".into())).await;
-    let app = spawn_app_configured(
-        |env| {
-            env.insert("SALEKIT_BASE_URL".into(), url);
-            env.insert("SALEKIT_TOKEN".into(), "salekit-token".into());
-        },
-        |config| {
-            let salekit = config.destinations.get_mut("salekit").unwrap();
-            salekit.rate_limit_per_second = None;
-            salekit.concurrency = 1;
-            salekit.retry_schedule = vec![Duration::from_secs(600)];
-            salekit.breaker_failures = 2;
-            salekit.breaker_cool_down = Duration::from_secs(600);
-        },
+    let app = one_lane_opening_after_two_failures(
+        "salekit",
+        [
+            ("SALEKIT_BASE_URL", url),
+            ("SALEKIT_TOKEN", "salekit-token".into()),
+        ],
     )
     .await;
     app.post_paid_haravan_orders(1_000_000, 6).await;
@@ -250,18 +268,12 @@ async fn the_circuit_opening_during_a_split_batch_gives_back_the_events_not_sent
         vec![],
         r#"{"status": "error", "message": "bad event"}"#,
     );
-    let app = spawn_app_configured(
-        |env| {
-            env.insert("LEGION_BASE_URL".into(), url);
-            env.insert("LEGION_API_KEY".into(), "legion-key".into());
-        },
-        |config| {
-            let legion = config.destinations.get_mut("legion").unwrap();
-            legion.concurrency = 1;
-            legion.retry_schedule = vec![Duration::from_secs(600)];
-            legion.breaker_failures = 2;
-            legion.breaker_cool_down = Duration::from_secs(600);
-        },
+    let app = one_lane_opening_after_two_failures(
+        "legion",
+        [
+            ("LEGION_BASE_URL", url),
+            ("LEGION_API_KEY", "legion-key".into()),
+        ],
     )
     .await;
     app.post_paid_haravan_orders(1_000_000, 1).await;
