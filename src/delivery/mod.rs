@@ -7,8 +7,8 @@
 //! [`round_size`]), sends them `concurrency` requests at a time, and records all their
 //! attempts in one transaction: the store sees two writes per round, not two per request,
 //! which kept deliveries from starving ingest of SQLite's single writer. A request not yet
-//! started when the circuit opens or the service stops is not sent: its lease is released. On shutdown the round in flight may finish up
-//! to `delivery.shutdown_grace`; then the attempts that finished are recorded and the leases
+//! started when the circuit opens or the service stops is not sent: its lease is released.
+//! On shutdown the round in flight may finish up to `delivery.shutdown_grace`; then the attempts that finished are recorded and the leases
 //! of the others released, so the next start sends those deliveries at once instead of
 //! waiting for the lease to expire, and never sends again one that was answered. A batch
 //! of several deliveries that the destination refuses is sent again one delivery a request,
@@ -141,6 +141,11 @@ impl Worker {
     /// Gives back the leases of every delivery still held, for the reason `why`.
     async fn release_held(&self, why: Release) {
         let held: Vec<i64> = self.held.lock().expect("held ids").drain().collect();
+        self.release(held, why).await;
+    }
+
+    /// Gives back the leases of `held` (no longer in [`Worker::held`]), for the reason `why`.
+    async fn release(&self, held: Vec<i64>, why: Release) {
         if held.is_empty() {
             return;
         }
@@ -296,16 +301,7 @@ impl Worker {
         };
         let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
         self.held.lock().expect("held ids").extend(&ids);
-        let (attempts, abandoned) = self.send_all(&claimed, max_batch, shutdown).await;
-        // Requests not started (the circuit opened, or the service is stopping) leave their
-        // deliveries held, with nothing to record. Every delivery sent has one attempt that
-        // is not a split (a split batch's deliveries have their own after it).
-        let sent: usize = attempts
-            .iter()
-            .filter(|(_, attempt)| !matches!(attempt.recorded, Recorded::Split { .. }))
-            .map(|(ids, _)| ids.len())
-            .sum();
-        let not_started = sent < claimed.len() && !abandoned;
+        let (attempts, not_started, abandoned) = self.send_all(&claimed, max_batch, shutdown).await;
         // A full round leaves more due, likely: claim the next with this record (one write,
         // not two), unless the circuit is about to open or the service is stopping (a
         // shutdown whose grace ran out during that write would abort it before the claimed
@@ -335,7 +331,7 @@ impl Worker {
             let finished = attempts
                 .iter()
                 .filter(|(_, attempt)| !matches!(attempt.recorded, Recorded::Split { .. }));
-            for id in finished.flat_map(|(ids, _)| ids) {
+            for id in finished.flat_map(|(ids, _)| ids).chain(&not_started) {
                 held.remove(id);
             }
             if let Ok(next) = &recorded {
@@ -345,13 +341,12 @@ impl Worker {
         if recorded.is_err() {
             self.unrecorded.lock().expect("unrecorded").extend(attempts);
         }
+        // Only those: the circuit may have closed again meanwhile (an answer in flight
+        // came back), and the next round been claimed with the record.
+        self.release(not_started, Release::NotStarted).await;
         if abandoned {
             // What is still held is the requests the grace cut short.
             self.release_held(Release::GraceOver).await;
-        } else if not_started {
-            // Nothing was claimed ahead (the circuit is open or the service stopping): what is
-            // still held is the requests not started.
-            self.release_held(Release::NotStarted).await;
         }
         Ok((round, recorded?))
     }
@@ -380,16 +375,16 @@ impl Worker {
     /// Sends `claimed`, `max_batch` deliveries a request, `concurrency` requests at a time;
     /// their attempts, in the order they finished. A refused request of several deliveries
     /// is sent again one delivery a request ([`Recorded::Split`]). A request whose turn
-    /// comes once the circuit is open or `shutdown` has come is not started, and once
-    /// `delivery.shutdown_grace` has passed after `shutdown` the requests not finished are
-    /// given up (then `true`): the deliveries of both are left out of the attempts (still
-    /// held).
+    /// comes once the circuit is open or `shutdown` has come is not started: its
+    /// deliveries come second, left out of the attempts. Once `delivery.shutdown_grace`
+    /// has passed after `shutdown`, the requests not finished are given up: then `true`,
+    /// and their deliveries are left out of both (still held).
     async fn send_all(
         &self,
         claimed: &[ClaimedDelivery],
         max_batch: usize,
         shutdown: &watch::Receiver<bool>,
-    ) -> (Vec<(Vec<i64>, Attempt)>, bool) {
+    ) -> (Vec<(Vec<i64>, Attempt)>, Vec<i64>, bool) {
         use futures::StreamExt as _;
         // At most `concurrency` requests in flight, the split batches' ones included.
         let lanes = tokio::sync::Semaphore::new(self.concurrency);
@@ -401,14 +396,15 @@ impl Worker {
                     .await
                     .expect("the semaphore is never closed");
                 if self.breaker_open() || *shutdown.borrow() {
-                    return None;
+                    return Err(batch);
                 }
-                Some(self.request(batch).await)
+                Ok(self.request(batch).await)
             }
         };
         let mut requests: futures::stream::FuturesUnordered<_> =
             claimed.chunks(max_batch).map(send).collect();
         let mut attempts = Vec::with_capacity(requests.len());
+        let mut not_started = Vec::new();
         let mut stop = shutdown.clone();
         let grace = self.delivery.shutdown_grace;
         let grace_over = async move {
@@ -420,16 +416,16 @@ impl Worker {
         loop {
             tokio::select! {
                 sent = requests.next() => match sent {
-                    Some(None) => {}
-                    Some(Some((batch, attempt))) => {
+                    Some(Err(batch)) => not_started.extend(batch.iter().map(|d| d.id)),
+                    Some(Ok((batch, attempt))) => {
                         if matches!(attempt.recorded, Recorded::Split { .. }) {
                             requests.extend(batch.chunks(1).map(send));
                         }
                         attempts.push((batch.iter().map(|d| d.id).collect(), attempt));
                     }
-                    None => return (attempts, false),
+                    None => return (attempts, not_started, false),
                 },
-                () = &mut grace_over => return (attempts, true),
+                () = &mut grace_over => return (attempts, not_started, true),
             }
         }
     }
@@ -533,17 +529,16 @@ enum Release {
 
 /// How many deliveries a round of `destination` claims: `concurrency` lanes of requests of
 /// `max_batch` deliveries (1 for a destination that takes one a request), and as many
-/// requests a lane as end within half the `lease` even if each takes its whole `timeout`
+/// requests a lane as end within the `lease` even if each takes its whole `timeout`
 /// and the rate limit spaces them, up to [`MAX_REQUESTS_PER_LANE`], and at least one. A
 /// round is two writes (its claim; its record with the next round's claim) whatever it
 /// holds: with one request a lane, a steady 2,000 Salekit deliveries a second (one a
 /// request, 4 lanes) were 500 records a second, a fifth of the store's commits.
 pub fn round_size(destination: &DestinationConfig, max_batch: usize, lease: Duration) -> usize {
     let lanes = destination.concurrency.max(1);
-    let budget = lease;
-    let by_timeout = budget.as_millis() / destination.timeout.as_millis().max(1);
+    let by_timeout = lease.as_millis() / destination.timeout.as_millis().max(1);
     let by_rate = destination.rate_limit_per_second.map_or(u128::MAX, |rate| {
-        (budget.as_secs_f64() * f64::from(rate.get()) / lanes as f64) as u128
+        (lease.as_secs_f64() * f64::from(rate.get()) / lanes as f64) as u128
     });
     let per_lane = by_timeout
         .min(by_rate)
