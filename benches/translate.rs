@@ -6,9 +6,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use storehook::domain::PlatformKind;
 use storehook::fixture::Fixture;
 use storehook::mapping::{Catalog, Webhook};
-use storehook::source::PlatformKind;
 
 fn translate_fixtures(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -23,7 +23,7 @@ fn translate_fixtures(c: &mut Criterion) {
             if path.extension().is_some_and(|e| e == "json") {
                 let fixture = Fixture::load(&path).unwrap();
                 let topic = fixture
-                    .header(platform.platform().topic_header())
+                    .header(storehook::source::platform(platform).topic_header())
                     .unwrap()
                     .to_string();
                 recorded.push((fixture.body, topic));

@@ -8,8 +8,8 @@ use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
+use storehook::domain::PlatformKind;
 use storehook::mapping::{Catalog, Webhook};
-use storehook::source::PlatformKind;
 
 /// mimalloc: translating an order allocates hundreds of small values; glibc's malloc spent
 /// about a third of the time (measured with perf on `bench/jq-compare.sh`).

@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{App, describe_store};
 use crate::config::{Config, SourceConfig};
+use crate::domain::PlatformKind;
 use crate::fixture::Fixture;
-use crate::source::{PlatformKind, signed_headers};
+use crate::source::signed_headers;
 use crate::store;
 
 #[derive(Debug, Parser)]
@@ -184,7 +185,7 @@ fn signed_fixture_headers(
         );
     };
     let fixture = Fixture::load(file)?;
-    let platform = source.platform.platform();
+    let platform = crate::source::platform(source.platform);
     if topic.is_none() && fixture.header(platform.topic_header()).is_none() {
         bail!(
             "{} records no {} header: pass --topic",

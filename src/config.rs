@@ -2,7 +2,7 @@
 //! configuration stops the program with the file and the key named, before anything listens.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::source::PlatformKind;
+use crate::domain::{DestinationKind, PlatformKind, Secret};
 
 /// The configuration shipped at the repository root, compiled in so that the binary runs on
 /// its defaults even where no `storehook.toml` sits beside it.
@@ -33,26 +33,6 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
-}
-
-/// A value that must never be printed: `Debug` shows a placeholder, and nothing implements
-/// `Display` or `Serialize`, so a secret cannot slip into a log line or a response by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 /// Secrets read from environment variables, with the variables that were not set. A setting
@@ -395,7 +375,12 @@ impl Config {
             let base_url = expand_env(&raw.base_url, env)
                 .map_err(|m| invalid(&format!("{key}.base_url"), m))?;
             let mut unset_variables = base_url.unset_variables;
-            if let Some(names) = crate::destination::credential_names(&raw.kind) {
+            if let Some(names) = raw
+                .kind
+                .parse::<DestinationKind>()
+                .ok()
+                .and_then(DestinationKind::credential_names)
+            {
                 if let Some(name) = raw
                     .credentials
                     .keys()
@@ -548,7 +533,7 @@ fn env_secrets<'a>(
                 "the secret is empty; an empty secret is refused".into(),
             ));
         } else {
-            out.values.push(Secret(expanded.value));
+            out.values.push(Secret::new(expanded.value));
         }
     }
     Ok(out)

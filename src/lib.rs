@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod destination;
+pub mod domain;
 pub mod error;
 pub mod fixture;
 pub mod http;

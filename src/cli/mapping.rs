@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 
 use crate::config::Config;
+use crate::domain::PlatformKind;
 use crate::fixture::Fixture;
 use crate::mapping::{Catalog, LoadError, Webhook, files_below};
-use crate::source::PlatformKind;
 
 /// Loads the catalog, printing every load error; `None` when there was any.
 fn load_catalog(dir: &Path) -> Option<Catalog> {
@@ -39,7 +39,7 @@ struct Recorded {
 
 impl Recorded {
     fn new(fixture: Fixture, platform: PlatformKind, topic: Option<&str>) -> anyhow::Result<Self> {
-        let topic_header = platform.platform().topic_header();
+        let topic_header = crate::source::platform(platform).topic_header();
         let topic = match topic {
             Some(topic) => topic.to_string(),
             None => fixture

@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::domain::PlatformKind;
 use crate::mapping::{Catalog, Webhook};
-use crate::source::PlatformKind;
 use crate::store::{self, DeliveryFilter, NewDelivery, now_ms};
 
 /// The filter options shared by both verbs.

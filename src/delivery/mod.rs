@@ -25,7 +25,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::{DeliveryConfig, DestinationConfig};
 use crate::destination::{self, Destination, Outcome, Outgoing};
-use crate::mapping::Operation;
+use crate::domain::Operation;
 use crate::store::{Attempt, ClaimedDelivery, Recorded, Store, StoreError, now_ms};
 
 /// The longest a worker sleeps between looks at its queue (waiting deliveries and expired

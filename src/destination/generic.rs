@@ -3,7 +3,7 @@
 
 use super::{Destination, HeaderValue, Outgoing, Request, single};
 use crate::config::DestinationConfig;
-use crate::mapping::Operation;
+use crate::domain::Operation;
 
 pub struct Http {
     url: String,

@@ -2,7 +2,7 @@
 
 use super::{Destination, HeaderValue, Outgoing, Request, credential, json_body};
 use crate::config::DestinationConfig;
-use crate::mapping::Operation;
+use crate::domain::{DestinationKind, Operation};
 
 pub const EVENTS_PATH: &str = "/integration/flow-state/event/add/";
 
@@ -12,8 +12,11 @@ pub struct Legion {
     batch_size: usize,
 }
 
-/// The credentials it reads ([`super::credential_names`]).
-pub(super) const CREDENTIALS: &[&str] = &["api_key"];
+/// The credentials it reads ([`DestinationKind::credential_names`]).
+const CREDENTIALS: &[&str] = match DestinationKind::Legion.credential_names() {
+    Some(names) => names,
+    None => &[],
+};
 
 impl Legion {
     pub fn new(config: &DestinationConfig) -> Self {

@@ -12,8 +12,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{DestinationConfig, Secret};
-use crate::mapping::Operation;
+use crate::config::DestinationConfig;
+use crate::domain::Operation;
+use crate::domain::Secret;
 
 /// How much of a response body is kept with an attempt.
 pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
@@ -138,18 +139,6 @@ pub trait Destination: Send + Sync {
     /// Reads a 2xx answer's body: the conversion id when there is one, or why the
     /// destination refused despite its status.
     fn read_success(&self, batch: &[Outgoing], body: &[u8]) -> Result<Option<String>, String>;
-}
-
-/// The credentials a destination of `kind` reads, by name; `None` for a kind that takes any
-/// (`http`: each names a header) or an unknown kind. A name it does not read is a typo, and
-/// one it reads but is not configured would fail every delivery: both stop the start.
-pub fn credential_names(kind: &str) -> Option<&'static [&'static str]> {
-    match kind {
-        "legion" => Some(legion::CREDENTIALS),
-        "scalef" => Some(scalef::CREDENTIALS),
-        "salekit" => Some(salekit::CREDENTIALS),
-        _ => None,
-    }
 }
 
 /// The destination a configuration describes.

@@ -3,7 +3,7 @@
 
 use super::{Destination, HeaderValue, Outgoing, Request, credential, json_body, single};
 use crate::config::DestinationConfig;
-use crate::mapping::Operation;
+use crate::domain::{DestinationKind, Operation};
 
 pub const AUDIENCE_PATH: &str = "/api/v1/audience/create";
 
@@ -12,8 +12,11 @@ pub struct Salekit {
     token: HeaderValue,
 }
 
-/// The credentials it reads ([`super::credential_names`]).
-pub(super) const CREDENTIALS: &[&str] = &["token"];
+/// The credentials it reads ([`DestinationKind::credential_names`]).
+const CREDENTIALS: &[&str] = match DestinationKind::Salekit.credential_names() {
+    Some(names) => names,
+    None => &[],
+};
 
 impl Salekit {
     pub fn new(config: &DestinationConfig) -> Self {

@@ -3,7 +3,7 @@
 
 use super::{Destination, HeaderValue, Outgoing, Request, credential, json_body, setting, single};
 use crate::config::DestinationConfig;
-use crate::mapping::Operation;
+use crate::domain::{DestinationKind, Operation};
 
 pub struct Scalef {
     create_url: String,
@@ -13,8 +13,11 @@ pub struct Scalef {
     access_token: HeaderValue,
 }
 
-/// The credentials it reads ([`super::credential_names`]).
-pub(super) const CREDENTIALS: &[&str] = &["user", "access_token"];
+/// The credentials it reads ([`DestinationKind::credential_names`]).
+const CREDENTIALS: &[&str] = match DestinationKind::Scalef.credential_names() {
+    Some(names) => names,
+    None => &[],
+};
 
 impl Scalef {
     pub fn new(config: &DestinationConfig) -> Self {

@@ -31,7 +31,7 @@ pub async fn receive(
             let delivery_id = state
                 .sources
                 .get(&source_id)
-                .and_then(|s| s.platform.platform().delivery_id_header())
+                .and_then(|s| crate::source::platform(s.platform).delivery_id_header())
                 .and_then(|name| header_text(&headers, name));
             err.log(&source_id, delivery_id);
             err.into_response()
@@ -46,7 +46,7 @@ async fn receive_webhook(
     body: Body,
 ) -> Result<Response, ApiError> {
     let source = find_source(state, source_id)?;
-    let platform = source.platform.platform();
+    let platform = crate::source::platform(source.platform);
     let raw = read_body(body, headers, state.max_body_bytes).await?;
     // The ping is unsigned and stores nothing: answer it even before the secret is set, so
     // the shop can activate the webhook while the operator finishes the configuration.
@@ -157,9 +157,7 @@ fn subscription_handshake(
     query: &BTreeMap<String, String>,
 ) -> Result<Response, ApiError> {
     let source = find_source(state, source_id)?;
-    let request = source
-        .platform
-        .platform()
+    let request = crate::source::platform(source.platform)
         .subscription_request(query)
         .ok_or(ApiError::MethodNotAllowed)?;
     if !source.verify_token.is_set() {

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::expr::Expr;
-use super::operation::Operation;
 use crate::config::expand_env;
-use crate::source::PlatformKind;
+use crate::domain::Operation;
+use crate::domain::PlatformKind;
 
 /// A problem found while loading a mapping file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,9 +24,9 @@ use serde_json::Value;
 pub use demand::Demand;
 pub use expr::{Bindings, Input, Limits};
 pub use file::{Field, LoadError, Mapping, OutputNode};
-pub use operation::Operation;
+pub use operation::OperationSchema;
 
-use crate::source::PlatformKind;
+use crate::domain::{Operation, PlatformKind};
 
 /// Bounds on what a mapping may read and produce, so a hostile or broken webhook or mapping
 /// yields an error instead of exhausting the server.

@@ -512,7 +512,7 @@ mod tests {
 
     use super::super::project::parse_projected_serde;
     use super::super::{Catalog, Demand, expr::Expr};
-    use crate::source::PlatformKind;
+    use crate::domain::PlatformKind;
 
     /// What `.`-paths of these read, finished as the catalog finishes a route's demand.
     fn demand(code: &str) -> Demand {

@@ -1,6 +1,6 @@
 //! The Platform seam: how each storefront kind signs its webhooks, names their topic, greets
 //! us (handshakes) and repeats itself (deduplication). Adding a platform is one file here plus
-//! one variant of [`PlatformKind`].
+//! one variant of [`PlatformKind`](crate::domain::PlatformKind).
 
 mod fields;
 mod haravan;
@@ -13,13 +13,13 @@ use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
 
 pub use fields::BodyFields;
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::domain::{PlatformKind, Secret};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -27,38 +27,12 @@ type HmacSha256 = Hmac<Sha256>;
 /// before any HMAC is computed.
 const SIGNATURE_LEN: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum PlatformKind {
-    Haravan,
-    #[value(name = "woocommerce")]
-    WooCommerce,
-    Shopify,
-}
-
-impl PlatformKind {
-    pub const ALL: [PlatformKind; 3] = [Self::Haravan, Self::WooCommerce, Self::Shopify];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Haravan => "haravan",
-            Self::WooCommerce => "woocommerce",
-            Self::Shopify => "shopify",
-        }
-    }
-
-    pub fn platform(self) -> &'static dyn Platform {
-        match self {
-            Self::Haravan => &haravan::Haravan,
-            Self::WooCommerce => &woocommerce::WooCommerce,
-            Self::Shopify => &shopify::Shopify,
-        }
-    }
-}
-
-impl std::fmt::Display for PlatformKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// What the storefront kind `kind` sends.
+pub fn platform(kind: PlatformKind) -> &'static dyn Platform {
+    match kind {
+        PlatformKind::Haravan => &haravan::Haravan,
+        PlatformKind::WooCommerce => &woocommerce::WooCommerce,
+        PlatformKind::Shopify => &shopify::Shopify,
     }
 }
 
@@ -277,7 +251,7 @@ mod tests {
             "RkOXiWX/zsbm1zs2o5rkPOsV9++BMbgweGLrxWDn+Yg="
         );
         let body = br#"{"id":1234567890,"email":"customer@example.com","total_price":"123.45"}"#;
-        let shopify = PlatformKind::Shopify.platform();
+        let shopify = platform(PlatformKind::Shopify);
         let h = headers(&[(
             "x-shopify-hmac-sha256",
             "QNyObTlKbMx2qDlPF/ZOZcBqg5OgPg+2oky3zldc0Gw=",
@@ -303,7 +277,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_header_and_never_the_secret() {
-        let platform = PlatformKind::Haravan.platform();
+        let platform = platform(PlatformKind::Haravan);
         let secrets = [Secret::new("s3cret-value")];
         let body = b"{}";
         let missing = verify_signature(platform, &HeaderMap::new(), body, &secrets).unwrap_err();
@@ -340,7 +314,7 @@ mod tests {
 
     #[test]
     fn signed_headers_replace_the_old_signature_and_topic() {
-        let platform = PlatformKind::WooCommerce.platform();
+        let platform = platform(PlatformKind::WooCommerce);
         let recorded = vec![
             ("Content-Type".to_string(), "application/json".to_string()),
             (

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use storehook::config::{Config, EMBEDDED};
 use storehook::destination::{self, Destination, Outcome, Outgoing};
-use storehook::mapping::Operation;
+use storehook::domain::Operation;
 
 use crate::doubles::{Double, Received};
 

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use serde_json::{Value, json};
+use storehook::domain::PlatformKind;
 use storehook::fixture::Fixture;
-use storehook::mapping::{Catalog, Plan, TranslateError, Webhook};
-use storehook::source::PlatformKind;
+use storehook::mapping::{Catalog, OperationSchema, Plan, TranslateError, Webhook};
 
 /// The shipped mappings with their defaults, whatever the machine's environment says;
 /// loaded once for the whole test binary.
@@ -55,7 +55,7 @@ fn headers_of(fixture: &Fixture) -> BTreeMap<String, String> {
 
 fn topic_of(fixture: &Fixture, platform: PlatformKind) -> String {
     fixture
-        .header(platform.platform().topic_header())
+        .header(storehook::source::platform(platform).topic_header())
         .unwrap()
         .to_string()
 }
@@ -208,7 +208,7 @@ fn paid_orders_become_legion_events_with_the_orders_amounts() {
         assert_eq!(legion.len(), 1, "{platform}: {plans:#?}");
         let event = &legion[0].payload;
         assert!(
-            storehook::mapping::Operation::LegionPurchaseEvent
+            storehook::domain::Operation::LegionPurchaseEvent
                 .violations(event)
                 .is_empty()
         );

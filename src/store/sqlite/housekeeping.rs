@@ -3,7 +3,7 @@
 
 use sqlx::SqlitePool;
 
-use crate::mapping::Operation;
+use crate::domain::Operation;
 use crate::store::StoreError;
 
 /// Moves the `waiting` deliveries of `destination` on (see `Store::release_waiting_deliveries`).

@@ -1,0 +1,251 @@
+//! The states of a stored webhook and of a delivery, and the moves between them. The store
+//! keeps each state as the text [`WebhookStatus::as_str`] / [`DeliveryStatus::as_str`] gives,
+//! and every backend makes only the moves [`DeliveryStatus::may_become`] allows.
+
+use serde::{Deserialize, Serialize};
+
+/// A word that names none of the values of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{given}`: expected one of {}", expected.join(", "))]
+pub struct UnknownWord {
+    pub kind: &'static str,
+    pub given: String,
+    pub expected: Vec<&'static str>,
+}
+
+impl UnknownWord {
+    pub fn new(
+        kind: &'static str,
+        given: &str,
+        expected: impl IntoIterator<Item = &'static str>,
+    ) -> Self {
+        Self {
+            kind,
+            given: given.to_string(),
+            expected: expected.into_iter().collect(),
+        }
+    }
+}
+
+macro_rules! words {
+    ($name:ident, $kind:literal, [$($variant:ident = $text:literal),+ $(,)?]) => {
+        impl $name {
+            /// Every state, in the order of the enum.
+            pub const ALL: &'static [$name] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownWord;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(UnknownWord::new($kind, text, Self::ALL.iter().map(|s| s.as_str()))),
+                }
+            }
+        }
+    };
+}
+
+/// Where a received webhook stands. A repeated webhook gets no state: it is refused by its
+/// (source, dedupe id) and never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookStatus {
+    /// Stored, not yet translated.
+    Accepted,
+    /// Every mapping that applies made its delivery.
+    Translated,
+    /// A mapping failed, or none applied with an error: kept with the error, answered 200.
+    Untranslated,
+    /// The retention purge removed its body and headers; its ids and keys stay.
+    Purged,
+}
+
+words!(
+    WebhookStatus,
+    "webhook status",
+    [
+        Accepted = "accepted",
+        Translated = "translated",
+        Untranslated = "untranslated",
+        Purged = "purged",
+    ]
+);
+
+impl WebhookStatus {
+    /// Whether a webhook in this state may move to `next`. Re-translation moves a webhook
+    /// between `translated` and `untranslated`; a purged one is never translated again.
+    pub fn may_become(self, next: WebhookStatus) -> bool {
+        use WebhookStatus::*;
+        matches!(
+            (self, next),
+            (Accepted, Translated | Untranslated)
+                | (
+                    Translated | Untranslated,
+                    Translated | Untranslated | Purged
+                )
+        )
+    }
+
+    /// The state a translation leaves a webhook in.
+    pub fn after_translation(failed: bool) -> WebhookStatus {
+        if failed {
+            Self::Untranslated
+        } else {
+            Self::Translated
+        }
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Due at its `next_attempt_at`: a first attempt, or a retry scheduled.
+    Pending,
+    /// Needs another delivery first (a Scalef status update before its conversion's create).
+    Waiting,
+    /// Leased to a worker until its lease ends; an expired lease is claimed again.
+    InFlight,
+    /// The destination took it. Final: nothing sends it again, not even a replay.
+    Delivered,
+    /// Refused, or out of retries; an operator may replay it.
+    Dead,
+    /// Never sent, with its reason (the delivery it needed was not made, or a later one
+    /// superseded it); a replay of the delivery it needed re-arms it.
+    Skipped,
+    /// The destination has no credentials: the exact request is kept, nothing was sent.
+    DryRun,
+}
+
+words!(
+    DeliveryStatus,
+    "delivery status",
+    [
+        Pending = "pending",
+        Waiting = "waiting",
+        InFlight = "in_flight",
+        Delivered = "delivered",
+        Dead = "dead",
+        Skipped = "skipped",
+        DryRun = "dry_run",
+    ]
+);
+
+impl DeliveryStatus {
+    /// The state a new delivery starts in: `waiting` when it needs another delivery first.
+    pub fn initial(needs_another: bool) -> DeliveryStatus {
+        if needs_another {
+            Self::Waiting
+        } else {
+            Self::Pending
+        }
+    }
+
+    /// The states a delivery's work is done in: nothing is due, and the retention purge may
+    /// remove its payload. `dead` is not done: an operator may still replay it.
+    pub const DONE: &'static [DeliveryStatus] = &[Self::Delivered, Self::Skipped, Self::DryRun];
+
+    /// The states a worker has still to finish: a later status update of the same
+    /// conversion is held back while an earlier one is in one of them.
+    pub const UNFINISHED: &'static [DeliveryStatus] =
+        &[Self::Pending, Self::Waiting, Self::InFlight];
+
+    /// The states a replay puts back in the queue. Delivered ones are never sent again, and
+    /// in-flight ones are a worker's.
+    pub const REPLAYABLE: &'static [DeliveryStatus] =
+        &[Self::Dead, Self::DryRun, Self::Skipped, Self::Pending];
+
+    /// The states a re-translation may give a new payload: not sent, nor being sent (a new
+    /// payload would count the order twice).
+    pub fn may_take_new_payload(self) -> bool {
+        !matches!(self, Self::Delivered | Self::InFlight)
+    }
+
+    pub fn is_done(self) -> bool {
+        Self::DONE.contains(&self)
+    }
+
+    /// Whether a delivery in this state may move to `next`:
+    /// - a worker leases a pending one (or one whose lease expired), and records its attempt:
+    ///   delivered, pending again (a retry, or its lease given back), dead, or dry_run; a
+    ///   split batch keeps it in flight for its single request;
+    /// - a waiting one becomes pending once what it needs is delivered, or skipped;
+    /// - a replay puts a replayable one back as pending or waiting, and re-arms a skipped
+    ///   status update as waiting;
+    /// - a re-translation gives one not delivered nor in flight a new payload, pending or
+    ///   waiting.
+    pub fn may_become(self, next: DeliveryStatus) -> bool {
+        use DeliveryStatus::*;
+        match self {
+            Pending => matches!(next, Pending | Waiting | InFlight),
+            Waiting => matches!(next, Pending | Waiting | Skipped),
+            InFlight => matches!(next, InFlight | Delivered | Pending | Dead | DryRun),
+            Delivered => false,
+            Dead | DryRun | Skipped => matches!(next, Pending | Waiting),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_round_trips_through_its_text_and_serde() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(status.as_str().parse::<DeliveryStatus>().unwrap(), *status);
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::String(status.as_str().into())
+            );
+        }
+        for status in WebhookStatus::ALL {
+            assert_eq!(status.as_str().parse::<WebhookStatus>().unwrap(), *status);
+        }
+        let err = "sent".parse::<DeliveryStatus>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown delivery status `sent`: expected one of pending, waiting, in_flight, delivered, dead, skipped, dry_run"
+        );
+    }
+
+    #[test]
+    fn a_delivered_delivery_never_moves_and_a_replay_reaches_only_what_is_replayable() {
+        use DeliveryStatus::*;
+        for next in DeliveryStatus::ALL {
+            assert!(!Delivered.may_become(*next), "delivered -> {next}");
+        }
+        for status in DeliveryStatus::REPLAYABLE {
+            assert!(
+                status.may_become(Pending) && status.may_become(Waiting),
+                "{status}"
+            );
+        }
+        assert!(!InFlight.may_become(Waiting));
+        assert!(Waiting.may_become(Skipped) && !Pending.may_become(Skipped));
+        assert!(!Delivered.may_take_new_payload() && !InFlight.may_take_new_payload());
+        assert!(Dead.may_take_new_payload());
+    }
+
+    #[test]
+    fn webhooks_are_purged_only_once_translated_or_not() {
+        use WebhookStatus::*;
+        assert!(Accepted.may_become(Translated) && Untranslated.may_become(Translated));
+        assert!(Translated.may_become(Purged) && !Accepted.may_become(Purged));
+        assert!(!Purged.may_become(Translated));
+        assert_eq!(WebhookStatus::after_translation(true), Untranslated);
+    }
+}
