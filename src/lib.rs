@@ -20,5 +20,6 @@ pub mod error;
 pub mod fixture;
 pub mod http;
 pub mod mapping;
+pub mod ops;
 pub mod source;
 pub mod store;

@@ -1,17 +1,15 @@
 //! `storehook deliveries` and `storehook replay`: the outbox as operators see and fix it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
 use crate::config::Config;
-use crate::domain::PlatformKind;
-use crate::mapping::{Catalog, Webhook};
-use crate::store::{self, DeliveryFilter, NewDelivery, now_ms};
+use crate::mapping::Catalog;
+use crate::ops;
+use crate::store::{self, DeliveryFilter, now_ms};
 
 /// The filter options shared by both verbs.
 #[derive(Debug, clap::Args)]
@@ -35,11 +33,10 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(&self, default_status: Option<&str>) -> anyhow::Result<DeliveryFilter> {
+    fn filter(&self) -> anyhow::Result<DeliveryFilter> {
         let status = match self.status.as_deref() {
-            Some("any") => None,
+            Some("any") | None => None,
             Some(status) => Some(status.to_string()),
-            None => default_status.map(str::to_string),
         };
         let since_ms = match &self.since {
             Some(text) => {
@@ -69,9 +66,7 @@ pub async fn deliveries(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = store::open(&config.store_url).await?;
-    let mut filter = args.filter(None)?;
-    filter.limit = filter.limit.or(Some(50));
-    let rows = store.list_deliveries(&filter).await?;
+    let rows = ops::list_deliveries(store.as_ref(), &args.filter()?).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
@@ -98,15 +93,9 @@ pub async fn replay(
     retranslate: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = store::open(&config.store_url).await?;
-    // Without a status, replay means the dead letters (unless one webhook is named).
-    let default_status = if args.webhook.is_some() {
-        None
-    } else {
-        Some("dead")
-    };
-    let filter = args.filter(default_status)?;
+    let filter = ops::replay_filter(args.filter()?, args.status.is_some());
     if !retranslate {
-        let done = store.requeue_deliveries(&filter, now_ms()).await?;
+        let done = ops::replay(store.as_ref(), &filter).await?;
         println!(
             "requeued {} deliveries; a running `storehook serve` sends them now",
             done.requeued
@@ -139,62 +128,33 @@ pub async fn replay(
             listed.join("\n")
         )
     })?;
-    let webhooks = store.webhooks_for(&filter).await?;
-    let (mut added, mut replaced, mut failed) = (0, 0, 0);
-    let bar = progress_bar(webhooks.len());
-    for (done, webhook) in webhooks.iter().enumerate() {
-        let platform: PlatformKind =
-            serde_json::from_value(Value::String(webhook.platform.clone())).with_context(|| {
-                format!(
-                    "webhook {}: unknown platform {}",
-                    webhook.id, webhook.platform
-                )
-            })?;
-        let headers: BTreeMap<String, String> = webhook.headers.clone();
-        let (plans, error) = catalog.plans_and_error(&Webhook {
-            source: &webhook.source,
-            platform,
-            topic: &webhook.topic,
-            headers: &headers,
-            body: &webhook.body,
-        });
-        let deliveries: Vec<NewDelivery> = plans
-            .into_iter()
-            .filter(|plan| {
-                filter
-                    .destination
-                    .as_ref()
-                    .is_none_or(|d| *d == plan.destination)
-            })
-            .map(NewDelivery::from)
-            .collect();
-        if let Some(error) = &error {
-            failed += 1;
-            bar.suspend(|| eprintln!("webhook {}: {}", webhook.id, error.replace('\n', "; ")));
-        }
-        let (a, r) = store
-            .replace_deliveries(
-                webhook.id,
-                &deliveries,
-                error.as_deref(),
-                filter.status.as_deref(),
-                now_ms(),
-            )
-            .await?;
-        added += a;
-        replaced += r;
-        bar.inc(1);
-        // Without a terminal (a log, CI) the bar is hidden: a line every 100 instead.
-        if bar.is_hidden() && (done + 1) % 100 == 0 {
-            eprintln!("… {}/{} webhooks re-translated", done + 1, webhooks.len());
-        }
-    }
+    let bar = progress_bar();
+    let done = ops::retranslate(
+        store.as_ref(),
+        &catalog,
+        &filter,
+        |webhook, error, (done, total)| {
+            if let Some(error) = error {
+                bar.suspend(|| eprintln!("webhook {webhook}: {}", error.replace('\n', "; ")));
+            }
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            // Without a terminal (a log, CI) the bar is hidden: a line every 100 instead.
+            if bar.is_hidden() && done % 100 == 0 {
+                eprintln!("… {done}/{total} webhooks re-translated");
+            }
+        },
+    )
+    .await?;
     bar.finish_and_clear();
     println!(
-        "re-translated {} webhooks: {added} deliveries added, {replaced} replaced and requeued, {failed} webhooks with errors",
-        webhooks.len()
+        "re-translated {} webhooks: {} deliveries added, {} replaced and requeued, {} webhooks with errors",
+        done.webhooks,
+        done.added,
+        done.replaced,
+        done.failed.len()
     );
-    Ok(if failed == 0 {
+    Ok(if done.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -202,8 +162,8 @@ pub async fn replay(
 }
 
 /// A bar on stderr when it is a terminal; hidden otherwise.
-fn progress_bar(len: usize) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
             "re-translating {bar:40} {pos}/{len} webhooks ({per_sec}, {eta} left)",

@@ -1,0 +1,33 @@
+//! Listing deliveries and putting them back in the queue.
+
+use crate::domain::DeliveryStatus;
+use crate::store::{DeliveryFilter, DeliverySummary, Requeued, Store, StoreError, now_ms};
+
+/// How many deliveries a listing shows when the filter names no limit.
+pub const DEFAULT_LIST_LIMIT: i64 = 50;
+
+/// The deliveries matching `filter`, newest first; at most [`DEFAULT_LIST_LIMIT`] unless the
+/// filter names a limit.
+pub async fn list_deliveries(
+    store: &dyn Store,
+    filter: &DeliveryFilter,
+) -> Result<Vec<DeliverySummary>, StoreError> {
+    let mut filter = filter.clone();
+    filter.limit = filter.limit.or(Some(DEFAULT_LIST_LIMIT));
+    store.list_deliveries(&filter).await
+}
+
+/// What a replay means when the operator names no status: the dead letters, unless one
+/// webhook is named (then every delivery of it that is not delivered).
+pub fn replay_filter(mut filter: DeliveryFilter, status_named: bool) -> DeliveryFilter {
+    if !status_named && filter.status.is_none() && filter.webhook_id.is_none() {
+        filter.status = Some(DeliveryStatus::Dead.as_str().to_string());
+    }
+    filter
+}
+
+/// Puts the deliveries matching `filter` that were not delivered back in the queue, due now
+/// (see [`Store::requeue_deliveries`]); a running service sends them at once.
+pub async fn replay(store: &dyn Store, filter: &DeliveryFilter) -> Result<Requeued, StoreError> {
+    store.requeue_deliveries(filter, now_ms()).await
+}
