@@ -1,0 +1,289 @@
+//! `storehook.toml` plus the environment: parsed, expanded and validated at load, so a bad
+//! configuration stops the program with the file and the key named, before anything listens.
+//! [`raw`] is the file's shape, [`env`] the `${VAR}` expansion and secrets, [`destination`]
+//! a destination's table.
+
+mod destination;
+mod env;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use destination::{DEFAULT_CONCURRENCY, DEFAULT_RETRY_SCHEDULE, DestinationConfig};
+pub use env::{EnvSecrets, Expanded, expand_env};
+use raw::{RawConfig, RawDelivery, RawSource};
+
+use crate::domain::PlatformKind;
+
+/// The configuration shipped at the repository root, compiled in so that the binary runs on
+/// its defaults even where no `storehook.toml` sits beside it.
+pub const EMBEDDED: &str = include_str!("../../storehook.toml");
+/// The file read when none is named on the command line.
+pub const DEFAULT_FILE: &str = "storehook.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("invalid configuration in {file}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The URL segment: `POST /webhooks/{id}`.
+    pub id: String,
+    pub platform: PlatformKind,
+    /// Any one of these verifies a webhook (more than one during a rotation).
+    pub secrets: EnvSecrets,
+    /// Haravan's subscription handshake token (`hub.verify_token`).
+    pub verify_token: EnvSecrets,
+}
+
+/// How deliveries are claimed and how long they may wait for another.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// How long a claimed delivery stays leased; a worker that dies leaves it to be claimed
+    /// again after this.
+    pub lease: Duration,
+    /// How long a delivery waits for the one it needs to appear (a status update for a
+    /// conversion whose create has not arrived) before it is skipped.
+    pub waiting_timeout: Duration,
+    /// On shutdown, how long attempts in flight may take to finish before they are
+    /// abandoned and their leases released.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration came from, for messages.
+    pub origin: String,
+    pub listen: SocketAddr,
+    pub store_url: String,
+    /// After this many days, the bodies of webhooks whose deliveries are all done, and the
+    /// payloads and attempts of done deliveries, are purged. Their ids and keys stay, so a
+    /// late repeat is still recognised and no order is ever delivered twice.
+    pub retention_days: u32,
+    pub max_body_bytes: usize,
+    /// The directory of mapping files.
+    pub mappings_dir: String,
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    pub delivery: DeliveryConfig,
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+pub const DEFAULT_MAPPINGS_DIR: &str = "mappings";
+
+impl Config {
+    /// Loads `file`, or `storehook.toml` in the working directory, or the embedded defaults
+    /// when neither exists, expanding variables from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        match file {
+            Some(path) => Self::load_file(path, &env),
+            None if Path::new(DEFAULT_FILE).exists() => {
+                Self::load_file(Path::new(DEFAULT_FILE), &env)
+            }
+            None => Self::parse(EMBEDDED, "embedded storehook.toml", &env),
+        }
+    }
+
+    fn load_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: origin.clone(),
+            source,
+        })?;
+        Self::parse(&text, &origin, env)
+    }
+
+    /// Parses configuration text; `env` answers variable look-ups (the process environment in
+    /// production, a map in tests).
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let read = Reader { origin, env };
+        let listen_text = read.required("server.listen", &raw.server.listen)?;
+        let listen = listen_text.parse().map_err(|e| {
+            read.invalid(
+                "server.listen",
+                format!("`{listen_text}` is not an address like 0.0.0.0:8080 ({e})"),
+            )
+        })?;
+        let max_body_bytes = match raw.server.max_body_bytes {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(0) => return Err(read.invalid("server.max_body_bytes", "must be above 0".into())),
+            Some(n) => usize::try_from(n)
+                .map_err(|_| read.invalid("server.max_body_bytes", format!("{n} is too large")))?,
+        };
+        let store_url = read.required("store.url", &raw.store.url)?;
+        if store_url.is_empty() {
+            return Err(read.invalid("store.url", "is empty".into()));
+        }
+        let retention_days = match raw.store.retention_days {
+            Some(0) => return Err(read.invalid("store.retention_days", "must be above 0".into())),
+            Some(days) => days,
+            None => 30,
+        };
+        let mappings_dir = match &raw.mappings {
+            Some(m) => read.required("mappings.dir", &m.dir)?,
+            None => DEFAULT_MAPPINGS_DIR.to_string(),
+        };
+        let mut sources = BTreeMap::new();
+        for (id, source) in raw.sources {
+            sources.insert(id.clone(), read.source(id, source)?);
+        }
+        let delivery = read.delivery(raw.delivery.as_ref())?;
+        let mut destinations = BTreeMap::new();
+        for (id, destination) in raw.destinations {
+            destinations.insert(id.clone(), read.destination(id, destination)?);
+        }
+        Ok(Config {
+            origin: origin.to_string(),
+            listen,
+            store_url,
+            retention_days,
+            max_body_bytes,
+            mappings_dir,
+            destinations,
+            delivery,
+            sources,
+        })
+    }
+}
+
+/// Reads the values of one configuration text: every error names the file and the key.
+struct Reader<'a> {
+    origin: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Reader<'_> {
+    fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.origin.to_string(),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    /// `template` with its variables expanded.
+    fn expand(&self, key: &str, template: &str) -> Result<Expanded, ConfigError> {
+        expand_env(template, self.env).map_err(|m| self.invalid(key, m))
+    }
+
+    /// `template` expanded, every variable it names set (or defaulted).
+    fn required(&self, key: &str, template: &str) -> Result<String, ConfigError> {
+        let expanded = self.expand(key, template)?;
+        match expanded.unset_variables.first() {
+            Some(var) => Err(self.invalid(
+                key,
+                format!("environment variable {var} is not set and has no default"),
+            )),
+            None => Ok(expanded.value),
+        }
+    }
+
+    /// Secret templates, keyed, read from the environment (see [`env::env_secrets`]).
+    fn secrets<'t>(
+        &self,
+        templates: impl Iterator<Item = (String, &'t str)>,
+    ) -> Result<EnvSecrets, ConfigError> {
+        env::env_secrets(templates, self.env).map_err(|(k, m)| self.invalid(&k, m))
+    }
+
+    /// A duration above zero, written like 500ms, 5s, 2m or 1h.
+    fn duration(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
+        text.parse::<jiff::SignedDuration>()
+            .ok()
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                self.invalid(
+                    key,
+                    format!("`{text}` is not a duration like 500ms, 5s, 2m or 1h"),
+                )
+            })
+    }
+
+    /// The source `id` as its table describes it.
+    fn source(&self, id: String, source: RawSource) -> Result<SourceConfig, ConfigError> {
+        let key = format!("sources.{id}");
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(self.invalid(
+                &key,
+                "a source id is its URL segment: use lowercase letters, digits, - and _".into(),
+            ));
+        }
+        if source.secrets.is_empty() {
+            return Err(self.invalid(
+                &format!("{key}.secrets"),
+                "list at least one secret, e.g. [\"${SHOP_WEBHOOK_SECRET}\"]".into(),
+            ));
+        }
+        let secrets = self.secrets(
+            source
+                .secrets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("{key}.secrets[{i}]"), t.as_str())),
+        )?;
+        let verify_token = self.secrets(
+            source
+                .verify_token
+                .iter()
+                .map(|t| (format!("{key}.verify_token"), t.as_str())),
+        )?;
+        Ok(SourceConfig {
+            id,
+            platform: source.platform,
+            secrets,
+            verify_token,
+        })
+    }
+
+    /// The `[delivery]` table, with its defaults.
+    fn delivery(&self, raw: Option<&RawDelivery>) -> Result<DeliveryConfig, ConfigError> {
+        let setting = |key: &str, value: Option<&String>, default: &str| {
+            self.duration(key, value.map_or(default, String::as_str))
+        };
+        Ok(DeliveryConfig {
+            lease: setting("delivery.lease", raw.and_then(|d| d.lease.as_ref()), "60s")?,
+            waiting_timeout: setting(
+                "delivery.waiting_timeout",
+                raw.and_then(|d| d.waiting_timeout.as_ref()),
+                "24h",
+            )?,
+            shutdown_grace: setting(
+                "delivery.shutdown_grace",
+                raw.and_then(|d| d.shutdown_grace.as_ref()),
+                "10s",
+            )?,
+        })
+    }
+}

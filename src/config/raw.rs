@@ -1,0 +1,81 @@
+//! The shape of `storehook.toml` as it is written, before expansion and validation.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::domain::PlatformKind;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) server: RawServer,
+    pub(super) store: RawStore,
+    pub(super) mappings: Option<RawMappings>,
+    #[serde(default)]
+    pub(super) sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    pub(super) destinations: BTreeMap<String, RawDestination>,
+    pub(super) delivery: Option<RawDelivery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDestination {
+    pub(super) kind: String,
+    pub(super) base_url: String,
+    #[serde(default)]
+    pub(super) credentials: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) settings: BTreeMap<String, String>,
+    pub(super) batch_size: Option<usize>,
+    pub(super) retry_schedule: Option<Vec<String>>,
+    pub(super) timeout: Option<String>,
+    pub(super) connect_timeout: Option<String>,
+    pub(super) rate_limit_per_second: Option<u32>,
+    pub(super) circuit_breaker: Option<RawCircuitBreaker>,
+    pub(super) concurrency: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCircuitBreaker {
+    pub(super) failures: u32,
+    pub(super) cool_down: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDelivery {
+    pub(super) lease: Option<String>,
+    pub(super) waiting_timeout: Option<String>,
+    pub(super) shutdown_grace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: String,
+    pub(super) max_body_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub(super) url: String,
+    pub(super) retention_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMappings {
+    pub(super) dir: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub(super) platform: PlatformKind,
+    pub(super) secrets: Vec<String>,
+    pub(super) verify_token: Option<String>,
+}

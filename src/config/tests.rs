@@ -1,0 +1,140 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+#[test]
+fn expands_variables_and_defaults() {
+    let env = env_of(&[("PORT", "9000"), ("EMPTY", "")]);
+    let e = expand_env("0.0.0.0:${PORT:-8080}", &env).unwrap();
+    assert_eq!(e.value, "0.0.0.0:9000");
+    assert_eq!(expand_env("${NOPE:-x}", &env).unwrap().value, "x");
+    assert_eq!(expand_env("${EMPTY:-d}", &env).unwrap().value, "d");
+    assert_eq!(expand_env("a$b", &env).unwrap().value, "a$b");
+    let unset = expand_env("${NOPE}", &env).unwrap();
+    assert_eq!(unset.unset_variables, vec!["NOPE".to_string()]);
+    assert!(expand_env("${NOPE", &env).is_err());
+    assert!(expand_env("${bad name}", &env).is_err());
+}
+
+#[test]
+fn the_shipped_file_loads_with_and_without_secrets() {
+    let bare = Config::parse(EMBEDDED, "storehook.toml", &env_of(&[])).unwrap();
+    assert_eq!(bare.listen.port(), 8080);
+    assert_eq!(bare.store_url, "sqlite://data/storehook.db");
+    assert_eq!(bare.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(bare.mappings_dir, "mappings");
+    let ids: Vec<_> = bare.sources.keys().cloned().collect();
+    assert_eq!(ids, ["haravan", "shopify", "woocommerce"]);
+    assert!(bare.sources.values().all(|s| !s.secrets.is_set()));
+    assert_eq!(
+        bare.sources["haravan"].secrets.unset_variables[0],
+        "HARAVAN_WEBHOOK_SECRET"
+    );
+
+    let env = env_of(&[
+        ("PORT", "9999"),
+        ("STOREHOOK_STORE_URL", "sqlite:///tmp/x.db"),
+        ("HARAVAN_WEBHOOK_SECRET", "h"),
+        ("HARAVAN_VERIFY_TOKEN", "t"),
+        ("WOOCOMMERCE_WEBHOOK_SECRET", "w"),
+        ("SHOPIFY_WEBHOOK_SECRET", "s"),
+    ]);
+    let full = Config::parse(EMBEDDED, "storehook.toml", &env).unwrap();
+    assert_eq!(full.listen.port(), 9999);
+    assert_eq!(full.store_url, "sqlite:///tmp/x.db");
+    assert_eq!(full.sources["haravan"].platform, PlatformKind::Haravan);
+    assert_eq!(full.sources["haravan"].secrets.values[0].expose(), "h");
+    assert_eq!(full.sources["haravan"].verify_token.values[0].expose(), "t");
+    assert_eq!(
+        full.sources["woocommerce"].platform,
+        PlatformKind::WooCommerce
+    );
+    assert_eq!(full.sources["shopify"].secrets.values.len(), 1);
+}
+
+#[test]
+fn an_empty_secret_is_refused_naming_the_key() {
+    let env = env_of(&[("SHOPIFY_WEBHOOK_SECRET", "")]);
+    let err = Config::parse(EMBEDDED, "storehook.toml", &env).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("storehook.toml"), "{text}");
+    assert!(text.contains("sources.shopify.secrets[0]"), "{text}");
+    assert!(text.contains("empty"), "{text}");
+}
+
+#[test]
+fn invalid_values_name_the_file_and_key() {
+    let base = |extra: &str| {
+        format!("[server]\nlisten = \"0.0.0.0:8080\"\n{extra}\n[store]\nurl = \"sqlite://x.db\"\n")
+    };
+    let env = env_of(&[]);
+    let e = Config::parse(&base("max_body_bytes = 0"), "f.toml", &env).unwrap_err();
+    assert!(e.to_string().contains("server.max_body_bytes"), "{e}");
+    let e = Config::parse(&base("colour = 1"), "f.toml", &env).unwrap_err();
+    assert!(e.to_string().contains("colour"), "{e}");
+    let bad_listen = "[server]\nlisten = \"nowhere\"\n[store]\nurl = \"sqlite://x.db\"\n";
+    let e = Config::parse(bad_listen, "f.toml", &env).unwrap_err();
+    assert!(e.to_string().contains("server.listen"), "{e}");
+    let literal = format!(
+        "{}[sources.shop]\nplatform = \"shopify\"\nsecrets = [\"hunter2\"]\n",
+        base("")
+    );
+    let e = Config::parse(&literal, "f.toml", &env).unwrap_err();
+    assert!(e.to_string().contains("sources.shop.secrets[0]"), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let platform = format!(
+        "{}[sources.shop]\nplatform = \"magento\"\nsecrets = [\"${{S}}\"]\n",
+        base("")
+    );
+    let e = Config::parse(&platform, "f.toml", &env).unwrap_err();
+    assert!(e.to_string().contains("magento"), "{e}");
+    let id = format!(
+        "{}[sources.\"Shop One\"]\nplatform = \"shopify\"\nsecrets = [\"${{S}}\"]\n",
+        base("")
+    );
+    let e = Config::parse(&id, "f.toml", &env).unwrap_err();
+    assert!(e.to_string().contains("sources.Shop One"), "{e}");
+}
+
+#[test]
+fn a_destination_credential_misnamed_or_missing_is_refused_naming_the_key() {
+    let legion = |credentials: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://x.db\"\n\
+             [destinations.legion]\nkind = \"legion\"\nbase_url = \"http://x\"\n\
+             [destinations.legion.credentials]\n{credentials}\n"
+        )
+    };
+    let env = env_of(&[("KEY", "k")]);
+    let ok = Config::parse(&legion("api_key = \"${KEY}\""), "f.toml", &env).unwrap();
+    assert!(!ok.destinations["legion"].is_dry());
+    let typo = Config::parse(&legion("apikey = \"${KEY}\""), "f.toml", &env).unwrap_err();
+    let text = typo.to_string();
+    assert!(
+        text.contains("destinations.legion.credentials.apikey"),
+        "{text}"
+    );
+    assert!(text.contains("api_key"), "{text}");
+    let missing = Config::parse(&legion(""), "f.toml", &env).unwrap_err();
+    let text = missing.to_string();
+    assert!(text.contains("destinations.legion.credentials"), "{text}");
+    assert!(text.contains("`api_key` is missing"), "{text}");
+}
+
+#[test]
+fn rotation_keeps_every_set_secret() {
+    let text = "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://x.db\"\n\
+                [sources.shop]\nplatform = \"shopify\"\nsecrets = [\"${NEW}\", \"${OLD}\", \"${GONE}\"]\n";
+    let c = Config::parse(text, "f.toml", &env_of(&[("NEW", "n"), ("OLD", "o")])).unwrap();
+    let s = &c.sources["shop"].secrets;
+    assert_eq!(s.values.len(), 2);
+    assert_eq!(s.unset_variables, vec!["GONE".to_string()]);
+    assert_eq!(format!("{:?}", s.values[0]), "Secret(***)");
+}
