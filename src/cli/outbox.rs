@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::domain::PlatformKind;
+use crate::domain::{DeliveryStatus, PlatformKind, WebhookId};
 use crate::mapping::{Catalog, Webhook};
 use crate::store::{self, DeliveryFilter, NewDelivery, now_ms};
 
@@ -35,11 +35,15 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(&self, default_status: Option<&str>) -> anyhow::Result<DeliveryFilter> {
+    fn filter(&self, default_status: Option<DeliveryStatus>) -> anyhow::Result<DeliveryFilter> {
         let status = match self.status.as_deref() {
             Some("any") => None,
-            Some(status) => Some(status.to_string()),
-            None => default_status.map(str::to_string),
+            Some(status) => Some(
+                status
+                    .parse::<DeliveryStatus>()
+                    .with_context(|| format!("--status {status}"))?,
+            ),
+            None => default_status,
         };
         let since_ms = match &self.since {
             Some(text) => {
@@ -57,7 +61,7 @@ impl FilterArgs {
             status,
             destination: self.destination.clone(),
             since_ms,
-            webhook_id: self.webhook,
+            webhook_id: self.webhook.map(WebhookId),
             limit: self.limit,
         })
     }
@@ -102,7 +106,7 @@ pub async fn replay(
     let default_status = if args.webhook.is_some() {
         None
     } else {
-        Some("dead")
+        Some(DeliveryStatus::Dead)
     };
     let filter = args.filter(default_status)?;
     if !retranslate {
@@ -177,7 +181,7 @@ pub async fn replay(
                 webhook.id,
                 &deliveries,
                 error.as_deref(),
-                filter.status.as_deref(),
+                filter.status,
                 now_ms(),
             )
             .await?;
