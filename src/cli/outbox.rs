@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
+use crate::domain::{DeliveryStatus, WebhookId};
 use crate::mapping::Catalog;
 use crate::ops;
 use crate::store::{self, DeliveryFilter, now_ms};
@@ -36,7 +37,11 @@ impl FilterArgs {
     fn filter(&self) -> anyhow::Result<DeliveryFilter> {
         let status = match self.status.as_deref() {
             Some("any") | None => None,
-            Some(status) => Some(status.to_string()),
+            Some(status) => Some(
+                status
+                    .parse::<DeliveryStatus>()
+                    .with_context(|| format!("--status {status}"))?,
+            ),
         };
         let since_ms = match &self.since {
             Some(text) => {
@@ -54,7 +59,7 @@ impl FilterArgs {
             status,
             destination: self.destination.clone(),
             since_ms,
-            webhook_id: self.webhook,
+            webhook_id: self.webhook.map(WebhookId),
             limit: self.limit,
         })
     }

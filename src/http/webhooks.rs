@@ -124,7 +124,7 @@ async fn receive_webhook(
         source = source_id,
         delivery_id,
         topic,
-        webhook_id,
+        webhook_id = webhook_id.0,
         duplicate,
         deliveries,
         "webhook accepted"

@@ -21,7 +21,7 @@ pub async fn list_deliveries(
 /// webhook is named (then every delivery of it that is not delivered).
 pub fn replay_filter(mut filter: DeliveryFilter, status_named: bool) -> DeliveryFilter {
     if !status_named && filter.status.is_none() && filter.webhook_id.is_none() {
-        filter.status = Some(DeliveryStatus::Dead.as_str().to_string());
+        filter.status = Some(DeliveryStatus::Dead);
     }
     filter
 }

@@ -54,7 +54,7 @@ pub async fn retranslate(
                 .platform
                 .parse()
                 .map_err(|unknown| RetranslateError::UnknownPlatform {
-                    webhook: WebhookId(webhook.id),
+                    webhook: webhook.id,
                     unknown,
                 })?;
         let (plans, error) = catalog.plans_and_error(&Webhook {
@@ -79,19 +79,15 @@ pub async fn retranslate(
                 webhook.id,
                 &deliveries,
                 error.as_deref(),
-                filter.status.as_deref(),
+                filter.status,
                 now_ms(),
             )
             .await?;
         done.added += added;
         done.replaced += replaced;
-        progress(
-            WebhookId(webhook.id),
-            error.as_deref(),
-            (index + 1, webhooks.len()),
-        );
+        progress(webhook.id, error.as_deref(), (index + 1, webhooks.len()));
         if let Some(error) = error {
-            done.failed.push((WebhookId(webhook.id), error));
+            done.failed.push((webhook.id, error));
         }
     }
     Ok(done)

@@ -7,7 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Serialize;
 
+pub use crate::domain::{
+    DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
+};
 pub use sqlite::SqliteStore;
 
 /// A verified webhook, ready to be written with the deliveries translated from it.
@@ -66,35 +70,42 @@ pub fn stored_key(source: &str, key: &str) -> String {
 pub enum Accepted {
     /// Written now, under this id, with this many new deliveries (a delivery whose mapping
     /// and key are already stored is not written again).
-    Stored { webhook_id: i64, deliveries: u64 },
+    Stored {
+        webhook_id: WebhookId,
+        deliveries: u64,
+    },
     /// The same (source, dedupe id) was stored before, under this id; nothing was written.
-    Duplicate { webhook_id: i64 },
+    Duplicate { webhook_id: WebhookId },
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why the store could not do what it was asked. Backend-neutral: each backend converts its
+/// driver's errors into these (keeping the driver's text, so that operators see the cause),
+/// and callers decide on the variant alone (the receive path answers every one with 503).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The store URL names no backend this build has.
     #[error("unsupported store URL `{0}`: use sqlite://PATH")]
     UnsupportedUrl(String),
-    #[error("cannot create the store's directory {path}: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The store could not be opened: its file or directory, its schema's migrations, or
+    /// the threads that write it.
+    #[error("{0}")]
+    Open(String),
+    /// The database failed or is busy (I/O, a full disk, a lock held too long): the write
+    /// was not made, and may succeed later.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A failure shared by every webhook of one group commit.
-    #[error("database error: {0}")]
-    Batch(Arc<rusqlite::Error>),
-    #[error("cannot start the store's writer: {0}")]
-    Writer(String),
+    Unavailable(String),
+    /// The store stopped writing: the service is shutting down, or the database could not
+    /// be made durable (see the log). Nothing is written until the service restarts.
     #[error(
         "the store's writer has stopped (the service is shutting down, or a sync of the WAL failed: see the log)"
     )]
-    WriterStopped,
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Stopped,
+    /// The database refused the write by one of its constraints.
+    #[error("database error: {0}")]
+    Conflict(String),
+    /// A stored row cannot be read back as the type it stands for.
+    #[error("unreadable stored row: {0}")]
+    Corrupt(String),
 }
 
 /// A delivery claimed by a worker, leased until the attempt is recorded.
@@ -146,34 +157,153 @@ pub struct Attempt {
 /// Which deliveries an operator means.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     pub destination: Option<String>,
     /// Created at or after this Unix time in milliseconds.
     pub since_ms: Option<i64>,
-    pub webhook_id: Option<i64>,
+    pub webhook_id: Option<WebhookId>,
     pub limit: Option<i64>,
 }
 
-/// A delivery as operators see it.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A delivery as operators see it (`storehook deliveries --json` prints these as they
+/// serialise: the ids as numbers, the status and operation as their words).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeliverySummary {
-    pub id: i64,
-    pub webhook_id: i64,
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
     pub mapping: String,
     pub key: String,
     pub destination: String,
-    pub operation: String,
-    pub status: String,
+    pub operation: Operation,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub created_at: i64,
     pub last_error: Option<String>,
 }
 
+/// A delivery in full, as [`Store::get_delivery`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRecord {
+    #[serde(flatten)]
+    pub summary: DeliverySummary,
+    /// JSON text; `null` once the retention purge removed it.
+    pub payload: String,
+    /// (mapping, stored key) of the delivery this one waits for.
+    pub needs: Option<(String, String)>,
+    /// A Scalef create's answer, or for a status update the one it took from its create.
+    pub conversion_id: Option<String>,
+    /// For `dry_run`: the request that would have been sent (secrets masked).
+    pub request: Option<String>,
+    /// While `in_flight`: when the lease ends (Unix time in milliseconds).
+    pub lease_until: Option<i64>,
+}
+
+/// How one attempt of a delivery ended, as its log keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Delivered,
+    Retry,
+    Dead,
+    DryRun,
+    /// Refused as part of a batch: each of its deliveries was sent again alone.
+    Split,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 5] = [
+        Self::Delivered,
+        Self::Retry,
+        Self::Dead,
+        Self::DryRun,
+        Self::Split,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Dead => "dead",
+            Self::DryRun => "dry_run",
+            Self::Split => "split",
+        }
+    }
+
+    /// The outcome an attempt is recorded with.
+    pub fn of(recorded: &Recorded) -> AttemptOutcome {
+        match recorded {
+            Recorded::Delivered { .. } => Self::Delivered,
+            Recorded::Retry { .. } => Self::Retry,
+            Recorded::Dead { .. } => Self::Dead,
+            Recorded::DryRun { .. } => Self::DryRun,
+            Recorded::Split { .. } => Self::Split,
+        }
+    }
+}
+
+impl std::str::FromStr for AttemptOutcome {
+    type Err = crate::domain::UnknownWord;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == text)
+            .ok_or_else(|| {
+                crate::domain::UnknownWord::new(
+                    "attempt outcome",
+                    text,
+                    Self::ALL.map(Self::as_str),
+                )
+            })
+    }
+}
+
+/// One attempt of a delivery, as [`Store::list_attempts`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRecord {
+    pub outcome: AttemptOutcome,
+    /// The destination's answer's HTTP status, when there was an answer.
+    pub http_status: Option<u16>,
+    /// The answer's excerpt, the reason of a failure, or a dry run's request.
+    pub response: Option<String>,
+    /// Unix time in milliseconds.
+    pub started_at: i64,
+    pub duration_ms: i64,
+}
+
+/// Which webhooks an operator means.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookFilter {
+    pub status: Option<WebhookStatus>,
+    pub source: Option<String>,
+    /// Received at or after this Unix time in milliseconds.
+    pub since_ms: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// A stored webhook as operators see it, as [`Store::list_webhooks`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookRecord {
+    pub id: WebhookId,
+    pub source: String,
+    pub platform: PlatformKind,
+    pub topic: String,
+    pub dedupe_id: String,
+    /// The headers kept (lowercase names); empty once purged.
+    pub headers: BTreeMap<String, String>,
+    /// The body byte for byte as it arrived; empty once purged.
+    pub body: Vec<u8>,
+    pub status: WebhookStatus,
+    /// Why its translation failed, when it did.
+    pub error: Option<String>,
+    /// Unix time in milliseconds.
+    pub received_at: i64,
+}
+
 /// A stored webhook, as re-translation reads it.
 #[derive(Debug, Clone)]
 pub struct StoredWebhook {
-    pub id: i64,
+    pub id: WebhookId,
     pub source: String,
     pub platform: String,
     pub topic: String,
@@ -258,16 +388,25 @@ pub trait Store: Send + Sync {
     /// those webhooks themselves, translated or not), oldest first.
     async fn webhooks_for(&self, filter: &DeliveryFilter)
     -> Result<Vec<StoredWebhook>, StoreError>;
+    /// Stored webhooks matching the filter (purged ones included, with their body and
+    /// headers empty), newest first.
+    async fn list_webhooks(&self, filter: &WebhookFilter)
+    -> Result<Vec<WebhookRecord>, StoreError>;
+    /// One delivery in full, if there is one with this id.
+    async fn get_delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// The attempts recorded for a delivery, oldest first (none once the retention purge
+    /// removed them).
+    async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError>;
     /// Writes the deliveries of a re-translated webhook: new ones are added; existing ones
     /// that were not delivered (and are in `only_status`, when given) take the new payload
     /// and are due now; delivered ones are left alone, so nothing is counted twice.
     /// Returns (added, replaced).
     async fn replace_deliveries(
         &self,
-        webhook_id: i64,
+        webhook_id: WebhookId,
         deliveries: &[NewDelivery],
         translation_error: Option<&str>,
-        only_status: Option<&str>,
+        only_status: Option<DeliveryStatus>,
         now_ms: i64,
     ) -> Result<(u64, u64), StoreError>;
     /// Purges what `retention_days` allows for webhooks received before `cutoff_ms`: the

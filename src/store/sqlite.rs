@@ -30,13 +30,17 @@ macro_rules! not_held_back {
 
 mod accept;
 mod housekeeping;
+mod reads;
 mod rounds;
+mod types;
 mod writer;
+use reads::{Readers, filter_sql};
 use writer::{Claim, Job, Pending};
 
 use super::{
-    Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliverySummary, NewDelivery, NewWebhook,
-    Requeued, Store, StoreError, StoredWebhook,
+    Accepted, Attempt, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryRecord,
+    DeliveryStatus, DeliverySummary, NewDelivery, NewWebhook, Requeued, Store, StoreError,
+    StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
 };
 
 /// Binds a [`DeliveryFilter`] as `filter_sql!` and `LIMIT ?5` expect it.
@@ -45,20 +49,11 @@ fn bind_filter<'q>(
     filter: &DeliveryFilter,
 ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
     query
-        .bind(filter.status.clone())
+        .bind(filter.status.map(DeliveryStatus::as_str))
         .bind(filter.destination.clone())
         .bind(filter.since_ms)
-        .bind(filter.webhook_id)
+        .bind(filter.webhook_id.map(|id| id.0))
         .bind(filter.limit.unwrap_or(-1))
-}
-
-/// The condition of a [`DeliveryFilter`] over `deliveries`, bound as ?1 status, ?2
-/// destination, ?3 since, ?4 webhook (?5 is the limit); an unset field matches everything.
-macro_rules! filter_sql {
-    () => {
-        "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR destination = ?2) \
-         AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR webhook_id = ?4)"
-    };
 }
 
 /// How long a connection waits for another process's write lock (the CLI beside `serve`).
@@ -93,7 +88,7 @@ fn open_writer_connection(path: &Path) -> Result<rusqlite::Connection, StoreErro
     // NORMAL is durable only with the syncer, and the syncer syncs a WAL.
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Writer(format!(
+        return Err(StoreError::Open(format!(
             "the database is in journal mode {mode}, not WAL"
         )));
     }
@@ -110,6 +105,8 @@ pub struct SqliteStore {
     /// `synchronous = FULL` in WAL mode: a commit returns only after the WAL is fsynced, so
     /// an acknowledged webhook survives a crash or power loss.
     pool: SqlitePool,
+    /// Read connections for the operators' reads, used off the async runtime.
+    readers: Arc<Readers>,
     /// The group-commit writer of the receive path and the delivery workers ([`writer`]).
     writer: mpsc::Sender<Job>,
     /// Transactions the writer has committed.
@@ -133,9 +130,11 @@ impl SqliteStore {
             .foreign_keys(true);
         let path = options.get_filename().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: dir.display().to_string(),
-                source,
+            std::fs::create_dir_all(dir).map_err(|source| {
+                StoreError::Open(format!(
+                    "cannot create the store's directory {}: {source}",
+                    dir.display()
+                ))
             })?;
         }
         let pool = SqlitePoolOptions::new()
@@ -154,6 +153,7 @@ impl SqliteStore {
         )?;
         Ok(Self {
             pool,
+            readers: Readers::new(&path),
             writer,
             commits,
             stopped,
@@ -167,8 +167,8 @@ impl SqliteStore {
         self.writer
             .send(job(Pending::new(reply)))
             .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
     }
 
     /// How many group commits the writer has made (each holds one or more writes).
@@ -200,7 +200,7 @@ impl Store for SqliteStore {
     async fn check_ready(&self) -> Result<(), StoreError> {
         // The writer stops for good when the WAL cannot be synced (see `writer`).
         if self.stopped.load(Ordering::Acquire) || self.writer.is_closed() {
-            return Err(StoreError::WriterStopped);
+            return Err(StoreError::Stopped);
         }
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -305,33 +305,32 @@ impl Store for SqliteStore {
         &self,
         filter: &DeliveryFilter,
     ) -> Result<Vec<DeliverySummary>, StoreError> {
-        let rows = bind_filter(
-            sqlx::query(concat!(
-                "SELECT id, webhook_id, mapping, key, destination, operation, status, attempts, \
-                 next_attempt_at, created_at, last_error FROM deliveries WHERE ",
-                filter_sql!(),
-                " ORDER BY id DESC LIMIT ?5"
-            )),
-            filter,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| DeliverySummary {
-                id: row.get("id"),
-                webhook_id: row.get("webhook_id"),
-                mapping: row.get("mapping"),
-                key: row.get("key"),
-                destination: row.get("destination"),
-                operation: row.get("operation"),
-                status: row.get("status"),
-                attempts: row.get("attempts"),
-                next_attempt_at: row.get("next_attempt_at"),
-                created_at: row.get("created_at"),
-                last_error: row.get("last_error"),
-            })
-            .collect())
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| reads::list_deliveries(conn, &filter))
+            .await
+    }
+
+    async fn list_webhooks(
+        &self,
+        filter: &WebhookFilter,
+    ) -> Result<Vec<WebhookRecord>, StoreError> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| reads::list_webhooks(conn, &filter))
+            .await
+    }
+
+    async fn get_delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.readers
+            .read(move |conn| reads::get_delivery(conn, id))
+            .await
+    }
+
+    async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.readers
+            .read(move |conn| reads::list_attempts(conn, id))
+            .await
     }
 
     async fn requeue_deliveries(
@@ -415,48 +414,25 @@ impl Store for SqliteStore {
         &self,
         filter: &DeliveryFilter,
     ) -> Result<Vec<StoredWebhook>, StoreError> {
-        let by_delivery = filter.status.is_some() || filter.destination.is_some();
-        let sql = if by_delivery {
-            concat!(
-                "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE id IN \
-                 (SELECT webhook_id FROM deliveries WHERE ",
-                filter_sql!(),
-                ") AND status != 'purged' ORDER BY id LIMIT ?5"
-            )
-        } else {
-            "SELECT id, source, platform, topic, headers, body FROM webhooks \
-             WHERE (?1 IS NULL OR 1) AND (?2 IS NULL OR 1) AND (?3 IS NULL OR received_at >= ?3) \
-             AND (?4 IS NULL OR id = ?4) AND status != 'purged' ORDER BY id LIMIT ?5"
-        };
-        let rows = bind_filter(sqlx::query(sql), filter)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredWebhook {
-                id: row.get("id"),
-                source: row.get("source"),
-                platform: row.get("platform"),
-                topic: row.get("topic"),
-                headers: serde_json::from_str(row.get::<&str, _>("headers")).unwrap_or_default(),
-                body: row.get("body"),
-            })
-            .collect())
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| reads::webhooks_for(conn, &filter))
+            .await
     }
 
     async fn replace_deliveries(
         &self,
-        webhook_id: i64,
+        webhook_id: WebhookId,
         deliveries: &[NewDelivery],
         translation_error: Option<&str>,
-        only_status: Option<&str>,
+        only_status: Option<DeliveryStatus>,
         now_ms: i64,
     ) -> Result<(u64, u64), StoreError> {
         let replace = accept::Replace {
             webhook_id,
             deliveries: deliveries.to_vec(),
             translation_error: translation_error.map(str::to_string),
-            only_status: only_status.map(str::to_string),
+            only_status,
             now_ms,
         };
         self.write(|reply| Job::Replace(replace, reply)).await

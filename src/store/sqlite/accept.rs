@@ -5,7 +5,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::{Accepted, NewDelivery, NewWebhook, StoreError, stored_key};
+use crate::store::{
+    Accepted, DeliveryStatus, NewDelivery, NewWebhook, StoreError, WebhookId, stored_key,
+};
 
 /// Without `RETURNING`: SQLite runs a statement with `RETURNING` as one with a trigger, under
 /// a statement journal of its own, into which it copied every page the insert changed
@@ -46,7 +48,7 @@ pub(super) fn insert_webhook(
             .query_row(params![webhook.source, webhook.dedupe_id], |row| row.get(0))?;
         return Ok(Accepted::Duplicate { webhook_id });
     }
-    let webhook_id = conn.last_insert_rowid();
+    let webhook_id = WebhookId(conn.last_insert_rowid());
     let mut deliveries = 0;
     for delivery in &webhook.deliveries {
         deliveries += insert_delivery(
@@ -67,7 +69,7 @@ pub(super) fn insert_webhook(
 /// already stored for that source ([`stored_key`]); returns how many rows were written (0 or 1).
 fn insert_delivery(
     conn: &Connection,
-    webhook_id: i64,
+    webhook_id: WebhookId,
     source: &str,
     delivery: &NewDelivery,
     now_ms: i64,
@@ -92,10 +94,10 @@ fn insert_delivery(
 
 /// A re-translated webhook's outcome, for [`replace_deliveries`].
 pub(super) struct Replace {
-    pub webhook_id: i64,
+    pub webhook_id: WebhookId,
     pub deliveries: Vec<NewDelivery>,
     pub translation_error: Option<String>,
-    pub only_status: Option<String>,
+    pub only_status: Option<DeliveryStatus>,
     pub now_ms: i64,
 }
 
@@ -119,18 +121,18 @@ pub(super) fn replace_deliveries(
     let (mut added, mut replaced) = (0, 0);
     for delivery in &replace.deliveries {
         let key = stored_key(&source, &delivery.key);
-        let existing: Option<String> = conn
+        let existing: Option<DeliveryStatus> = conn
             .prepare_cached("SELECT status FROM deliveries WHERE mapping = ? AND key = ?")?
             .query_row(params![delivery.mapping, key], |row| row.get(0))
             .optional()?;
-        match existing.as_deref() {
+        match existing {
             None => {
                 added +=
                     insert_delivery(conn, replace.webhook_id, &source, delivery, replace.now_ms)?;
             }
             // Sent, or being sent: a new payload would count the order twice.
-            Some("delivered") | Some("in_flight") => {}
-            Some(status) if replace.only_status.as_deref().is_some_and(|o| o != status) => {}
+            Some(status) if !status.may_take_new_payload() => {}
+            Some(status) if replace.only_status.is_some_and(|only| only != status) => {}
             Some(_) => {
                 let (needs_mapping, needs_key) = needs_of(&source, delivery);
                 conn.prepare_cached(
@@ -246,7 +248,7 @@ pub(super) mod tests {
         let before = store.commits();
         let hooks: Vec<NewWebhook> = (0..50).map(|i| webhook("s", &i.to_string())).collect();
         let results = accept_queued(&store, hooks).await;
-        let mut ids: Vec<i64> = results
+        let mut ids: Vec<crate::store::WebhookId> = results
             .into_iter()
             .map(|r| match r.unwrap() {
                 Accepted::Stored {
@@ -306,7 +308,7 @@ pub(super) mod tests {
                 .await
                 .unwrap();
         assert_eq!(keys.len(), 3);
-        assert_eq!(keys[1], (a, "s/k1".to_string()));
+        assert_eq!(keys[1], (a.0, "s/k1".to_string()));
     }
 
     #[tokio::test]

@@ -391,7 +391,7 @@ pub(super) mod tests {
             .unwrap();
 
         let filter = DeliveryFilter {
-            status: Some("dead".into()),
+            status: Some(crate::store::DeliveryStatus::Dead),
             ..DeliveryFilter::default()
         };
         let requeued = store.requeue_deliveries(&filter, 40).await.unwrap();

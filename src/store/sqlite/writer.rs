@@ -97,8 +97,8 @@ impl<T> Pending<T> {
     /// shop's retry is answered as a duplicate.
     fn send(self, committed: &Result<(), Arc<rusqlite::Error>>) {
         let result = match committed {
-            Ok(()) => self.result.unwrap_or(Err(StoreError::WriterStopped)),
-            Err(error) => Err(StoreError::Batch(error.clone())),
+            Ok(()) => self.result.unwrap_or(Err(StoreError::Stopped)),
+            Err(error) => Err(StoreError::from(&**error)),
         };
         let _ = self.reply.send(result);
     }
@@ -194,10 +194,10 @@ fn spawn_threads(
     let syncer_stopped = stopped.clone();
     thread("storehook-syncer")
         .spawn(move || run_syncer(sync, committed, &syncer_stopped))
-        .map_err(|source| StoreError::Writer(source.to_string()))?;
+        .map_err(|source| StoreError::Open(format!("cannot start the store's writer: {source}")))?;
     thread("storehook-writer")
         .spawn(move || run_writer(conn, receiver, to_syncer, &commits, &gate, &stopped))
-        .map_err(|source| StoreError::Writer(source.to_string()))?;
+        .map_err(|source| StoreError::Open(format!("cannot start the store's writer: {source}")))?;
     Ok(sender)
 }
 
@@ -301,7 +301,7 @@ impl Wal {
         let db = conn
             .path()
             .filter(|path| !path.is_empty())
-            .ok_or_else(|| StoreError::Writer("the writer's database has no file".into()))?;
+            .ok_or_else(|| StoreError::Open("the writer's database has no file".into()))?;
         let path = std::path::PathBuf::from(format!("{db}-wal"));
         let opened = std::fs::OpenOptions::new()
             .write(true)
@@ -314,7 +314,7 @@ impl Wal {
             });
         match opened {
             Ok(file) => Ok(Wal { path, file }),
-            Err(error) => Err(StoreError::Writer(format!(
+            Err(error) => Err(StoreError::Open(format!(
                 "cannot open {} to sync it: {error}",
                 path.display()
             ))),
@@ -730,7 +730,7 @@ mod tests {
             else {
                 panic!("{id} is stored");
             };
-            assert_eq!(webhook_id, stored_id(id), "{id}");
+            assert_eq!(webhook_id.0, stored_id(id), "{id}");
         }
         assert_eq!(
             again_answer.try_recv().unwrap().unwrap(),

@@ -1,0 +1,386 @@
+//! The store's reads: operators' listings and the records tests and the CLI check state
+//! through. Each runs on a read connection of its own, off the async runtime (a blocking
+//! task), and never waits for the writer: in WAL mode a reader sees the last commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::BUSY_TIMEOUT;
+use crate::store::{
+    AttemptRecord, DeliveryFilter, DeliveryId, DeliveryRecord, DeliverySummary, StoreError,
+    StoredWebhook, WebhookFilter, WebhookRecord,
+};
+
+/// Read connections kept for reuse, at most this many.
+const IDLE_READERS: usize = 4;
+
+/// The read connections of one database file.
+pub(super) struct Readers {
+    path: PathBuf,
+    /// Connections not in use; a read takes one (or opens one) and gives it back.
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(super) fn new(path: &Path) -> Arc<Self> {
+        Arc::new(Readers {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `read` on a read connection in a blocking task.
+    pub(super) async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = read(&conn);
+            readers.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("a read did not finish: {error}")))?
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = self.idle.lock().expect("not poisoned").pop() {
+            return Ok(conn);
+        }
+        // Opened read-write but `query_only`: a read-only connection cannot create the
+        // WAL's shared-memory file, should it be missing.
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("not poisoned");
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The condition of a [`DeliveryFilter`] over `deliveries`, bound as ?1 status, ?2
+/// destination, ?3 since, ?4 webhook (?5 is the limit); an unset field matches everything.
+macro_rules! filter_sql {
+    () => {
+        "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR destination = ?2) \
+         AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR webhook_id = ?4)"
+    };
+}
+pub(super) use filter_sql;
+
+/// A [`DeliveryFilter`]'s values, bound as [`filter_sql!`] and `LIMIT ?5` expect them.
+pub(super) fn filter_params(filter: &DeliveryFilter) -> impl rusqlite::Params + '_ {
+    (
+        filter.status,
+        filter.destination.as_deref(),
+        filter.since_ms,
+        filter.webhook_id,
+        filter.limit.unwrap_or(-1),
+    )
+}
+
+const SUMMARY_COLUMNS: &str = "id, webhook_id, mapping, key, destination, operation, status, \
+     attempts, next_attempt_at, created_at, last_error";
+
+/// A [`DeliverySummary`] from the first columns of a row, in [`SUMMARY_COLUMNS`]' order.
+fn summary(row: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
+    Ok(DeliverySummary {
+        id: row.get(0)?,
+        webhook_id: row.get(1)?,
+        mapping: row.get(2)?,
+        key: row.get(3)?,
+        destination: row.get(4)?,
+        operation: row.get(5)?,
+        status: row.get(6)?,
+        attempts: row.get(7)?,
+        next_attempt_at: row.get(8)?,
+        created_at: row.get(9)?,
+        last_error: row.get(10)?,
+    })
+}
+
+/// Deliveries matching the filter, newest first.
+pub(super) fn list_deliveries(
+    conn: &Connection,
+    filter: &DeliveryFilter,
+) -> Result<Vec<DeliverySummary>, StoreError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE {} ORDER BY id DESC LIMIT ?5",
+        filter_sql!()
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(filter_params(filter), summary)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One delivery in full.
+pub(super) fn get_delivery(
+    conn: &Connection,
+    id: DeliveryId,
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS}, payload, needs_mapping, needs_key, conversion_id, request, \
+         lease_until FROM deliveries WHERE id = ?"
+    );
+    let record = conn
+        .prepare_cached(&sql)?
+        .query_row([id], |row| {
+            let needs: (Option<String>, Option<String>) = (row.get(12)?, row.get(13)?);
+            Ok(DeliveryRecord {
+                summary: summary(row)?,
+                payload: row.get(11)?,
+                needs: needs.0.zip(needs.1),
+                conversion_id: row.get(14)?,
+                request: row.get(15)?,
+                lease_until: row.get(16)?,
+            })
+        })
+        .optional()?;
+    Ok(record)
+}
+
+/// The attempts of a delivery, oldest first.
+pub(super) fn list_attempts(
+    conn: &Connection,
+    id: DeliveryId,
+) -> Result<Vec<AttemptRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT outcome, http_status, response, started_at, duration_ms FROM attempts \
+         WHERE delivery_id = ? ORDER BY id",
+    )?;
+    let rows = statement.query_map([id], |row| {
+        Ok(AttemptRecord {
+            outcome: row.get(0)?,
+            http_status: row.get(1)?,
+            response: row.get(2)?,
+            started_at: row.get(3)?,
+            duration_ms: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The headers of a webhook as stored: a JSON object of strings.
+fn headers(
+    row: &Row<'_>,
+    column: usize,
+) -> rusqlite::Result<std::collections::BTreeMap<String, String>> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            Box::new(error),
+        )
+    })
+}
+
+/// Webhooks matching the filter, newest first.
+pub(super) fn list_webhooks(
+    conn: &Connection,
+    filter: &WebhookFilter,
+) -> Result<Vec<WebhookRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, source, platform, topic, dedupe_id, headers, body, status, error, \
+         received_at FROM webhooks WHERE (?1 IS NULL OR status = ?1) \
+         AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR received_at >= ?3) \
+         ORDER BY id DESC LIMIT ?4",
+    )?;
+    let rows = statement.query_map(
+        params![
+            filter.status,
+            filter.source,
+            filter.since_ms,
+            filter.limit.unwrap_or(-1)
+        ],
+        |row| {
+            Ok(WebhookRecord {
+                id: row.get(0)?,
+                source: row.get(1)?,
+                platform: row.get(2)?,
+                topic: row.get(3)?,
+                dedupe_id: row.get(4)?,
+                headers: headers(row, 5)?,
+                body: row.get(6)?,
+                status: row.get(7)?,
+                error: row.get(8)?,
+                received_at: row.get(9)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The webhooks a re-translation reads (see `Store::webhooks_for`), oldest first.
+pub(super) fn webhooks_for(
+    conn: &Connection,
+    filter: &DeliveryFilter,
+) -> Result<Vec<StoredWebhook>, StoreError> {
+    let by_delivery = filter.status.is_some() || filter.destination.is_some();
+    let sql = if by_delivery {
+        concat!(
+            "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE id IN \
+             (SELECT webhook_id FROM deliveries WHERE ",
+            filter_sql!(),
+            ") AND status != 'purged' ORDER BY id LIMIT ?5"
+        )
+    } else {
+        "SELECT id, source, platform, topic, headers, body FROM webhooks \
+         WHERE (?1 IS NULL OR 1) AND (?2 IS NULL OR 1) AND (?3 IS NULL OR received_at >= ?3) \
+         AND (?4 IS NULL OR id = ?4) AND status != 'purged' ORDER BY id LIMIT ?5"
+    };
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(filter_params(filter), |row| {
+        Ok(StoredWebhook {
+            id: row.get(0)?,
+            source: row.get(1)?,
+            platform: row.get(2)?,
+            topic: row.get(3)?,
+            // As before: unreadable headers are none, the body is re-translated anyway.
+            headers: headers(row, 4).unwrap_or_default(),
+            body: row.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::store::sqlite::accept::tests::{store, webhook};
+    use crate::store::{
+        Attempt, AttemptOutcome, DeliveryFilter, DeliveryId, DeliveryStatus, Operation,
+        PlatformKind, Recorded, Store, WebhookFilter, WebhookId, WebhookStatus,
+    };
+
+    /// What operators read back is what was written, typed, and `deliveries --json` prints
+    /// a summary as it always has: ids as numbers, status and operation as their words.
+    #[tokio::test]
+    async fn webhooks_deliveries_and_attempts_read_back_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let mut first = webhook("s", "a");
+        first.headers.insert("x-topic".into(), "orders/paid".into());
+        store.accept(first).await.unwrap();
+        let mut second = webhook("t", "b");
+        second.received_at_ms = 5;
+        second.translation_error = Some("no mapping".into());
+        store.accept(second).await.unwrap();
+
+        let all = store
+            .list_webhooks(&WebhookFilter::default())
+            .await
+            .unwrap();
+        let ids: Vec<WebhookId> = all.iter().map(|w| w.id).collect();
+        assert_eq!(ids, [WebhookId(2), WebhookId(1)], "newest first");
+        assert_eq!(all[1].platform, PlatformKind::Haravan);
+        assert_eq!(all[1].headers["x-topic"], "orders/paid");
+        assert_eq!(all[1].body, br#"{"id":1}"#);
+        assert_eq!(all[1].status, WebhookStatus::Translated);
+        assert_eq!(all[0].status, WebhookStatus::Untranslated);
+        assert_eq!(all[0].error.as_deref(), Some("no mapping"));
+        for (filter, expected) in [
+            (
+                WebhookFilter {
+                    source: Some("s".into()),
+                    ..WebhookFilter::default()
+                },
+                vec![WebhookId(1)],
+            ),
+            (
+                WebhookFilter {
+                    status: Some(WebhookStatus::Untranslated),
+                    ..WebhookFilter::default()
+                },
+                vec![WebhookId(2)],
+            ),
+            (
+                WebhookFilter {
+                    since_ms: Some(2),
+                    ..WebhookFilter::default()
+                },
+                vec![WebhookId(2)],
+            ),
+            (
+                WebhookFilter {
+                    limit: Some(1),
+                    ..WebhookFilter::default()
+                },
+                vec![WebhookId(2)],
+            ),
+        ] {
+            let found: Vec<WebhookId> = store
+                .list_webhooks(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(|w| w.id)
+                .collect();
+            assert_eq!(found, expected, "{filter:?}");
+        }
+
+        let claimed = store
+            .claim_due_deliveries("legion", 1, 10, 60_000)
+            .await
+            .unwrap();
+        let id = DeliveryId(claimed[0].id);
+        let retry = Attempt {
+            started_at_ms: 10,
+            duration_ms: 3,
+            http_status: Some(503),
+            recorded: Recorded::Retry {
+                next_attempt_at_ms: 99,
+                reason: "down".into(),
+            },
+        };
+        store.record_attempts(&[(vec![id.0], retry)]).await.unwrap();
+        let record = store.get_delivery(id).await.unwrap().unwrap();
+        assert_eq!(record.summary.status, DeliveryStatus::Pending);
+        assert_eq!(record.summary.operation, Operation::LegionPurchaseEvent);
+        assert_eq!(record.summary.webhook_id, WebhookId(1));
+        assert_eq!((record.payload.as_str(), record.lease_until), ("{}", None));
+        assert_eq!(record.summary.last_error.as_deref(), Some("down"));
+        assert!(store.get_delivery(DeliveryId(99)).await.unwrap().is_none());
+        let attempts = store.list_attempts(id).await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome, AttemptOutcome::Retry);
+        assert_eq!(
+            (
+                attempts[0].http_status,
+                attempts[0].started_at,
+                attempts[0].duration_ms
+            ),
+            (Some(503), 10, 3)
+        );
+        assert_eq!(attempts[0].response.as_deref(), Some("down"));
+
+        let listed = store
+            .list_deliveries(&DeliveryFilter {
+                status: Some(DeliveryStatus::Pending),
+                webhook_id: Some(WebhookId(1)),
+                ..DeliveryFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.as_slice(), std::slice::from_ref(&record.summary));
+        assert_eq!(
+            serde_json::to_value(&listed[0]).unwrap(),
+            json!({
+                "id": 1, "webhook_id": 1, "mapping": "m", "key": "s/a",
+                "destination": "legion", "operation": "legion.purchase_event",
+                "status": "pending", "attempts": 1, "next_attempt_at": 99, "created_at": 1,
+                "last_error": "down",
+            })
+        );
+    }
+}
