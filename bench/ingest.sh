@@ -22,7 +22,8 @@
 # --phases runs only some phases, or in another order (e.g. `rate` alone on a fresh store).
 # The same settings from the environment: BENCH_DURATION, BENCH_WARMUP, BENCH_CONNECTIONS,
 # BENCH_RATE, BENCH_RATE_CONNECTIONS, BENCH_DRAIN, BENCH_PHASES, BENCH_MAPPINGS,
-# BENCH_SALEKIT_RATE (below),
+# BENCH_SALEKIT_RATE (below), BENCH_STOREHOOK (the storehook binary to run, default
+# target/release/storehook),
 # BENCH_KEEP=1 (keep the temp dir with the logs, the database and the JSON results).
 # RUST_LOG is passed to storehook (default info: one log line per webhook, as in
 # production; the log goes to the temp dir).
@@ -82,7 +83,8 @@ if [ "$build" = 1 ]; then
   cargo build --release --quiet --bin storehook
   cargo build --release --quiet -p storehook-loadgen
 fi
-storehook=target/release/storehook
+# BENCH_STOREHOOK runs another build's binary (bench/ab.sh compares two builds this way).
+storehook=${BENCH_STOREHOOK:-target/release/storehook}
 loadgen=target/release/loadgen
 [ -x "$storehook" ] && [ -x "$loadgen" ] || { echo "missing $storehook or $loadgen: run without --no-build" >&2; exit 1; }
 

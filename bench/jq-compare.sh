@@ -33,8 +33,11 @@ echo "orders: $orders Haravan paid orders of $size bytes each; $(jq --version)"
 mkdir -p "$work/mappings/haravan"
 cp mappings/haravan/legion-purchase.toml "$work/mappings/haravan/"
 
-cargo build --release --quiet --example translate_lines
-bin=target/release/examples/translate_lines
+# BENCH_TRANSLATE runs another build's translate_lines instead (bench/ab.sh).
+if [ -z "${BENCH_TRANSLATE:-}" ]; then
+  cargo build --release --quiet --example translate_lines
+fi
+bin=${BENCH_TRANSLATE:-target/release/examples/translate_lines}
 
 now() { date +%s.%N; }
 t0=$(now)
