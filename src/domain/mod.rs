@@ -10,10 +10,12 @@ mod operation;
 mod platform;
 mod secret;
 mod status;
+mod words;
 
 pub use destination_kind::DestinationKind;
 pub use ids::{DeliveryId, WebhookId};
 pub use operation::Operation;
 pub use platform::PlatformKind;
 pub use secret::Secret;
-pub use status::{DeliveryStatus, UnknownWord, WebhookStatus};
+pub use status::{DeliveryStatus, WebhookStatus};
+pub use words::UnknownWord;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::words::words;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Operation {
     #[serde(rename = "legion.purchase_event")]
@@ -16,26 +18,19 @@ pub enum Operation {
     HttpPost,
 }
 
+words!(
+    Operation,
+    "operation",
+    [
+        LegionPurchaseEvent = "legion.purchase_event",
+        ScalefCreateConversion = "scalef.create_conversion",
+        ScalefUpdateConversionStatus = "scalef.update_conversion_status",
+        SalekitUpsertAudience = "salekit.upsert_audience",
+        HttpPost = "http.post",
+    ]
+);
+
 impl Operation {
-    /// Every operation, in the order of the enum's discriminants.
-    pub const ALL: [Operation; 5] = [
-        Self::LegionPurchaseEvent,
-        Self::ScalefCreateConversion,
-        Self::ScalefUpdateConversionStatus,
-        Self::SalekitUpsertAudience,
-        Self::HttpPost,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LegionPurchaseEvent => "legion.purchase_event",
-            Self::ScalefCreateConversion => "scalef.create_conversion",
-            Self::ScalefUpdateConversionStatus => "scalef.update_conversion_status",
-            Self::SalekitUpsertAudience => "salekit.upsert_audience",
-            Self::HttpPost => "http.post",
-        }
-    }
-
     /// The destination kind that performs it: the part before the dot.
     pub fn destination_kind(self) -> &'static str {
         self.as_str()
@@ -52,31 +47,15 @@ impl Operation {
     }
 }
 
-impl std::fmt::Display for Operation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Operation {
-    type Err = super::UnknownWord;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|op| op.as_str() == text)
-            .ok_or_else(|| super::UnknownWord::new("operation", text, Self::ALL.map(Self::as_str)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::Operation;
 
     #[test]
     fn names_round_trip_and_order_matches_the_discriminants() {
-        for (i, op) in Operation::ALL.iter().enumerate() {
-            assert_eq!(*op as usize, i);
-            assert_eq!(op.as_str().parse::<Operation>().unwrap(), *op);
+        for (i, op) in Operation::ALL.into_iter().enumerate() {
+            assert_eq!(op as usize, i);
+            assert_eq!(op.as_str().parse::<Operation>().unwrap(), op);
             assert_eq!(
                 serde_json::to_value(op).unwrap(),
                 serde_json::Value::String(op.as_str().into())
