@@ -11,5 +11,6 @@ mod harness;
 mod outbox;
 mod receive;
 mod refusals;
+mod store_contract;
 mod translate;
 mod workers;
