@@ -1,18 +1,19 @@
 //! The store contract suite: the rules every [`Store`] backend keeps, written once as plain
 //! `async fn rule(store: Arc<dyn Store>)` over the trait alone (no SQL, no backend's own
-//! calls, every time given as an explicit `now_ms`), and run as one `#[tokio::test]` per
-//! rule for every backend listed at the bottom of this file.
+//! calls, every time given as an explicit `now_ms` where the method takes one), and run as
+//! one `#[tokio::test]` per rule for every backend named by a `contract_tests!` line below.
 //!
 //! Adding a backend is one line, `contract_tests!(name, open_name);`, and its `open_name`:
 //! an `async fn` returning a fresh, empty store and a guard that keeps it alive (and cleans
 //! it up when dropped).
 //!
-//! The rules live by subject: [`receive`] (accepting webhooks, keys, listings,
-//! re-translation), [`rounds`] (claims, leases, attempts), [`waiting`] (deliveries that need
+//! The rules live by subject: [`receive`] (accepting webhooks, keys, listings),
+//! [`retranslate`], [`rounds`] (claims, leases, attempts), [`waiting`] (deliveries that need
 //! another one first: Scalef status updates), [`upkeep`] (replay and retention).
 
 mod receive;
 mod recording;
+mod retranslate;
 mod rounds;
 mod upkeep;
 mod waiting;
@@ -33,7 +34,7 @@ macro_rules! with_every_rule {
             receive::one_delivery_per_mapping_and_key,
             receive::an_opened_store_is_ready_and_holds_nothing,
             receive::listings_read_back_what_was_accepted_newest_first_by_filter,
-            receive::a_retranslation_gives_new_payloads_only_to_deliveries_not_delivered,
+            retranslate::a_retranslation_gives_new_payloads_only_to_deliveries_not_delivered,
             rounds::a_claim_leases_a_delivery_to_one_worker_and_an_expired_lease_is_claimed_again,
             rounds::retry_scheduling_and_dead,
             rounds::dry_run_keeps_the_request,

@@ -255,6 +255,14 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
     assert_eq!(replay(by_webhook).await, requeued(1));
     expected.insert(l2, Pending);
     assert_eq!(statuses().await, expected);
+    // With no status named, the pending ones are re-queued too (l1 and h1, replayed above):
+    // due at this replay, their schedule fresh.
+    let by_webhook = DeliveryFilter {
+        webhook_id: Some(w1),
+        ..Default::default()
+    };
+    assert_eq!(replay(by_webhook).await, requeued(2));
+    assert_eq!(statuses().await, expected);
 
     // Nothing delivered is sent again, and nothing in flight is taken from its worker.
     for status in [Delivered, InFlight] {
@@ -272,11 +280,13 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
     assert_eq!(replay(by_webhook).await, requeued(0));
     assert_eq!(statuses().await, expected);
 
-    // A requeued delivery is due at the replay's time, with a fresh schedule.
-    let replayed = get(&store, l1).await;
-    assert_eq!(
-        (replayed.summary.next_attempt_at, replayed.summary.attempts),
-        (now + 100, 0)
-    );
-    assert_eq!(replayed.summary.webhook_id, w1);
+    // A requeued delivery is due at its last replay's time (the fifth), with a fresh schedule.
+    for id in [l1, h1] {
+        let replayed = get(&store, id).await;
+        assert_eq!(
+            (replayed.summary.next_attempt_at, replayed.summary.attempts),
+            (now + 500, 0)
+        );
+        assert_eq!(replayed.summary.webhook_id, w1);
+    }
 }
