@@ -12,5 +12,6 @@ mod outbox;
 mod receive;
 mod refusals;
 mod rooms;
+mod store_contract;
 mod translate;
 mod workers;
