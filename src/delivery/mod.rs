@@ -9,20 +9,24 @@
 //!
 //! - this file: the [`Worker`], its loop and its waits, and [`Worker::step`], one turn of
 //!   that loop for a test to drive;
-//! - [`round`](self::round): one round, claim → send → record;
-//! - [`attempt`](self::attempt): one request and what its answer records;
-//! - [`held`](self::held): the leases, the round claimed ahead and the unrecorded attempts
+//! - `round.rs`: one round, claim → send → record;
+//! - `attempt.rs`: one request and what its answer records;
+//! - `held.rs`: the leases, the round claimed ahead and the unrecorded attempts
 //!   a worker holds, and their release;
-//! - [`schedule`]: how much a round claims, and the retry schedule;
-//! - [`breaker`](self::breaker): failures in a row and the cool-down;
-//! - [`clock`]: the time the worker runs on, injected.
+//! - `schedule.rs`: how much a round claims, and the retry schedule;
+//! - `breaker.rs`: failures in a row and the cool-down;
+//! - `clock.rs`: the time the worker runs on, injected.
+//!
+//! A delivery that needs another first (a Scalef status update and its conversion) is
+//! `waiting` in the store; each round moves those of its destination on, at most every
+//! 250 ms, before it claims.
 
 mod attempt;
 mod breaker;
-pub mod clock;
+mod clock;
 mod held;
 mod round;
-pub mod schedule;
+mod schedule;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,10 +100,11 @@ pub struct RoundReport {
 pub enum Next {
     /// The round was full, more may be due: the next round at once (claimed ahead).
     Now,
-    /// The round did not fill: the next one after [`CLAIM_LINGER`], so that more arrive.
+    /// The round did not fill: the next one after a short linger (50 ms), so that more
+    /// deliveries arrive and the next round fills.
     Linger,
     /// Nothing was due: the next round at a wake-up, or when the next delivery falls due
-    /// (at most [`IDLE_POLL`] later).
+    /// (at most a second later).
     #[default]
     Idle,
     /// The circuit is open: no round for this long (wake-ups do not end it).
@@ -179,9 +184,9 @@ impl Worker {
     /// between turns: records the attempts an earlier round could not record, then, unless
     /// the circuit is open, one round (claim, send, record). For a test that drives the
     /// worker instead of running it: when this returns, every request of the round has been
-    /// answered, so what the destination received is all it will receive from the round. An
-    /// error is the store's; attempts it left unrecorded are recorded by a later step
-    /// before anything more is claimed.
+    /// answered or given back unsent, so what the destination received is all it will
+    /// receive from the round. An error is the store's; attempts it left unrecorded are
+    /// recorded by a later step before anything more is claimed.
     pub async fn step(&self) -> Result<RoundReport, StoreError> {
         // Kept until the turn ends: a dropped sender would be a stop.
         let (_running, running) = watch::channel(false);

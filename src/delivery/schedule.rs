@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use crate::config::DestinationConfig;
 
-/// The most requests a round holds per lane (see [`round_size`]).
-pub const MAX_REQUESTS_PER_LANE: usize = 8;
+/// The most requests a round holds per lane (see `round_size`).
+pub(super) const MAX_REQUESTS_PER_LANE: usize = 8;
 
 /// How many deliveries a round of `destination` claims: `concurrency` lanes of requests of
 /// `max_batch` deliveries (1 for a destination that takes one a request), and as many
 /// requests a lane as end within the `lease` even if each takes its whole `timeout`
-/// and the rate limit spaces them, up to [`MAX_REQUESTS_PER_LANE`], and at least one. A
+/// and the rate limit spaces them, up to `MAX_REQUESTS_PER_LANE`, and at least one. A
 /// round is two writes (its claim; its record with the next round's claim) whatever it
 /// holds: with one request a lane, a steady 2,000 Salekit deliveries a second (one a
 /// request, 4 lanes) were 500 records a second, a fifth of the store's commits.
