@@ -46,9 +46,9 @@ use crate::store::{Store, StoreError};
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// After a wake-up, or a round that did not fill, how long a worker lets more deliveries
 /// arrive before it claims, so that batches fill (Legion takes 50 events a request) and
-/// rounds stay few under load: each round is two writes (claim, record). Without it after
-/// part-filled rounds, a steady 2,000 webhooks/s kept both workers claiming back to back,
-/// a few deliveries a round, and their writes were most of the store's commits.
+/// rounds stay few under load: each round is two writes (claim, record) whatever it holds,
+/// and workers claiming back to back a few deliveries a round would fill the store's single
+/// writer with their commits.
 const CLAIM_LINGER: Duration = Duration::from_millis(50);
 /// How long after `delivery.shutdown_grace` a round may take to record the attempts that
 /// finished, before the worker is abandoned with its leases (they then expire).

@@ -1,6 +1,6 @@
 //! One round: claim due deliveries (or take the round claimed ahead), send them
 //! `concurrency` requests at a time, and record all their attempts in one transaction: the
-//! store sees two writes per round, not two per request, which kept deliveries from starving
+//! store sees two writes per round, not two per request, so that deliveries do not starve
 //! ingest of SQLite's single writer. A full round claims the next with its record, in that
 //! same write. A request not yet started when the circuit opens or the service stops is not
 //! sent: its lease is released. A batch of several deliveries that the destination refuses is

@@ -13,8 +13,8 @@ pub(super) const MAX_REQUESTS_PER_LANE: usize = 8;
 /// requests a lane as end within the `lease` even if each takes its whole `timeout`
 /// and the rate limit spaces them, up to `MAX_REQUESTS_PER_LANE`, and at least one. A
 /// round is two writes (its claim; its record with the next round's claim) whatever it
-/// holds: with one request a lane, a steady 2,000 Salekit deliveries a second (one a
-/// request, 4 lanes) were 500 records a second, a fifth of the store's commits.
+/// holds: with one request a lane, a destination that takes one delivery a request would
+/// cost the store a record for every few deliveries.
 pub fn round_size(destination: &DestinationConfig, max_batch: usize, lease: Duration) -> usize {
     let lanes = destination.concurrency.max(1);
     let by_timeout = lease.as_millis() / destination.timeout.as_millis().max(1);
