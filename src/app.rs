@@ -84,6 +84,17 @@ impl App {
         })
     }
 
+    /// Takes the delivery worker of `destination` out of the app, which then runs without
+    /// it: for a test that drives that worker itself ([`Worker::step`]). The receive path
+    /// still wakes it; nothing else sends to that destination.
+    pub fn take_worker(&mut self, destination: &str) -> Option<Worker> {
+        let at = self
+            .workers
+            .iter()
+            .position(|worker| worker.destination_id() == destination)?;
+        Some(self.workers.remove(at))
+    }
+
     /// The address actually bound (port 0 becomes a real port).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use storehook::delivery::{ManualClock, Worker};
+
 use crate::doubles::{Double, Received};
 use crate::harness::*;
 use storehook::fixture::Fixture;
@@ -46,6 +48,19 @@ async fn spawn_with_doubles_slow_scalef(
     scalef_delay: Duration,
     adjust: impl FnOnce(&mut storehook::config::Config),
 ) -> (TestApp, Doubles) {
+    let (app, doubles, _) =
+        spawn_with_doubles_stepping(legion_default, scalef_delay, adjust, &[]).await;
+    (app, doubles)
+}
+
+/// [`spawn_with_doubles_slow_scalef`], with the workers of the destinations `stepped` taken
+/// out of the app, for the test to step.
+async fn spawn_with_doubles_stepping(
+    legion_default: Option<u16>,
+    scalef_delay: Duration,
+    adjust: impl FnOnce(&mut storehook::config::Config),
+    stepped: &[&str],
+) -> (TestApp, Doubles, Vec<Worker>) {
     let legion = match legion_default {
         Some(status) => Double::start_with(move |_| (status, vec![], "down".into())).await,
         None => Double::start().await,
@@ -60,7 +75,7 @@ async fn spawn_with_doubles_slow_scalef(
     })
     .await;
     let (legion, legion_url) = legion;
-    let app = spawn_app_configured(
+    let (app, workers) = spawn_app_stepping(
         |env| {
             env.insert("LEGION_BASE_URL".into(), legion_url);
             env.insert("LEGION_API_KEY".into(), "legion-key".into());
@@ -77,6 +92,7 @@ async fn spawn_with_doubles_slow_scalef(
             config.delivery.waiting_timeout = Duration::from_secs(1);
             adjust(config);
         },
+        stepped,
     )
     .await;
     (
@@ -86,6 +102,7 @@ async fn spawn_with_doubles_slow_scalef(
             scalef,
             salekit,
         },
+        workers,
     )
 }
 
@@ -765,26 +782,58 @@ async fn two_shops_with_the_same_order_id_each_get_their_own_deliveries() {
 /// sent again when its lease expires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_whose_record_failed_is_recorded_later_and_not_sent_again() {
-    let (app, doubles) = spawn_with_doubles_and(None, |config| {
-        config.delivery.lease = Duration::from_secs(1);
-    })
+    let (app, doubles, workers) = spawn_with_doubles_stepping(
+        None,
+        Duration::ZERO,
+        |config| {
+            config.delivery.lease = Duration::from_secs(1);
+        },
+        &["salekit", "legion"],
+    )
     .await;
     let pool = app.db().await;
     refuse_inserts(&pool, "attempts").await;
     let fixture = fixture("woocommerce", "paid-two-items-discount");
     app.post_fixture("woocommerce", &fixture, secret_of("woocommerce"))
         .await;
-    while doubles.salekit.received().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Started once the deliveries are due, so that the workers' first rounds claim them.
+    let clock = ManualClock::new();
+    let workers: Vec<Worker> = workers
+        .into_iter()
+        .map(|worker| worker.with_clock(clock.clone()))
+        .collect();
+    let sent = || {
+        (
+            doubles.salekit.received().len(),
+            doubles.legion.received().len(),
+        )
+    };
+    for worker in &workers {
+        let refused = worker.step().await;
+        assert!(refused.is_err(), "{}: {refused:?}", worker.destination_id());
     }
-    // Past the lease, with the record still refused.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sent(), (1, 1), "each sent and answered, its record refused");
+    // Past the lease, with the record still refused: a claim would take them again.
+    clock.advance(Duration::from_secs(2));
+    for worker in &workers {
+        let refused = worker.step().await;
+        assert!(refused.is_err(), "{}: {refused:?}", worker.destination_id());
+    }
+    assert_eq!(sent(), (1, 1), "sent again while the record was refused");
     allow_inserts(&pool, "attempts").await;
     pool.close().await;
-    let rows = app
-        .wait_for_deliveries(|rows| rows.iter().all(|r| r.status == "delivered"))
-        .await;
+    for worker in &workers {
+        let turn = worker.step().await.unwrap();
+        assert_eq!(
+            (turn.recorded, turn.claimed),
+            (1, 0),
+            "{}: {turn:?}",
+            worker.destination_id()
+        );
+    }
+    let rows = app.delivery_rows().await;
     assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.status == "delivered"), "{rows:#?}");
     assert_eq!(doubles.salekit.received().len(), 1, "sent once");
     assert_eq!(doubles.legion.received().len(), 1, "sent once");
 }

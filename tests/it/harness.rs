@@ -11,6 +11,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use storehook::app::App;
 use storehook::config::{Config, EMBEDDED};
+use storehook::delivery::Worker;
 use storehook::fixture::Fixture;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -105,6 +106,17 @@ pub async fn spawn_app_configured(
     adjust_env: impl FnOnce(&mut BTreeMap<String, String>),
     adjust_config: impl FnOnce(&mut Config),
 ) -> TestApp {
+    spawn_app_stepping(adjust_env, adjust_config, &[]).await.0
+}
+
+/// [`spawn_app_configured`], with the delivery workers of `destinations` (in that order)
+/// taken out of the app before it runs: the test drives them with [`Worker::step`], and
+/// nothing else sends to those destinations.
+pub async fn spawn_app_stepping(
+    adjust_env: impl FnOnce(&mut BTreeMap<String, String>),
+    adjust_config: impl FnOnce(&mut Config),
+    destinations: &[&str],
+) -> (TestApp, Vec<Worker>) {
     let dir = tempfile::tempdir().unwrap();
     let mut env = test_env(dir.path());
     adjust_env(&mut env);
@@ -112,20 +124,25 @@ pub async fn spawn_app_configured(
         .expect("the shipped configuration loads");
     config.listen = "127.0.0.1:0".parse().unwrap();
     adjust_config(&mut config);
-    let app = App::build(config).await.expect("the app builds");
+    let mut app = App::build(config).await.expect("the app builds");
+    let workers = destinations
+        .iter()
+        .map(|id| app.take_worker(id).expect("a configured destination"))
+        .collect();
     let address = format!("http://{}", app.local_addr());
     let (tx, rx) = oneshot::channel::<()>();
     let running = tokio::spawn(app.run(async {
         let _ = rx.await;
     }));
-    TestApp {
+    let app = TestApp {
         address,
         db_path: dir.path().join("storehook.db"),
         client: reqwest::Client::new(),
         _dir: dir,
         shutdown: Some(tx),
         running: Some(running),
-    }
+    };
+    (app, workers)
 }
 
 #[derive(Debug, Clone)]

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use axum::Router;
 
+use storehook::delivery::{Next, Worker};
+
 use crate::doubles::Double;
 use crate::harness::*;
 
@@ -182,12 +184,13 @@ async fn shutdown_records_what_was_answered_and_releases_only_the_rest() {
 
 /// An app whose `destination`, reached through `env`, sends one request at a time without a
 /// rate limit, and whose circuit opens after two failures in a row for longer than a test
-/// (a failed attempt's retry comes as late).
+/// (a failed attempt's retry comes as late); with that destination's worker, which the test
+/// steps (the app does not run it).
 async fn one_lane_opening_after_two_failures(
     destination: &'static str,
     env: [(&'static str, String); 2],
-) -> TestApp {
-    spawn_app_configured(
+) -> (TestApp, Worker) {
+    let (app, mut workers) = spawn_app_stepping(
         move |vars| {
             for (name, value) in env {
                 vars.insert(name.into(), value);
@@ -201,18 +204,28 @@ async fn one_lane_opening_after_two_failures(
             destination.breaker_failures = 2;
             destination.breaker_cool_down = Duration::from_secs(600);
         },
+        &[destination],
     )
-    .await
+    .await;
+    (app, workers.remove(0))
+}
+
+/// Steps `worker` once more and checks that the open circuit holds it: nothing claimed.
+async fn paused(worker: &Worker) {
+    let turn = worker.step().await.unwrap();
+    assert_eq!((turn.claimed, turn.attempts), (0, 0), "{turn:?}");
+    assert!(
+        matches!(turn.next, Next::Pause(left) if left > Duration::from_secs(500)),
+        "{turn:?}"
+    );
 }
 
 /// A round holds several requests a lane; once the circuit opens, the rest of the round is
 /// not sent, and its deliveries are given back untouched for after the cool-down.
 #[tokio::test]
 async fn the_rest_of_a_round_is_not_sent_once_the_circuit_opens() {
-    // Slow enough that the orders posted during the first request make one round together.
-    let (salekit, url) =
-        Double::start_slow(Duration::from_millis(300), |_| (503, vec![], "down".into())).await;
-    let app = one_lane_opening_after_two_failures(
+    let (salekit, url) = Double::start_with(|_| (503, vec![], "down".into())).await;
+    let (app, worker) = one_lane_opening_after_two_failures(
         "salekit",
         [
             ("SALEKIT_BASE_URL", url),
@@ -220,22 +233,27 @@ async fn the_rest_of_a_round_is_not_sent_once_the_circuit_opens() {
         ],
     )
     .await;
+    // All stored before the worker's first round, which takes them together.
     app.post_paid_haravan_orders(1_000_000, 6).await;
-    while salekit.received().len() < 2 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let rows = app
-        .wait_for_deliveries(|rows| {
-            let salekit = rows
-                .iter()
-                .filter(|r| r.mapping.ends_with("salekit-audience"));
-            salekit.clone().filter(|r| r.attempts == 1).count() == 2
-                && salekit.clone().all(|r| r.status == "pending")
-        })
-        .await;
-    // Long enough for a round that went on regardless to send its next request.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let round = worker.step().await.unwrap();
+    // The round has ended: a request it did not send by now, it never sends.
+    assert_eq!(
+        (round.claimed, round.attempts, round.given_back),
+        (6, 2, 4),
+        "{round:?}"
+    );
+    assert_eq!(round.next, Next::Pause(Duration::from_secs(600)));
     assert_eq!(salekit.received().len(), 2, "sent after the circuit opened");
+    paused(&worker).await;
+    assert_eq!(salekit.received().len(), 2, "sent during the cool-down");
+    let rows: Vec<DeliveryRow> = app
+        .delivery_rows()
+        .await
+        .into_iter()
+        .filter(|r| r.mapping.ends_with("salekit-audience"))
+        .collect();
+    assert_eq!(rows.iter().filter(|r| r.attempts == 1).count(), 2);
+    assert!(rows.iter().all(|r| r.status == "pending"), "{rows:#?}");
     let untouched: Vec<i64> = rows
         .iter()
         .filter(|r| r.mapping.ends_with("salekit-audience") && r.attempts == 0)
@@ -258,17 +276,16 @@ async fn the_rest_of_a_round_is_not_sent_once_the_circuit_opens() {
 /// the events not yet sent alone are given back too, not left leased until the lease ends.
 #[tokio::test]
 async fn the_circuit_opening_during_a_split_batch_gives_back_the_events_not_sent() {
-    let (legion, url) =
-        Double::start_slow(Duration::from_millis(300), |_| (503, vec![], "down".into())).await;
+    let (legion, url) = Double::start_with(|_| (503, vec![], "down".into())).await;
     // The first request (the first order alone) fails and is retried much later; the batch
-    // of the orders posted meanwhile is refused, so it is split.
+    // of the orders posted after it is refused, so it is split.
     legion.answer(503, vec![], "down");
     legion.answer(
         400,
         vec![],
         r#"{"status": "error", "message": "bad event"}"#,
     );
-    let app = one_lane_opening_after_two_failures(
+    let (app, worker) = one_lane_opening_after_two_failures(
         "legion",
         [
             ("LEGION_BASE_URL", url),
@@ -277,18 +294,26 @@ async fn the_circuit_opening_during_a_split_batch_gives_back_the_events_not_sent
     )
     .await;
     app.post_paid_haravan_orders(1_000_000, 1).await;
-    app.wait_for_status("haravan/legion-purchase", "in_flight")
-        .await;
-    app.post_paid_haravan_orders(1_000_001, 4).await;
-    // 1 + the batch + 2 events alone, then the circuit is open.
-    while legion.received().len() < 4 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let batch = legion.received()[1].body.as_array().unwrap().len();
-    assert!(
-        batch >= 3,
-        "the batch held {batch} events: nothing left to give back"
+    let first = worker.step().await.unwrap();
+    assert_eq!((first.claimed, first.attempts), (1, 1), "{first:?}");
+    assert_eq!(
+        first.next,
+        Next::Linger,
+        "one failure: the circuit stays closed"
     );
+    app.post_paid_haravan_orders(1_000_001, 4).await;
+    // The batch + 2 events alone, then the circuit is open; the round has ended.
+    let split = worker.step().await.unwrap();
+    assert_eq!(
+        (split.claimed, split.attempts, split.given_back),
+        (4, 3, 2),
+        "{split:?}"
+    );
+    assert_eq!(split.next, Next::Pause(Duration::from_secs(600)));
+    let received = legion.received();
+    assert_eq!(received.len(), 4, "sent after the circuit opened");
+    let batch = received[1].body.as_array().unwrap().len();
+    assert_eq!(batch, 4, "the batch held {batch} events");
     let db = app.db().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -307,6 +332,6 @@ async fn the_circuit_opening_during_a_split_batch_gives_back_the_events_not_sent
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(legion.received().len(), 4, "sent after the circuit opened");
+    paused(&worker).await;
+    assert_eq!(legion.received().len(), 4, "sent during the cool-down");
 }
