@@ -1,14 +1,24 @@
-//! storehook: storefront webhooks in, marketing tools out.
+//! storehook: storefront webhooks in, marketing tools out. `docs/architecture.md` tells the
+//! flow, the seams and the invariants; this is the map of the modules.
 //!
-//! - [`source`]: each platform's signature, topic, handshakes and duplicates (the Platform seam).
-//! - [`http`]: `POST /webhooks/{source}` verifies the raw body, [`store`] keeps it durably,
-//!   and only then is the webhook answered 200; refusals become answers in [`error`].
+//! - [`domain`]: the shared words as types (platforms, operations, destination kinds, the
+//!   states of a webhook and of a delivery with their moves, ids, [`domain::Secret`]); a
+//!   leaf every other module may use.
 //! - [`config`]: `storehook.toml` and the environment, validated at load.
-//! - [`mapping`]: mapping files (jq) turn a webhook into delivery plans, checked against
-//!   a JSON Schema per operation.
-//! - [`destination`]: how Legion, Scalef, Salekit and generic HTTP endpoints are called and
-//!   how their answers become outcomes (delivered, retry, failed).
-//! - [`app`] binds and serves; [`cli`] is the command line; [`fixture`] reads recorded webhooks.
+//! - [`source`]: each platform's signature, topic, handshakes and dedupe id (the Platform seam).
+//! - [`http`]: the router; `POST /webhooks/{source}` verifies the raw body, translates it,
+//!   and answers 200 only once [`store`] has it durably; refusals become answers in [`error`].
+//! - [`mapping`]: mapping files (jq) turn a webhook into delivery plans, each checked against
+//!   its operation's JSON Schema.
+//! - [`store`]: the Store seam (typed, backend-neutral) and its SQLite backend.
+//! - [`delivery`]: one worker per destination: rounds of claim, send and record, retries,
+//!   circuit breaker, rate limit, shutdown, on an injected clock.
+//! - [`destination`]: how Legion, Scalef, Salekit and generic HTTP endpoints are asked to do
+//!   an operation and how their answers become outcomes (the Destination seam).
+//! - [`ops`]: what an operator can do (list, replay, re-translate), for the CLI and any other
+//!   surface.
+//! - [`app`] builds and runs the service; [`cli`] is the command line; [`fixture`] reads
+//!   recorded webhooks.
 
 pub mod app;
 pub mod cli;

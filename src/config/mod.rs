@@ -1,6 +1,6 @@
 //! `storehook.toml` plus the environment: parsed, expanded and validated at load, so a bad
 //! configuration stops the program with the file and the key named, before anything listens.
-//! [`raw`] is the file's shape, [`env`] the `${VAR}` expansion and secrets, [`destination`]
+//! `raw.rs` is the file's shape, `env.rs` the `${VAR}` expansion and secrets, `destination.rs`
 //! a destination's table.
 
 mod destination;

@@ -1,6 +1,6 @@
 //! The Platform seam: how each storefront kind signs its webhooks, names their topic, greets
 //! us (handshakes) and repeats itself (deduplication). Adding a platform is one file here plus
-//! one variant of [`PlatformKind`](crate::domain::PlatformKind).
+//! one variant of [`PlatformKind`].
 
 mod fields;
 mod haravan;
