@@ -95,6 +95,11 @@ impl App {
         Some(self.workers.remove(at))
     }
 
+    /// The store the app writes, for tests and tools that check state through it.
+    pub fn store(&self) -> Arc<dyn store::Store> {
+        self.store.clone()
+    }
+
     /// The address actually bound (port 0 becomes a real port).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener

@@ -30,6 +30,7 @@ macro_rules! not_held_back {
 
 mod accept;
 mod housekeeping;
+mod migrate;
 mod reads;
 mod rounds;
 mod types;
@@ -99,8 +100,6 @@ fn open_writer_connection(path: &Path) -> Result<rusqlite::Connection, StoreErro
     Ok(conn)
 }
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
-
 pub struct SqliteStore {
     /// `synchronous = FULL` in WAL mode: a commit returns only after the WAL is fsynced, so
     /// an acknowledged webhook survives a crash or power loss.
@@ -141,7 +140,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        MIGRATIONS.run(&pool).await?;
+        migrate::migrate(&pool).await?;
         let commits = Arc::new(AtomicU64::new(0));
         let write_gate = Arc::new(tokio::sync::Mutex::new(()));
         let stopped = Arc::new(AtomicBool::new(false));

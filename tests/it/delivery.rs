@@ -791,8 +791,8 @@ async fn an_attempt_whose_record_failed_is_recorded_later_and_not_sent_again() {
         &["salekit", "legion"],
     )
     .await;
-    let pool = app.db().await;
-    refuse_inserts(&pool, "attempts").await;
+    let faults = app.sqlite_faults();
+    faults.refuse_inserts("attempts");
     let fixture = fixture("woocommerce", "paid-two-items-discount");
     app.post_fixture("woocommerce", &fixture, secret_of("woocommerce"))
         .await;
@@ -820,8 +820,8 @@ async fn an_attempt_whose_record_failed_is_recorded_later_and_not_sent_again() {
         assert!(refused.is_err(), "{}: {refused:?}", worker.destination_id());
     }
     assert_eq!(sent(), (1, 1), "sent again while the record was refused");
-    allow_inserts(&pool, "attempts").await;
-    pool.close().await;
+    faults.allow_inserts("attempts");
+    drop(faults);
     for worker in &workers {
         let turn = worker.step().await.unwrap();
         assert_eq!(
@@ -1028,13 +1028,14 @@ async fn a_429_with_retry_after_is_not_retried_sooner() {
         .await;
     let salekit = row_of(&rows, "shopify/salekit-audience");
     assert_eq!(salekit.attempts, 2);
-    let pool = app.db().await;
-    let started: Vec<i64> =
-        sqlx::query_scalar("SELECT started_at FROM attempts WHERE delivery_id = ? ORDER BY id")
-            .bind(salekit.id)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let started: Vec<i64> = app
+        .store
+        .list_attempts(DeliveryId(salekit.id))
+        .await
+        .unwrap()
+        .iter()
+        .map(|attempt| attempt.started_at)
+        .collect();
     assert!(
         started[1] - started[0] >= 2000,
         "retried after {} ms, though the schedule's step is 200 ms and Retry-After said 2 s",

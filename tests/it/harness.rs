@@ -7,12 +7,16 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use std::sync::Arc;
+
 use storehook::app::App;
 use storehook::config::{Config, EMBEDDED};
 use storehook::delivery::Worker;
 use storehook::fixture::Fixture;
+// Re-exported: the tests name these when they check state through the store.
+pub use storehook::store::{
+    DeliveryFilter, DeliveryId, DeliveryStatus, Store, WebhookFilter, WebhookId,
+};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -75,6 +79,8 @@ pub fn test_env(dir: &Path) -> BTreeMap<String, String> {
 pub struct TestApp {
     pub address: String,
     pub db_path: PathBuf,
+    /// The running app's own store: tests check state through it, not through SQL.
+    pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
     /// Holds the temporary directory (and the database in it) for as long as the app runs.
     pub _dir: TempDir,
@@ -130,6 +136,7 @@ pub async fn spawn_app_stepping(
         .map(|id| app.take_worker(id).expect("a configured destination"))
         .collect();
     let address = format!("http://{}", app.local_addr());
+    let store = app.store();
     let (tx, rx) = oneshot::channel::<()>();
     let running = tokio::spawn(app.run(async {
         let _ = rx.await;
@@ -137,6 +144,7 @@ pub async fn spawn_app_stepping(
     let app = TestApp {
         address,
         db_path: dir.path().join("storehook.db"),
+        store,
         client: reqwest::Client::new(),
         _dir: dir,
         shutdown: Some(tx),
@@ -148,6 +156,7 @@ pub async fn spawn_app_stepping(
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {
     pub id: i64,
+    pub webhook_id: i64,
     pub mapping: String,
     pub key: String,
     pub status: String,
@@ -156,6 +165,8 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     pub conversion_id: Option<String>,
     pub request: Option<String>,
+    /// While in flight: when the lease ends.
+    pub lease_until: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -256,76 +267,75 @@ impl TestApp {
         request.send().await.expect("the server answers")
     }
 
-    /// Every stored webhook, read straight from the SQLite file.
+    /// Every stored webhook, oldest first.
     pub async fn inbox(&self) -> Vec<StoredWebhook> {
-        let pool = self.db().await;
-        let rows = sqlx::query(
-            "SELECT id, source, platform, topic, dedupe_id, headers, body FROM webhooks ORDER BY id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        rows.into_iter()
-            .map(|row| StoredWebhook {
-                id: row.get("id"),
-                source: row.get("source"),
-                platform: row.get("platform"),
-                topic: row.get("topic"),
-                dedupe_id: row.get("dedupe_id"),
-                headers: serde_json::from_str(row.get::<&str, _>("headers")).unwrap(),
-                body: row.get("body"),
+        let mut webhooks = self
+            .store
+            .list_webhooks(&WebhookFilter::default())
+            .await
+            .unwrap();
+        webhooks.reverse();
+        webhooks
+            .into_iter()
+            .map(|w| StoredWebhook {
+                id: w.id.0,
+                source: w.source,
+                platform: w.platform.as_str().to_string(),
+                topic: w.topic,
+                dedupe_id: w.dedupe_id,
+                headers: serde_json::to_value(w.headers).unwrap(),
+                body: w.body,
             })
             .collect()
     }
 
-    /// Every delivery row: (webhook id, mapping, key, status, payload).
+    /// Every delivery: (webhook id, mapping, key, status, payload), oldest first.
     pub async fn deliveries(&self) -> Vec<(i64, String, String, String, serde_json::Value)> {
-        let pool = self.db().await;
-        let rows = sqlx::query(
-            "SELECT webhook_id, mapping, key, status, payload FROM deliveries ORDER BY id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        rows.into_iter()
+        self.delivery_rows()
+            .await
+            .into_iter()
             .map(|row| {
                 (
-                    row.get("webhook_id"),
-                    row.get("mapping"),
-                    row.get("key"),
-                    row.get("status"),
-                    serde_json::from_str(row.get::<&str, _>("payload")).unwrap(),
+                    row.webhook_id,
+                    row.mapping,
+                    row.key,
+                    row.status,
+                    row.payload,
                 )
             })
             .collect()
     }
 
-    /// Every delivery row with its delivery state.
+    /// Every delivery with its delivery state, oldest first.
     pub async fn delivery_rows(&self) -> Vec<DeliveryRow> {
-        let pool = self.db().await;
-        let rows = sqlx::query(
-            "SELECT id, mapping, key, status, payload, attempts, last_error, conversion_id, request \
-             FROM deliveries ORDER BY id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        rows.into_iter()
-            .map(|row| DeliveryRow {
-                id: row.get("id"),
-                mapping: row.get("mapping"),
-                key: row.get("key"),
-                status: row.get("status"),
-                payload: serde_json::from_str(row.get::<&str, _>("payload")).unwrap(),
-                attempts: row.get("attempts"),
-                last_error: row.get("last_error"),
-                conversion_id: row.get("conversion_id"),
-                request: row.get("request"),
-            })
-            .collect()
+        let summaries = self
+            .store
+            .list_deliveries(&DeliveryFilter::default())
+            .await
+            .unwrap();
+        let mut rows = Vec::with_capacity(summaries.len());
+        for summary in summaries.iter().rev() {
+            let record = self
+                .store
+                .get_delivery(summary.id)
+                .await
+                .unwrap()
+                .expect("a listed delivery stays");
+            rows.push(DeliveryRow {
+                id: record.summary.id.0,
+                webhook_id: record.summary.webhook_id.0,
+                mapping: record.summary.mapping,
+                key: record.summary.key,
+                status: record.summary.status.as_str().to_string(),
+                payload: serde_json::from_str(&record.payload).unwrap(),
+                attempts: record.summary.attempts,
+                last_error: record.summary.last_error,
+                conversion_id: record.conversion_id,
+                request: record.request,
+                lease_until: record.lease_until,
+            });
+        }
+        rows
     }
 
     /// Polls the deliveries until `done` holds for them (bounded: 30 s, then panics with
@@ -361,60 +371,73 @@ impl TestApp {
         &self,
         delivery_id: i64,
     ) -> Vec<(String, Option<i64>, Option<String>)> {
-        let pool = self.db().await;
-        let rows = sqlx::query(
-            "SELECT outcome, http_status, response FROM attempts WHERE delivery_id = ? ORDER BY id",
-        )
-        .bind(delivery_id)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        rows.into_iter()
-            .map(|r| (r.get("outcome"), r.get("http_status"), r.get("response")))
+        self.store
+            .list_attempts(DeliveryId(delivery_id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| {
+                (
+                    a.outcome.as_str().to_string(),
+                    a.http_status.map(i64::from),
+                    a.response,
+                )
+            })
             .collect()
     }
 
     /// (status, error) of a stored webhook.
     pub async fn webhook_status(&self, id: i64) -> (String, Option<String>) {
-        let pool = self.db().await;
-        let row = sqlx::query("SELECT status, error FROM webhooks WHERE id = ?")
-            .bind(id)
-            .fetch_one(&pool)
+        let webhooks = self
+            .store
+            .list_webhooks(&WebhookFilter::default())
             .await
             .unwrap();
-        pool.close().await;
-        (row.get("status"), row.get("error"))
+        let webhook = webhooks
+            .into_iter()
+            .find(|w| w.id == WebhookId(id))
+            .unwrap_or_else(|| panic!("no webhook {id} is stored"));
+        (webhook.status.as_str().to_string(), webhook.error)
     }
 
-    /// A separate connection to the app's database file.
-    pub async fn db(&self) -> SqlitePool {
-        SqlitePool::connect_with(SqliteConnectOptions::new().filename(&self.db_path))
-            .await
-            .unwrap()
+    /// Fault injection into this app's SQLite file (see [`SqliteFaults`]).
+    pub fn sqlite_faults(&self) -> SqliteFaults {
+        SqliteFaults::open(&self.db_path)
     }
 }
 
-/// Makes the store refuse every insert into `table`, as a full disk or a broken file would,
-/// until [`allow_inserts`]. `table` is a name the test writes, never outside input.
-pub async fn refuse_inserts(pool: &SqlitePool, table: &str) {
-    let trigger = format!(
-        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
-         BEGIN SELECT RAISE(ABORT, 'inserts into {table} refused by the test'); END"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(trigger))
-        .execute(pool)
-        .await
-        .unwrap();
+/// SQLite only: a connection of its own to an app's database file that makes the store
+/// fail as a full disk or a broken file would. The one place tests write SQL to the
+/// store's file, and only to break it, never to read state.
+pub struct SqliteFaults {
+    conn: rusqlite::Connection,
 }
 
-/// Ends [`refuse_inserts`] on `table`.
-pub async fn allow_inserts(pool: &SqlitePool, table: &str) {
-    let drop = format!("DROP TRIGGER refuse_{table}");
-    sqlx::query(sqlx::AssertSqlSafe(drop))
-        .execute(pool)
-        .await
-        .unwrap();
+impl SqliteFaults {
+    pub fn open(db_path: &Path) -> Self {
+        let conn = rusqlite::Connection::open(db_path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        SqliteFaults { conn }
+    }
+
+    /// Makes the store refuse every insert into `table` until [`SqliteFaults::allow_inserts`].
+    /// `table` is a name the test writes, never outside input.
+    pub fn refuse_inserts(&self, table: &str) {
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                 BEGIN SELECT RAISE(ABORT, 'inserts into {table} refused by the test'); END"
+            ))
+            .unwrap();
+    }
+
+    /// Ends [`SqliteFaults::refuse_inserts`] on `table`.
+    pub fn allow_inserts(&self, table: &str) {
+        self.conn
+            .execute_batch(&format!("DROP TRIGGER refuse_{table}"))
+            .unwrap();
+    }
 }
 
 pub fn fixtures_dir() -> PathBuf {

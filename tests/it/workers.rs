@@ -127,12 +127,7 @@ async fn shutdown_releases_the_leases_of_attempts_it_cannot_finish() {
     let salekit = stop_once_a_request_arrived(&mut app, &accepted).await;
     assert_eq!(salekit.status, "pending", "{:?}", salekit);
     assert_eq!(salekit.attempts, 0, "the abandoned attempt is not counted");
-    let lease: Option<i64> = sqlx::query_scalar("SELECT lease_until FROM deliveries WHERE id = ?")
-        .bind(salekit.id)
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
-    assert_eq!(lease, None);
+    assert_eq!(salekit.lease_until, None);
 }
 
 /// When the grace runs out, the attempts that were answered are recorded and only the leases
@@ -260,15 +255,19 @@ async fn the_rest_of_a_round_is_not_sent_once_the_circuit_opens() {
         .map(|r| r.id)
         .collect();
     assert_eq!(untouched.len(), 4, "{rows:#?}");
-    let db = app.db().await;
     for id in untouched {
-        let (status, lease): (String, Option<i64>) =
-            sqlx::query_as("SELECT status, lease_until FROM deliveries WHERE id = ?")
-                .bind(id)
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        assert_eq!((status.as_str(), lease), ("pending", None), "delivery {id}");
+        let delivery = app
+            .store
+            .get_delivery(DeliveryId(id))
+            .await
+            .unwrap()
+            .unwrap();
+        let (status, lease) = (delivery.summary.status, delivery.lease_until);
+        assert_eq!(
+            (status, lease),
+            (DeliveryStatus::Pending, None),
+            "delivery {id}"
+        );
     }
 }
 
@@ -314,15 +313,19 @@ async fn the_circuit_opening_during_a_split_batch_gives_back_the_events_not_sent
     assert_eq!(received.len(), 4, "sent after the circuit opened");
     let batch = received[1].body.as_array().unwrap().len();
     assert_eq!(batch, 4, "the batch held {batch} events");
-    let db = app.db().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let leased_to_legion = DeliveryFilter {
+        status: Some(DeliveryStatus::InFlight),
+        destination: Some("legion".into()),
+        ..DeliveryFilter::default()
+    };
     loop {
-        let leased: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries WHERE destination = 'legion' AND status = 'in_flight'",
-        )
-        .fetch_one(&db)
-        .await
-        .unwrap();
+        let leased = app
+            .store
+            .list_deliveries(&leased_to_legion)
+            .await
+            .unwrap()
+            .len();
         if leased == 0 {
             break;
         }
