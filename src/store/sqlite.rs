@@ -1,42 +1,27 @@
-//! SQLite backend: one file, WAL mode, every commit that stores a webhook or an attempt
-//! synced before it is acknowledged (a delivery worker's claim alone is not: see [`writer`]).
+//! SQLite backend, on rusqlite alone: one file, WAL mode, every write made by one writer
+//! thread (group commit, see [`writer`]), every commit that stores a webhook or an attempt
+//! synced before it is acknowledged (a delivery worker's claim alone is not: see
+//! [`writer`]); reads on connections of their own, off the async runtime ([`reads`]). The
+//! delivery rules are stated in [`rules`], the schema in [`migrate`].
 
-use std::path::Path;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-
-use sqlx::Row;
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-/// The condition, on a delivery `d`, that it is not held back: the deliveries of one mapping
-/// that need the same delivery (a conversion's status updates) go out one at a time, in the
-/// order they were made, so one waits while an older one is unfinished. Else a retried
-/// `approved` could land after a later `rejected`, and Scalef would pay the commission of a
-/// refunded order.
-macro_rules! not_held_back {
-    () => {
-        "(d.needs_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e \
-             WHERE e.needs_mapping = d.needs_mapping AND e.needs_key = d.needs_key \
-             AND e.mapping = d.mapping AND e.id < d.id \
-             AND e.status IN ('pending', 'waiting', 'in_flight')))"
-    };
-}
-
 mod accept;
-mod housekeeping;
 mod migrate;
 mod reads;
 mod rounds;
+mod rules;
 mod types;
 mod writer;
-use reads::{Readers, filter_sql};
-use writer::{Claim, Job, Pending};
+use reads::Readers;
+use writer::{Claim, Job, Pending, UpkeepJob};
 
 use super::{
     Accepted, Attempt, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryRecord,
@@ -44,27 +29,48 @@ use super::{
     StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
 };
 
-/// Binds a [`DeliveryFilter`] as `filter_sql!` and `LIMIT ?5` expect it.
-fn bind_filter<'q>(
-    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    filter: &DeliveryFilter,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    query
-        .bind(filter.status.map(DeliveryStatus::as_str))
-        .bind(filter.destination.clone())
-        .bind(filter.since_ms)
-        .bind(filter.webhook_id.map(|id| id.0))
-        .bind(filter.limit.unwrap_or(-1))
-}
-
 /// How long a connection waits for another process's write lock (the CLI beside `serve`).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A rusqlite connection to the (migrated) database at `path`, for the hot writes, set up
-/// as the pool's connections are (foreign keys on, the same busy timeout; WAL mode is the
-/// file's, set by the pool) but with `synchronous = NORMAL`: a commit returns once it is in
-/// the WAL, and the writer's syncer makes it durable before anyone is answered (see
-/// [`writer`]).
+/// The file a store URL names: `sqlite://PATH` or `sqlite:PATH`.
+fn path_of(url: &str) -> Result<PathBuf, StoreError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|path| !path.is_empty() && !path.contains('?') && !path.starts_with(':'))
+        .ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
+    Ok(PathBuf::from(path))
+}
+
+/// Creates the database at `path` if need be (and its directory), puts it in WAL mode and
+/// applies the migrations it lacks, on a connection of its own with `synchronous = FULL`,
+/// closed before the writer opens its own.
+fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| {
+            StoreError::Open(format!(
+                "cannot create the store's directory {}: {source}",
+                dir.display()
+            ))
+        })?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Open(format!(
+            "the database cannot be put in WAL mode (it is in {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    migrate::migrate(&mut conn)
+}
+
+/// The writer's connection to the (migrated) database at `path`: foreign keys on, the busy
+/// timeout, WAL mode (the file's, set at [`prepare_file`]) and `synchronous = NORMAL`: a
+/// commit returns once it is in the WAL, and the writer's syncer makes it durable before
+/// anyone is answered (see [`writer`]).
 ///
 /// `temp_store = MEMORY`: SQLite copies every page changed under a savepoint or a statement
 /// journal into a sub-journal first (a batch run again after a failing job runs each job
@@ -101,62 +107,48 @@ fn open_writer_connection(path: &Path) -> Result<rusqlite::Connection, StoreErro
 }
 
 pub struct SqliteStore {
-    /// `synchronous = FULL` in WAL mode: a commit returns only after the WAL is fsynced, so
-    /// an acknowledged webhook survives a crash or power loss.
-    pool: SqlitePool,
-    /// Read connections for the operators' reads, used off the async runtime.
+    /// Read connections, used off the async runtime; they never write.
     readers: Arc<Readers>,
-    /// The group-commit writer of the receive path and the delivery workers ([`writer`]).
+    /// The group-commit writer: every write of this store goes through it, so no two of
+    /// our connections ever contend for SQLite's write lock ([`writer`]).
     writer: mpsc::Sender<Job>,
     /// Transactions the writer has committed.
     commits: Arc<AtomicU64>,
     /// Set when the WAL could not be synced: the writer writes nothing any more.
     stopped: Arc<AtomicBool>,
-    /// Held by every write of this process, so our own connections never contend for
-    /// SQLite's write lock: contention would put them in SQLite's busy handler, which
-    /// sleeps in steps of up to 100 ms and made ingest crawl under load.
-    write_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
     #[tracing::instrument(name = "open_sqlite_store", skip_all, fields(url = %url))]
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let path = options.get_filename().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| {
-                StoreError::Open(format!(
-                    "cannot create the store's directory {}: {source}",
-                    dir.display()
-                ))
-            })?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        migrate::migrate(&pool).await?;
-        let commits = Arc::new(AtomicU64::new(0));
-        let write_gate = Arc::new(tokio::sync::Mutex::new(()));
-        let stopped = Arc::new(AtomicBool::new(false));
-        let writer = writer::spawn_writer(
-            open_writer_connection(&path)?,
-            commits.clone(),
-            write_gate.clone(),
-            stopped.clone(),
-        )?;
-        Ok(Self {
-            pool,
-            readers: Readers::new(&path),
-            writer,
-            commits,
-            stopped,
-            write_gate,
+        let path = path_of(url)?;
+        tokio::task::spawn_blocking(move || Self::open_file(&path))
+            .await
+            .map_err(|error| {
+                StoreError::Open(format!("opening the store did not finish: {error}"))
+            })?
+    }
+
+    fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let opened = (|| {
+            prepare_file(path)?;
+            let commits = Arc::new(AtomicU64::new(0));
+            let stopped = Arc::new(AtomicBool::new(false));
+            let writer = writer::spawn_writer(
+                open_writer_connection(path)?,
+                commits.clone(),
+                stopped.clone(),
+            )?;
+            Ok(Self {
+                readers: Readers::new(path),
+                writer,
+                commits,
+                stopped,
+            })
+        })();
+        opened.map_err(|error| match error {
+            StoreError::Open(_) | StoreError::UnsupportedUrl(_) => error,
+            other => StoreError::Open(format!("cannot open {}: {other}", path.display())),
         })
     }
 
@@ -170,19 +162,30 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
+    /// Hands an occasional write (`write` on the writer's connection, inside its batch's
+    /// transaction) to the writer thread and waits for its commit.
+    async fn upkeep<T: Send + 'static>(
+        &self,
+        write: impl FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write(|pending| Job::Upkeep(Box::new(UpkeepJob { write, pending })))
+            .await
+    }
+
     /// How many group commits the writer has made (each holds one or more writes).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// The retention purge, `step` webhooks at a time, each step under the write gate of its
-    /// own, so that webhooks are acknowledged between the steps.
+    /// The retention purge, `step` webhooks at a time, each step a write job of its own, so
+    /// that webhooks are acknowledged between the steps.
     async fn purge_in_steps(&self, cutoff_ms: i64, step: i64) -> Result<u64, StoreError> {
-        let mut cursor = Some(housekeeping::PurgeCursor::START);
+        let mut cursor = Some(rules::PurgeCursor::START);
         let mut purged = 0;
         while let Some(at) = cursor {
-            let _gate = self.write_gate.lock().await;
-            let (done, next) = housekeeping::purge_step(&self.pool, cutoff_ms, at, step).await?;
+            let (done, next) = self
+                .upkeep(move |conn| rules::purge_step(conn, cutoff_ms, at, step))
+                .await?;
             purged += done;
             cursor = next;
         }
@@ -201,8 +204,9 @@ impl Store for SqliteStore {
         if self.stopped.load(Ordering::Acquire) || self.writer.is_closed() {
             return Err(StoreError::Stopped);
         }
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.readers
+            .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 
     async fn claim_due_deliveries(
@@ -253,51 +257,38 @@ impl Store for SqliteStore {
         now_ms: i64,
         waiting_timeout_ms: i64,
     ) -> Result<(), StoreError> {
-        // Most destinations never have a waiting delivery: a read (no write lock) tells.
-        let waiting: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE destination = ? AND status = 'waiting')",
-        )
-        .bind(destination)
-        .fetch_one(&self.pool)
-        .await?;
+        // Most destinations never have a waiting delivery: a read (no write job) tells.
+        let destination = destination.to_string();
+        let looked_up = destination.clone();
+        let waiting = self
+            .readers
+            .read(move |conn| rules::has_waiting(conn, &looked_up))
+            .await?;
         if !waiting {
             return Ok(());
         }
-        let _gate = self.write_gate.lock().await;
-        housekeeping::release_waiting(&self.pool, destination, now_ms, waiting_timeout_ms).await
+        self.upkeep(move |conn| {
+            rules::release_waiting(conn, &destination, now_ms, waiting_timeout_ms)
+        })
+        .await
     }
 
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        self.purge_in_steps(cutoff_ms, housekeeping::PURGE_STEP)
-            .await
+        self.purge_in_steps(cutoff_ms, rules::PURGE_STEP).await
     }
 
     async fn release_leases(&self, deliveries: &[i64]) -> Result<u64, StoreError> {
-        let _gate = self.write_gate.lock().await;
-        housekeeping::release_leases(&self.pool, deliveries).await
+        let deliveries = deliveries.to_vec();
+        let now = crate::store::now_ms();
+        self.upkeep(move |conn| rules::release_leases(conn, &deliveries, now))
+            .await
     }
 
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
-        let next: Option<i64> = sqlx::query_scalar(
-            // Two searches of the (destination, status, next_attempt_at) index: the first
-            // reads one entry (or a few), not every pending delivery as one MIN over both did.
-            // A delivery held back is not due (its worker would claim nothing, again and
-            // again): the first one not held back, in the index's order.
-            concat!(
-                "SELECT MIN(at) FROM ( \
-                 SELECT * FROM (SELECT next_attempt_at AS at FROM deliveries d \
-                 WHERE destination = ?1 AND status = 'pending' AND ",
-                not_held_back!(),
-                " ORDER BY next_attempt_at LIMIT 1) \
-                 UNION ALL \
-                 SELECT MIN(lease_until) FROM deliveries \
-                 WHERE destination = ?1 AND status = 'in_flight')"
-            ),
-        )
-        .bind(destination)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next)
+        let destination = destination.to_string();
+        self.readers
+            .read(move |conn| reads::next_due_at(conn, &destination))
+            .await
     }
 
     async fn list_deliveries(
@@ -337,76 +328,9 @@ impl Store for SqliteStore {
         filter: &DeliveryFilter,
         now_ms: i64,
     ) -> Result<Requeued, StoreError> {
-        let _gate = self.write_gate.lock().await;
-        let mut tx = self.pool.begin().await?;
-        // The retention purge sets the payload of finished deliveries of old webhooks to
-        // `null`: nothing is left to send.
-        // (id, whether it needs another delivery) of each one to requeue.
-        let chosen: Vec<(i64, bool)> = bind_filter(
-            sqlx::query(concat!(
-                "SELECT id, needs_mapping IS NOT NULL FROM deliveries WHERE ",
-                filter_sql!(),
-                " AND status IN ('dead', 'dry_run', 'skipped', 'pending') \
-                 AND payload != 'null' ORDER BY id LIMIT ?5"
-            )),
-            filter,
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-        // A count has no limit, but `bind_filter` binds one as ?5: `?5 = ?5` takes it.
-        let purged: i64 = bind_filter(
-            sqlx::query(concat!(
-                "SELECT count(*) FROM deliveries WHERE ",
-                filter_sql!(),
-                " AND status IN ('dead', 'dry_run', 'skipped', 'pending') \
-                 AND payload = 'null' AND ?5 = ?5"
-            )),
-            filter,
-        )
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-        let waiting = chosen.iter().filter(|(_, needs)| *needs).count() as u64;
-        let ids: Vec<i64> = chosen.iter().map(|(id, _)| *id).collect();
-        let ids = serde_json::to_string(&ids).expect("ids serialise");
-        // One that needs another delivery waits for it, and takes its answer (Scalef's
-        // conversion id) afresh once it is delivered.
-        let requeued = sqlx::query(
-            "UPDATE deliveries SET attempts = 0, next_attempt_at = ?1, lease_until = NULL, \
-               updated_at = ?1, \
-               status = CASE WHEN needs_mapping IS NULL THEN 'pending' ELSE 'waiting' END, \
-               conversion_id = CASE WHEN needs_mapping IS NULL THEN conversion_id END \
-             WHERE id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(now_ms)
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        // A status update skipped because its conversion was not made: the conversion is
-        // requeued, so the update waits for it again.
-        let rearmed = sqlx::query(
-            "UPDATE deliveries AS w SET status = 'waiting', attempts = 0, conversion_id = NULL, \
-               next_attempt_at = ?1, updated_at = ?1 \
-             WHERE w.status = 'skipped' AND w.payload != 'null' AND EXISTS \
-               (SELECT 1 FROM deliveries AS n WHERE n.id IN (SELECT value FROM json_each(?2)) \
-                AND n.mapping = w.needs_mapping AND n.key = w.needs_key)",
-        )
-        .bind(now_ms)
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(Requeued {
-            requeued,
-            waiting,
-            rearmed,
-            purged: purged as u64,
-        })
+        let filter = filter.clone();
+        self.upkeep(move |conn| rules::requeue(conn, &filter, now_ms))
+            .await
     }
 
     async fn webhooks_for(

@@ -6,7 +6,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
-    Accepted, DeliveryStatus, NewDelivery, NewWebhook, StoreError, WebhookId, stored_key,
+    Accepted, DeliveryStatus, NewDelivery, NewWebhook, StoreError, WebhookId, WebhookStatus,
+    stored_key,
 };
 
 /// Without `RETURNING`: SQLite runs a statement with `RETURNING` as one with a trigger, under
@@ -169,25 +170,21 @@ fn needs_of(source: &str, delivery: &NewDelivery) -> (Option<String>, Option<Str
 }
 
 /// A webhook is `untranslated` when its translation failed, else `translated`.
-fn webhook_status(translation_error: &Option<String>) -> &'static str {
-    match translation_error {
-        None => "translated",
-        Some(_) => "untranslated",
-    }
+fn webhook_status(translation_error: &Option<String>) -> WebhookStatus {
+    WebhookStatus::after_translation(translation_error.is_some())
 }
 
 /// A delivery starts `waiting` when it needs another one, else `pending`.
-fn initial_status(delivery: &NewDelivery) -> &'static str {
-    if delivery.needs.is_some() {
-        "waiting"
-    } else {
-        "pending"
-    }
+fn initial_status(delivery: &NewDelivery) -> DeliveryStatus {
+    DeliveryStatus::initial(delivery.needs.is_some())
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use std::collections::BTreeMap;
+
+    use rusqlite::Connection;
+    use rusqlite::types::FromSql;
 
     use crate::store::{Accepted, NewDelivery, NewWebhook, SqliteStore, Store};
 
@@ -223,21 +220,50 @@ pub(super) mod tests {
         SqliteStore::open(&url).await.unwrap()
     }
 
-    /// Accepts the webhooks concurrently, all queued while the write gate is held: the
-    /// writer then takes at most what was queued before it blocked on the gate, and the rest
-    /// as one more batch.
+    /// The store's file in `dir` on a plain connection of its own: the backend's own tests
+    /// read (and break) its tables through it.
+    pub(in crate::store::sqlite) fn file(dir: &tempfile::TempDir) -> Connection {
+        let conn = Connection::open(dir.path().join("s.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn
+    }
+
+    /// The first column of every row `sql` selects.
+    pub(in crate::store::sqlite) fn column<T: FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// SQLite's write lock on the store's file in `dir`, held by another connection (as the
+    /// CLI beside `serve` may hold it) until the returned one is dropped: the writer waits
+    /// for it in its batch's `BEGIN IMMEDIATE`, and the writes sent meanwhile queue.
+    pub(in crate::store::sqlite) fn hold_write_lock(dir: &tempfile::TempDir) -> Connection {
+        let conn = file(dir);
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn
+    }
+
+    /// Accepts the webhooks concurrently, all queued while another connection holds the
+    /// write lock: the writer then takes at most what was queued before it blocked on the
+    /// lock, and the rest as one more batch.
     async fn accept_queued(
         store: &SqliteStore,
+        dir: &tempfile::TempDir,
         webhooks: impl IntoIterator<Item = NewWebhook>,
     ) -> Vec<Result<Accepted, crate::store::StoreError>> {
-        let gate = store.write_gate.clone().lock_owned().await;
+        let lock = hold_write_lock(dir);
         let accepts = futures::future::join_all(webhooks.into_iter().map(|w| store.accept(w)));
         tokio::pin!(accepts);
         assert!(
             futures::poll!(&mut accepts).is_pending(),
             "every one is queued"
         );
-        drop(gate);
+        drop(lock);
         accepts.await
     }
 
@@ -247,7 +273,7 @@ pub(super) mod tests {
         let store = store(&dir).await;
         let before = store.commits();
         let hooks: Vec<NewWebhook> = (0..50).map(|i| webhook("s", &i.to_string())).collect();
-        let results = accept_queued(&store, hooks).await;
+        let results = accept_queued(&store, &dir, hooks).await;
         let mut ids: Vec<crate::store::WebhookId> = results
             .into_iter()
             .map(|r| match r.unwrap() {
@@ -284,7 +310,7 @@ pub(super) mod tests {
             webhook_with_key("t", "a", "k2"),
             webhook_with_key("s", "d", "kd"),
         ];
-        let results: Vec<Accepted> = accept_queued(&store, batch)
+        let results: Vec<Accepted> = accept_queued(&store, &dir, batch)
             .await
             .into_iter()
             .map(Result::unwrap)
@@ -302,13 +328,11 @@ pub(super) mod tests {
         );
         assert!(matches!(results[3], Accepted::Stored { deliveries: 1, .. }));
         assert_eq!(results[4], Accepted::Duplicate { webhook_id: d });
-        let keys: Vec<(i64, String)> =
-            sqlx::query_as("SELECT webhook_id, key FROM deliveries ORDER BY id")
-                .fetch_all(&store.pool)
-                .await
-                .unwrap();
+        let conn = file(&dir);
+        let webhooks: Vec<i64> = column(&conn, "SELECT webhook_id FROM deliveries ORDER BY id");
+        let keys: Vec<String> = column(&conn, "SELECT key FROM deliveries ORDER BY id");
         assert_eq!(keys.len(), 3);
-        assert_eq!(keys[1], (a.0, "s/k1".to_string()));
+        assert_eq!((webhooks[1], keys[1].as_str()), (a.0, "s/k1"));
     }
 
     #[tokio::test]
@@ -322,8 +346,9 @@ pub(super) mod tests {
             "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries WHEN NEW.key = 's/d' \
              BEGIN SELECT RAISE(ABORT, 'delivery refused by the test'); END",
         ];
+        let conn = file(&dir);
         for trigger in refusals {
-            sqlx::query(trigger).execute(&store.pool).await.unwrap();
+            conn.execute_batch(trigger).unwrap();
         }
         let batch = [
             webhook("s", "a"),
@@ -349,15 +374,9 @@ pub(super) mod tests {
         ));
         let error = results[4].as_ref().unwrap_err().to_string();
         assert!(error.contains("delivery refused by the test"), "{error}");
-        let stored: Vec<String> = sqlx::query_scalar("SELECT dedupe_id FROM webhooks ORDER BY id")
-            .fetch_all(&store.pool)
-            .await
-            .unwrap();
+        let stored: Vec<String> = column(&conn, "SELECT dedupe_id FROM webhooks ORDER BY id");
         assert_eq!(stored, ["a", "c"], "no row of b, nor of d");
-        let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(deliveries, 2);
+        let deliveries: Vec<i64> = column(&conn, "SELECT count(*) FROM deliveries");
+        assert_eq!(deliveries, [2]);
     }
 }

@@ -1,15 +1,82 @@
 //! The schema: the migrations in `src/store/migrations/sqlite`, applied in order when the
-//! store opens.
+//! store opens, by `rusqlite_migration`, which counts those applied in the database's
+//! `user_version`.
+//!
+//! A store made before (by sqlx's migrator) counts them in its table `_sqlx_migrations`
+//! instead, with `user_version` 0: its count is carried over once, after checking that every
+//! migration it records is one of ours, unchanged (sqlx's SHA-384 checksum of the file) and
+//! finished. The table is left as it was.
 
-use sqlx::SqlitePool;
+use rusqlite::Connection;
+use rusqlite_migration::{M, Migrations};
+use sha2::{Digest, Sha384};
 
 use crate::store::StoreError;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+/// The migrations, oldest first; a migration once shipped never changes (a store made by
+/// sqlx is checked against these texts).
+const MIGRATIONS: [&str; 5] = [
+    include_str!("../migrations/sqlite/0001_inbox.sql"),
+    include_str!("../migrations/sqlite/0002_deliveries.sql"),
+    include_str!("../migrations/sqlite/0003_per_source_keys.sql"),
+    include_str!("../migrations/sqlite/0004_unpurged_index.sql"),
+    include_str!("../migrations/sqlite/0005_needs_index.sql"),
+];
 
-/// Applies the migrations the database has not had yet.
-pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    MIGRATIONS.run(pool).await?;
+/// Applies the migrations the database has not had yet, in one transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    carry_over_from_sqlx(conn)?;
+    let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+    migrations
+        .to_latest(conn)
+        .map_err(|error| StoreError::Open(format!("migration failed: {error}")))
+}
+
+/// Sets `user_version` to the number of migrations sqlx applied, for a store sqlx migrated.
+fn carry_over_from_sqlx(conn: &Connection) -> Result<(), StoreError> {
+    let counted: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let made_by_sqlx: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+         WHERE type = 'table' AND name = '_sqlx_migrations')",
+        [],
+        |row| row.get(0),
+    )?;
+    if counted != 0 || !made_by_sqlx {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Err(StoreError::Open(format!(
+            "cannot take over the migrations sqlx applied: {why}"
+        )))
+    };
+    let mut statement =
+        conn.prepare("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")?;
+    let applied = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, bool>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (n, (version, success, checksum)) in applied.iter().enumerate() {
+        let expected = MIGRATIONS
+            .get(n)
+            .map(|sql| Sha384::digest(sql.as_bytes()).to_vec());
+        if *version != n as i64 + 1 || expected.is_none() {
+            return refuse(format!("migration {version} is not one of ours"));
+        }
+        if !success {
+            return refuse(format!(
+                "migration {version} did not finish; repair the database first"
+            ));
+        }
+        if expected.as_deref() != Some(checksum.as_slice()) {
+            return refuse(format!("migration {version} was applied from another text"));
+        }
+    }
+    conn.pragma_update(None, "user_version", applied.len() as i64)?;
     Ok(())
 }
 
@@ -166,5 +233,96 @@ mod tests {
             )
             .unwrap();
         assert_eq!(legion, 1);
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    /// A store sqlx migrated to the last migration opens with nothing applied again (0003
+    /// run twice would prefix every key a second time), keeps its rows, and takes writes.
+    #[tokio::test]
+    async fn a_store_sqlx_migrated_to_the_last_migration_opens_as_it_is_and_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sqlx.db");
+        let conn = store_migrated_by_sqlx(&path, 5);
+        conn.execute_batch(
+            "INSERT INTO webhooks (id, source, platform, topic, dedupe_id, headers, body, status, \
+               received_at) \
+             VALUES (1, 's', 'haravan', 'orders/paid', 'a', '{}', x'7b7d', 'translated', 0); \
+             INSERT INTO deliveries (webhook_id, mapping, key, destination, operation, payload, \
+               status, next_attempt_at, created_at, updated_at) VALUES \
+             (1, 'm', 's/a', 'legion', 'legion.purchase_event', '{}', 'pending', 0, 0, 0)",
+        )
+        .unwrap();
+        drop(conn);
+        for _ in 0..2 {
+            let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            assert_eq!(user_version(&path), 5);
+            let listed = store.list_deliveries(&Default::default()).await.unwrap();
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].key, "s/a", "not prefixed again");
+        }
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let mut again = crate::store::sqlite::accept::tests::webhook("s", "a");
+        let accepted = store.accept(again.clone()).await.unwrap();
+        assert!(
+            matches!(accepted, Accepted::Duplicate { .. }),
+            "{accepted:?}"
+        );
+        again.dedupe_id = "b".into();
+        again.deliveries[0].key = "b".into();
+        let accepted = store.accept(again).await.unwrap();
+        assert!(
+            matches!(accepted, Accepted::Stored { deliveries: 1, .. }),
+            "{accepted:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_store_counts_every_migration_and_a_failed_or_foreign_sqlx_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.db");
+        SqliteStore::open(&format!("sqlite://{}", new.display()))
+            .await
+            .unwrap();
+        assert_eq!(user_version(&new), 5);
+
+        for (name, breakage, expected) in [
+            (
+                "failed.db",
+                "UPDATE _sqlx_migrations SET success = FALSE WHERE version = 3",
+                "migration 3 did not finish",
+            ),
+            (
+                "changed.db",
+                "UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 2",
+                "migration 2 was applied from another text",
+            ),
+            (
+                "foreign.db",
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                 execution_time) VALUES (20240101, 'theirs', TRUE, x'00', 1)",
+                "migration 20240101 is not one of ours",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            store_migrated_by_sqlx(&path, 4)
+                .execute_batch(breakage)
+                .unwrap();
+            let Err(error) = SqliteStore::open(&format!("sqlite://{}", path.display())).await
+            else {
+                panic!("{name} opened");
+            };
+            assert!(error.to_string().contains(expected), "{name}: {error}");
+            assert_eq!(user_version(&path), 0, "{name}: nothing carried over");
+        }
     }
 }

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::BUSY_TIMEOUT;
+use super::{BUSY_TIMEOUT, rules};
 use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryId, DeliveryRecord, DeliverySummary, StoreError,
-    StoredWebhook, WebhookFilter, WebhookRecord,
+    AttemptRecord, DeliveryFilter, DeliveryId, DeliveryRecord, DeliveryStatus, DeliverySummary,
+    StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord, WebhookStatus,
 };
 
 /// Read connections kept for reuse, at most this many.
@@ -77,8 +77,17 @@ macro_rules! filter_sql {
 }
 pub(super) use filter_sql;
 
+/// A [`DeliveryFilter`]'s values, in the order [`filter_sql!`] and `LIMIT ?5` bind them.
+pub(super) type FilterParams<'a> = (
+    Option<DeliveryStatus>,
+    Option<&'a str>,
+    Option<i64>,
+    Option<WebhookId>,
+    i64,
+);
+
 /// A [`DeliveryFilter`]'s values, bound as [`filter_sql!`] and `LIMIT ?5` expect them.
-pub(super) fn filter_params(filter: &DeliveryFilter) -> impl rusqlite::Params + '_ {
+pub(super) fn filter_params(filter: &DeliveryFilter) -> FilterParams<'_> {
     (
         filter.status,
         filter.destination.as_deref(),
@@ -120,6 +129,32 @@ pub(super) fn list_deliveries(
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(filter_params(filter), summary)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The next-due query (see `Store::next_due_at`). Two searches of the (destination,
+/// status, next_attempt_at) index: the first reads one entry (or a few), not every pending
+/// delivery as one MIN over both did. A delivery held back is not due (its worker would
+/// claim nothing, again and again): the first one not held back, in the index's order.
+static NEXT_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT MIN(at) FROM ( \
+         SELECT * FROM (SELECT next_attempt_at AS at FROM deliveries d \
+         WHERE destination = ?1 AND status = '{pending}' AND {not_held_back} \
+         ORDER BY next_attempt_at LIMIT 1) \
+         UNION ALL \
+         SELECT MIN(lease_until) FROM deliveries \
+         WHERE destination = ?1 AND status = '{in_flight}')",
+        pending = DeliveryStatus::Pending,
+        in_flight = DeliveryStatus::InFlight,
+        not_held_back = *rules::NOT_HELD_BACK,
+    )
+});
+
+/// When the next delivery of `destination` falls due, if any is pending or leased.
+pub(super) fn next_due_at(conn: &Connection, destination: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(&NEXT_DUE)?
+        .query_row([destination], |row| row.get(0))?)
 }
 
 /// One delivery in full.
@@ -227,19 +262,29 @@ pub(super) fn webhooks_for(
 ) -> Result<Vec<StoredWebhook>, StoreError> {
     let by_delivery = filter.status.is_some() || filter.destination.is_some();
     let sql = if by_delivery {
-        concat!(
+        format!(
             "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE id IN \
-             (SELECT webhook_id FROM deliveries WHERE ",
-            filter_sql!(),
-            ") AND status != 'purged' ORDER BY id LIMIT ?5"
+             (SELECT webhook_id FROM deliveries WHERE {}) AND status != ?6 \
+             ORDER BY id LIMIT ?5",
+            filter_sql!()
         )
     } else {
         "SELECT id, source, platform, topic, headers, body FROM webhooks \
          WHERE (?1 IS NULL OR 1) AND (?2 IS NULL OR 1) AND (?3 IS NULL OR received_at >= ?3) \
-         AND (?4 IS NULL OR id = ?4) AND status != 'purged' ORDER BY id LIMIT ?5"
+         AND (?4 IS NULL OR id = ?4) AND status != ?6 ORDER BY id LIMIT ?5"
+            .to_string()
     };
-    let mut statement = conn.prepare_cached(sql)?;
-    let rows = statement.query_map(filter_params(filter), |row| {
+    let (status, destination, since, webhook, limit) = filter_params(filter);
+    let params = params![
+        status,
+        destination,
+        since,
+        webhook,
+        limit,
+        WebhookStatus::Purged
+    ];
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params, |row| {
         Ok(StoredWebhook {
             id: row.get(0)?,
             source: row.get(1)?,

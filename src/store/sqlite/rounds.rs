@@ -3,32 +3,41 @@
 //! (the receive path's webhooks included), in one transaction in which a failing one leaves
 //! nothing.
 
+use std::sync::LazyLock;
+
 use rusqlite::{Connection, params};
 
-use crate::store::{Attempt, ClaimedDelivery, Recorded, StoreError};
+use super::rules;
+use crate::store::{
+    Attempt, AttemptOutcome, ClaimedDelivery, DeliveryStatus, Recorded, StoreError,
+};
 
 /// The claim. Two searches of the (destination, status, next_attempt_at) index, each
 /// limited, not one OR: with the OR, SQLite walked every delivery the destination ever had;
 /// with the limit only outside, it read and sorted every due delivery, so a backlog (a
 /// destination down for an hour, Salekit's 5 requests/s) made every claim, and the writer's
 /// commits waiting for it, slower (12 ms a claim at 100,000 due). A delivery held back
-/// (`not_held_back!`) is left out inside each search, so that it never takes a round's place.
-const CLAIM: &str = concat!(
-    "UPDATE deliveries \
-     SET status = 'in_flight', lease_until = ?1, attempts = attempts + 1, updated_at = ?2 \
-     WHERE id IN (SELECT id FROM ( \
-         SELECT * FROM (SELECT id, next_attempt_at FROM deliveries d \
-             WHERE destination = ?3 AND status = 'pending' AND next_attempt_at <= ?2 AND ",
-    not_held_back!(),
-    " ORDER BY next_attempt_at, id LIMIT ?4) \
-         UNION ALL \
-         SELECT * FROM (SELECT id, next_attempt_at FROM deliveries d \
-             WHERE destination = ?3 AND status = 'in_flight' AND lease_until < ?2 AND ",
-    not_held_back!(),
-    " ORDER BY next_attempt_at, id LIMIT ?4)) \
-       ORDER BY next_attempt_at, id LIMIT ?4) \
-     RETURNING id, operation, payload, conversion_id, attempts"
-);
+/// ([`rules::NOT_HELD_BACK`]) is left out inside each search, so that it never takes a
+/// round's place.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries \
+         SET status = '{in_flight}', lease_until = ?1, attempts = attempts + 1, updated_at = ?2 \
+         WHERE id IN (SELECT id FROM ( \
+             SELECT * FROM (SELECT id, next_attempt_at FROM deliveries d \
+                 WHERE destination = ?3 AND status = '{pending}' AND next_attempt_at <= ?2 \
+                 AND {not_held_back} ORDER BY next_attempt_at, id LIMIT ?4) \
+             UNION ALL \
+             SELECT * FROM (SELECT id, next_attempt_at FROM deliveries d \
+                 WHERE destination = ?3 AND status = '{in_flight}' AND lease_until < ?2 \
+                 AND {not_held_back} ORDER BY next_attempt_at, id LIMIT ?4)) \
+           ORDER BY next_attempt_at, id LIMIT ?4) \
+         RETURNING id, operation, payload, conversion_id, attempts",
+        in_flight = DeliveryStatus::InFlight,
+        pending = DeliveryStatus::Pending,
+        not_held_back = *rules::NOT_HELD_BACK,
+    )
+});
 
 /// Leases up to `limit` due deliveries of `destination` (pending and due, or in flight with
 /// an expired lease), oldest due first; returns them by id.
@@ -40,7 +49,7 @@ pub(super) fn claim(
     lease_ms: i64,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut statement = conn.prepare_cached(CLAIM)?;
+    let mut statement = conn.prepare_cached(&CLAIM)?;
     let rows = statement.query_map(
         params![now_ms + lease_ms, now_ms, destination, limit],
         |row| {
@@ -78,12 +87,13 @@ fn record_attempt(
 ) -> Result<(), StoreError> {
     let now = attempt.started_at_ms + attempt.duration_ms;
     let ids = serde_json::to_string(deliveries).expect("ids serialise");
-    let (outcome, response) = match &attempt.recorded {
-        Recorded::Delivered { response, .. } => ("delivered", response.as_str()),
-        Recorded::Retry { reason, .. } => ("retry", reason.as_str()),
-        Recorded::Dead { reason } => ("dead", reason.as_str()),
-        Recorded::DryRun { request } => ("dry_run", request.as_str()),
-        Recorded::Split { reason } => ("split", reason.as_str()),
+    let outcome = AttemptOutcome::of(&attempt.recorded);
+    let response = match &attempt.recorded {
+        Recorded::Delivered { response, .. } => response,
+        Recorded::Retry { reason, .. } | Recorded::Dead { reason } | Recorded::Split { reason } => {
+            reason
+        }
+        Recorded::DryRun { request } => request,
     };
     conn.prepare_cached(
         "INSERT INTO attempts \
@@ -101,33 +111,39 @@ fn record_attempt(
     match &attempt.recorded {
         Recorded::Delivered { conversion_id, .. } => conn
             .prepare_cached(
-                "UPDATE deliveries SET status = 'delivered', conversion_id = ?, \
+                "UPDATE deliveries SET status = ?, conversion_id = ?, \
                  lease_until = NULL, last_error = NULL, updated_at = ? \
                  WHERE id IN (SELECT value FROM json_each(?))",
             )?
-            .execute(params![conversion_id, now, ids])?,
+            .execute(params![DeliveryStatus::Delivered, conversion_id, now, ids])?,
         Recorded::Retry {
             next_attempt_at_ms,
             reason,
         } => conn
             .prepare_cached(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
+                "UPDATE deliveries SET status = ?, next_attempt_at = ?, \
                  last_error = ?, lease_until = NULL, updated_at = ? \
                  WHERE id IN (SELECT value FROM json_each(?))",
             )?
-            .execute(params![next_attempt_at_ms, reason, now, ids])?,
+            .execute(params![
+                DeliveryStatus::Pending,
+                next_attempt_at_ms,
+                reason,
+                now,
+                ids
+            ])?,
         Recorded::Dead { reason } => conn
             .prepare_cached(
-                "UPDATE deliveries SET status = 'dead', last_error = ?, \
+                "UPDATE deliveries SET status = ?, last_error = ?, \
                  lease_until = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
             )?
-            .execute(params![reason, now, ids])?,
+            .execute(params![DeliveryStatus::Dead, reason, now, ids])?,
         Recorded::DryRun { request } => conn
             .prepare_cached(
-                "UPDATE deliveries SET status = 'dry_run', request = ?, \
+                "UPDATE deliveries SET status = ?, request = ?, \
                  lease_until = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
             )?
-            .execute(params![request, now, ids])?,
+            .execute(params![DeliveryStatus::DryRun, request, now, ids])?,
         // Each is sent again alone: its own attempt moves it on.
         Recorded::Split { .. } => 0,
     };
@@ -194,13 +210,13 @@ pub(super) mod tests {
         for i in 0..due {
             insert.execute(params![i.to_string(), i as i64]).unwrap();
         }
-        conn.prepare_cached(CLAIM)
+        conn.prepare_cached(&CLAIM)
             .unwrap()
             .reset_status(StatementStatus::VmStep);
         let claimed = claim(&conn, "salekit", 4, 1_000_000, 60_000).unwrap();
         let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
         assert_eq!(ids, [1, 2, 3, 4], "the oldest due first");
-        conn.prepare_cached(CLAIM)
+        conn.prepare_cached(&CLAIM)
             .unwrap()
             .get_status(StatementStatus::VmStep)
     }
@@ -238,7 +254,7 @@ pub(super) mod tests {
             claim(&conn, destination, limit, now, 60_000).unwrap();
         }
         let recompiled = conn
-            .prepare_cached(CLAIM)
+            .prepare_cached(&CLAIM)
             .unwrap()
             .get_status(StatementStatus::RePrepare);
         assert_eq!(recompiled, 0);
@@ -300,11 +316,16 @@ pub(super) mod tests {
 
     /// (status, last error) of the `mapping` deliveries, by id.
     async fn states(store: &SqliteStore, mapping: &str) -> Vec<(String, Option<String>)> {
-        sqlx::query_as("SELECT status, last_error FROM deliveries WHERE mapping = ? ORDER BY id")
-            .bind(mapping)
-            .fetch_all(&store.pool)
+        let listed = store
+            .list_deliveries(&DeliveryFilter::default())
             .await
-            .unwrap()
+            .unwrap();
+        listed
+            .iter()
+            .rev()
+            .filter(|d| d.mapping == mapping)
+            .map(|d| (d.status.as_str().to_string(), d.last_error.clone()))
+            .collect()
     }
 
     const STATUS_UPDATE: &str = "scalef.update_conversion_status";
@@ -444,12 +465,12 @@ pub(super) mod tests {
             .claim_due_deliveries("scalef", 10, 20, 60_000)
             .await
             .unwrap();
-        let mappings: Vec<String> = sqlx::query_scalar(
-            "SELECT mapping FROM deliveries WHERE status = 'in_flight' ORDER BY id",
-        )
-        .fetch_all(&store.pool)
-        .await
-        .unwrap();
+        let in_flight = DeliveryFilter {
+            status: Some(DeliveryStatus::InFlight),
+            ..DeliveryFilter::default()
+        };
+        let listed = store.list_deliveries(&in_flight).await.unwrap();
+        let mappings: Vec<&str> = listed.iter().rev().map(|d| d.mapping.as_str()).collect();
         assert_eq!(claimed.len(), 2);
         assert_eq!(
             mappings,

@@ -83,25 +83,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        let text = error.to_string();
-        match &error {
-            sqlx::Error::Database(db) if db.kind() != sqlx::error::ErrorKind::Other => {
-                StoreError::Conflict(text)
-            }
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => StoreError::Corrupt(text),
-            _ => StoreError::Unavailable(text),
-        }
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(error: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Open(format!("migration failed: {error}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;

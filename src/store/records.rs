@@ -1,0 +1,181 @@
+//! What operators ask the store for and what it answers: filters, and the typed records
+//! of webhooks, deliveries and attempts it reads back.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Recorded;
+use crate::domain::{
+    DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
+};
+
+/// Which deliveries an operator means.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub destination: Option<String>,
+    /// Created at or after this Unix time in milliseconds.
+    pub since_ms: Option<i64>,
+    pub webhook_id: Option<WebhookId>,
+    pub limit: Option<i64>,
+}
+
+/// A delivery as operators see it (`storehook deliveries --json` prints these as they
+/// serialise: the ids as numbers, the status and operation as their words).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliverySummary {
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub mapping: String,
+    pub key: String,
+    pub destination: String,
+    pub operation: Operation,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// A delivery in full, as [`Store::get_delivery`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRecord {
+    #[serde(flatten)]
+    pub summary: DeliverySummary,
+    /// JSON text; `null` once the retention purge removed it.
+    pub payload: String,
+    /// (mapping, stored key) of the delivery this one waits for.
+    pub needs: Option<(String, String)>,
+    /// A Scalef create's answer, or for a status update the one it took from its create.
+    pub conversion_id: Option<String>,
+    /// For `dry_run`: the request that would have been sent (secrets masked).
+    pub request: Option<String>,
+    /// While `in_flight`: when the lease ends (Unix time in milliseconds).
+    pub lease_until: Option<i64>,
+}
+
+/// How one attempt of a delivery ended, as its log keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Delivered,
+    Retry,
+    Dead,
+    DryRun,
+    /// Refused as part of a batch: each of its deliveries was sent again alone.
+    Split,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 5] = [
+        Self::Delivered,
+        Self::Retry,
+        Self::Dead,
+        Self::DryRun,
+        Self::Split,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Dead => "dead",
+            Self::DryRun => "dry_run",
+            Self::Split => "split",
+        }
+    }
+
+    /// The outcome an attempt is recorded with.
+    pub fn of(recorded: &Recorded) -> AttemptOutcome {
+        match recorded {
+            Recorded::Delivered { .. } => Self::Delivered,
+            Recorded::Retry { .. } => Self::Retry,
+            Recorded::Dead { .. } => Self::Dead,
+            Recorded::DryRun { .. } => Self::DryRun,
+            Recorded::Split { .. } => Self::Split,
+        }
+    }
+}
+
+impl std::str::FromStr for AttemptOutcome {
+    type Err = crate::domain::UnknownWord;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == text)
+            .ok_or_else(|| {
+                crate::domain::UnknownWord::new(
+                    "attempt outcome",
+                    text,
+                    Self::ALL.map(Self::as_str),
+                )
+            })
+    }
+}
+
+/// One attempt of a delivery, as [`Store::list_attempts`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRecord {
+    pub outcome: AttemptOutcome,
+    /// The destination's answer's HTTP status, when there was an answer.
+    pub http_status: Option<u16>,
+    /// The answer's excerpt, the reason of a failure, or a dry run's request.
+    pub response: Option<String>,
+    /// Unix time in milliseconds.
+    pub started_at: i64,
+    pub duration_ms: i64,
+}
+
+/// Which webhooks an operator means.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookFilter {
+    pub status: Option<WebhookStatus>,
+    pub source: Option<String>,
+    /// Received at or after this Unix time in milliseconds.
+    pub since_ms: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// A stored webhook as operators see it, as [`Store::list_webhooks`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookRecord {
+    pub id: WebhookId,
+    pub source: String,
+    pub platform: PlatformKind,
+    pub topic: String,
+    pub dedupe_id: String,
+    /// The headers kept (lowercase names); empty once purged.
+    pub headers: BTreeMap<String, String>,
+    /// The body byte for byte as it arrived; empty once purged.
+    pub body: Vec<u8>,
+    pub status: WebhookStatus,
+    /// Why its translation failed, when it did.
+    pub error: Option<String>,
+    /// Unix time in milliseconds.
+    pub received_at: i64,
+}
+
+/// A stored webhook, as re-translation reads it.
+#[derive(Debug, Clone)]
+pub struct StoredWebhook {
+    pub id: WebhookId,
+    pub source: String,
+    pub platform: String,
+    pub topic: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// What [`Store::requeue_deliveries`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// Deliveries put back in the queue (`pending` or `waiting`).
+    pub requeued: u64,
+    /// Of those, the ones `waiting` for the delivery they need.
+    pub waiting: u64,
+    /// Skipped deliveries waiting again for a requeued delivery they need.
+    pub rearmed: u64,
+    /// Matching deliveries left as they are: the retention purge removed their payload.
+    pub purged: u64,
+}
