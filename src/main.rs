@@ -41,7 +41,7 @@ fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
             std::io::stderr(),
         ));
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,rusqlite_migration=warn,tower_http=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
