@@ -104,7 +104,11 @@ impl Worker {
             Release::NotStarted => "circuit open or stopping: the rest of the round is not sent",
         };
         let destination = &self.sender.destination_id;
-        match self.store.release_leases(&deliveries).await {
+        match self
+            .store
+            .release_leases(&deliveries, self.clock.now_ms())
+            .await
+        {
             Ok(released) => tracing::warn!(
                 %destination,
                 deliveries = ?deliveries,

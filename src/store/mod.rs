@@ -249,8 +249,8 @@ pub trait Store: Send + Sync {
     /// were purged.
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
     /// Gives up the leases of these deliveries, if still `in_flight`: they are `pending` and
-    /// due now, the unfinished attempt uncounted. Returns how many were released.
-    async fn release_leases(&self, deliveries: &[i64]) -> Result<u64, StoreError>;
+    /// due at `now_ms`, the unfinished attempt uncounted. Returns how many were released.
+    async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError>;
     /// When the next delivery of `destination` falls due, if any is pending or leased.
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError>;
 }

@@ -277,10 +277,9 @@ impl Store for SqliteStore {
         self.purge_in_steps(cutoff_ms, rules::PURGE_STEP).await
     }
 
-    async fn release_leases(&self, deliveries: &[i64]) -> Result<u64, StoreError> {
+    async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError> {
         let deliveries = deliveries.to_vec();
-        let now = crate::store::now_ms();
-        self.upkeep(move |conn| rules::release_leases(conn, &deliveries, now))
+        self.upkeep(move |conn| rules::release_leases(conn, &deliveries, now_ms))
             .await
     }
 

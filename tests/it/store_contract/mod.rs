@@ -99,7 +99,7 @@ async fn open_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
 contract_tests!(sqlite, open_sqlite);
 
 /// When the suite's first webhooks arrive (Unix time in milliseconds). Times in the suite
-/// are offsets from it; only [`Store::release_leases`] reads the clock itself.
+/// are offsets from it.
 pub const T0: i64 = 1_700_000_000_000;
 /// The lease a claim asks for.
 pub const LEASE: i64 = 60_000;

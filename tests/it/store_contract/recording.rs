@@ -194,9 +194,9 @@ impl Store for Recording {
         self.store.purge_before(cutoff_ms).await
     }
 
-    async fn release_leases(&self, deliveries: &[i64]) -> Result<u64, StoreError> {
+    async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError> {
         self.called.note("release_leases");
-        self.store.release_leases(deliveries).await
+        self.store.release_leases(deliveries, now_ms).await
     }
 
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
