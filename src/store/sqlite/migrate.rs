@@ -139,9 +139,8 @@ mod tests {
 
     /// A store written before delivery keys had their source (migrations 0001 and 0002):
     /// opening it gives every key and every `needs` key its webhook's source, so an order
-    /// delivered before the upgrade is not delivered a second time after it. (Moved here
-    /// from the integration tests, where it posted the same order over HTTP: only its
-    /// Salekit delivery was new; here the same two deliveries are accepted directly.)
+    /// delivered before the upgrade is not delivered a second time after it: accepted
+    /// again, the same order's Legion delivery is refused and only its Salekit one is new.
     #[tokio::test]
     async fn keys_stored_before_they_had_a_source_get_it_and_still_refuse_a_second_delivery() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! The writer's tests: batches, the syncer, and group commits through the store.
 
-use super::super::accept::tests::{hold_write_lock, store, webhook};
+use super::super::accept::tests::{column, hold_write_lock, store, webhook};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 
@@ -58,16 +58,6 @@ fn claim(
         lease_ms: 60_000,
     };
     (Job::Claim(claim, Pending::new(reply)), answer)
-}
-
-/// The first column of every row `sql` selects.
-fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
-    conn.prepare(sql)
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
 }
 
 /// Runs the jobs as the writer thread does and hands them to the syncer.
