@@ -33,14 +33,12 @@
 //! - **Big output** (eval): more than [`Limits::max_outputs`] values, more than
 //!   [`Limits::max_output_bytes`] of JSON in all, or nesting deeper than [`Limits::max_depth`].
 //! - **Panics** inside the engine (a capacity overflow, say) are caught and become errors.
-//!
 //! - **String repetition** (eval): `"x" * n` allocates its result at once, and an allocation
-//!   that fails aborts the process; `n` may come from the webhook. Where the expression runs
-//!   directly ([`super::direct`]), a result over [`super::direct::MAX_REPEAT_BYTES`] is an
-//!   error instead.
+//!   that fails aborts the process; `n` may come from the webhook. Where [`super::fast`]
+//!   evaluates the expression, a result over 16 MiB is an error instead.
 //!
 //! What remains possible is deliberate abuse the checks cannot see statically: a repetition
-//! as above in an expression that runs in jaq, or a `reduce` over a large input array that
+//! as above in an expression that jaq evaluates, or a `reduce` over a large input array that
 //! nests or doubles its value at each step. Nested iteration over the input
 //! is polynomial in its size, which the caller bounds.
 
@@ -56,11 +54,9 @@ use jaq_core::{Compiler, Ctx, Vars};
 use jaq_json::{Num, Val};
 use serde_json::Value;
 
-use super::demand::{Demand, demand_of};
-use super::direct::{Direct, Halt};
+use super::fast::{Demand, Fast, parse_projected};
 use super::functions;
 use super::guard::check_program;
-use super::project::parse_projected;
 
 /// Variables bound in every expression: $topic, $source, $headers, $vars (in this order).
 pub const VARIABLES: [&str; 4] = ["topic", "source", "headers", "vars"];
@@ -105,8 +101,8 @@ impl Input {
             .map_err(|e| format!("the body is not valid JSON: {e}"))
     }
 
-    /// Parses JSON bytes, building only what `demand` reads (see `mapping::demand`).
-    pub fn parse_projected(bytes: &[u8], demand: &Demand) -> Result<Input, String> {
+    /// Parses JSON bytes, building only what `demand` reads (see [`super::fast`]).
+    pub(super) fn parse_projected(bytes: &[u8], demand: &Demand) -> Result<Input, String> {
         parse_projected(bytes, demand)
             .map(Input)
             .map_err(|e| format!("the body is not valid JSON: {e}"))
@@ -182,10 +178,8 @@ impl Default for Limits {
 /// A compiled jq expression (jaq + jaq-std + jaq-json definitions + our functions). Send + Sync, compiled once.
 pub struct Expr {
     filter: jaq_core::Filter<Data>,
-    /// The same, evaluated without jaq where it can be ([`super::direct`]).
-    direct: Option<Direct>,
-    /// What it may read of its input.
-    demand: Demand,
+    /// What it may read of its input, and its faster evaluation where it has one.
+    fast: Fast,
 }
 
 const _: () = {
@@ -221,13 +215,8 @@ impl Expr {
                         .parse(|p| p.term())
                         .map_err(|_| "syntax error")?;
                     check_program(&term)?;
-                    let demand = demand_of(&term);
-                    let direct = Direct::compile(&term);
-                    Ok(Expr {
-                        filter,
-                        direct,
-                        demand,
-                    })
+                    let fast = Fast::compile(&term);
+                    Ok(Expr { filter, fast })
                 })
                 .map_err(|e| format!("cannot start the jq compiler: {e}"))?;
             compiler.join().unwrap_or_else(|_| {
@@ -236,14 +225,15 @@ impl Expr {
         })
     }
 
-    /// Whether it runs without jaq's interpreter (see [`super::direct`]).
-    pub fn is_direct(&self) -> bool {
-        self.direct.is_some()
+    /// Whether it runs without jaq's interpreter (see [`super::fast`]).
+    #[cfg(test)]
+    pub(super) fn is_direct(&self) -> bool {
+        self.fast.is_direct()
     }
 
-    /// What the expression may read of its input (see [`super::demand`]).
-    pub fn demand(&self) -> &Demand {
-        &self.demand
+    /// What the expression may read of its input (see [`super::fast`]).
+    pub(super) fn demand(&self) -> &Demand {
+        self.fast.demand()
     }
 
     /// Runs over `input` with `bindings`; collects at most `limits.max_outputs` outputs
@@ -284,7 +274,7 @@ impl Expr {
         })
     }
 
-    /// The outputs computed by [`Direct`], or `None` for jaq to compute them.
+    /// The outputs computed by [`Fast::run`], or `None` for jaq to compute them.
     pub(super) fn run_direct(
         &self,
         input: &Input,
@@ -292,27 +282,11 @@ impl Expr {
         limits: &Limits,
         first_only: bool,
     ) -> Option<Result<Vec<Value>, String>> {
-        let direct = self.direct.as_ref()?;
-        let (mut outputs, mut size, mut refused) = (Vec::new(), 0, None);
-        let run = direct.run(&input.0, &bindings.1, &mut |value| match collect(
-            &mut outputs,
-            &value,
-            limits,
-            &mut size,
-        ) {
-            Ok(()) if first_only => Err(Halt::Enough),
-            Ok(()) => Ok(()),
-            Err(message) => {
-                refused = Some(message);
-                Err(Halt::Enough)
-            }
-        });
-        match (run, refused) {
-            (Err(Halt::Bail), _) => None,
-            (Err(Halt::Refuse(message)), _) => Some(Err(message)),
-            (_, Some(message)) => Some(Err(message)),
-            _ => Some(Ok(outputs)),
-        }
+        let (mut outputs, mut size) = (Vec::new(), 0);
+        let run = self.fast.run(&input.0, &bindings.1, &mut |value| {
+            collect(&mut outputs, &value, limits, &mut size).map(|()| !first_only)
+        })?;
+        Some(run.map(|()| outputs))
     }
 
     pub(super) fn run_jaq(

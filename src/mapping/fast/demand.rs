@@ -25,7 +25,7 @@
 //! with a scalar literal needs: an object or an array compares with it by type alone, a
 //! scalar by its value. And an expression that
 //! fails on the whole body (`.line_items.price` on an array) fails on the projected one too;
-//! [`super::Catalog`] re-runs a failed mapping over the whole body, so the error it reports
+//! [`crate::mapping::Catalog`] re-runs a failed mapping over the whole body, so the error it reports
 //! quotes the real values.
 
 use std::collections::HashMap;
@@ -37,17 +37,16 @@ use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Def, Pattern, Term};
 use jaq_core::path::Part;
 
-use super::expr::PRELUDE;
+use crate::mapping::expr::PRELUDE;
 
 /// What of a JSON value is read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Demand {
     /// All of it.
     pub(super) whole: bool,
-    /// Fields read by name, with what is read of each. Hashed: the parser looks up every
-    /// key of every object it reads here (a sorted map's string comparisons were 6 % of
-    /// translating an order).
-    /// Keyed by bytes, as the parser reads keys (see [`Demand::field`]).
+    /// Fields read by name, with what is read of each. Hashed, because the parser looks up
+    /// every key of every object it reads here; keyed by bytes, as the parser reads keys
+    /// (see [`Demand::field`]).
     fields: foldhash::HashMap<Box<[u8]>, Demand>,
     /// The lengths of the names in `fields`, one bit each (63 for 63 bytes and longer):
     /// most keys of a webhook's objects are not read, and a key whose length no field has

@@ -8,13 +8,13 @@
 //!
 //! # Exactly jaq's answer, or none
 //!
-//! The direct tree covers the subset of jq that mappings are written in: `.`, literals,
+//! The direct tree covers the constructs order mappings are mostly made of: `.`, literals,
 //! variables, paths with `.a`, `.[k]`, `.[]` and `?`, `|`, `as $x |`, `,`, `//`, `and`, `or`,
 //! arithmetic and comparison, `if`, `-`, array and object construction, string
 //! interpolation, and calls of `empty`, `null`, `true`, `false`, `not`, `select`, `map`,
 //! `IN/1`, `tostring`, `length`, `ltrimstr`, `rtrimstr`, `startswith`, `join` and of storehook's
 //! functions. Anything else (`try`, `reduce`, slices, updates, local `def`s, other builtins,
-//! `@format` strings) is not compiled, and [`super::expr::Expr`] runs jaq instead.
+//! `@format` strings) is not compiled, and [`crate::mapping::expr::Expr`] runs jaq instead.
 //!
 //! Where it runs, it follows jaq's definitions of each construct, outputs in the same order
 //! (jaq's cartesian products take the left operand in the outer loop, and so does the
@@ -38,14 +38,14 @@ use jaq_json::Val;
 use jaq_std::ValT as _;
 
 use super::demand::literal;
-use super::expr::VARIABLES;
-use super::functions;
+use crate::mapping::expr::VARIABLES;
+use crate::mapping::functions;
 
 /// Deepest stack a direct tree may need, in [`Node::depth`]'s units (about one node's
 /// frames each). An output is handed on while everything that led to it is still on the
 /// stack: the stages of a pipe, both operands of an operator, every entry of an object or
 /// part of a string before it. So the depth adds up along a program's length, where the
-/// guard rails in [`super::expr`] count nesting only; deeper trees run in jaq, whose
+/// guard rails in [`crate::mapping::expr`] count nesting only; deeper trees run in jaq, whose
 /// iterators nest only as deep as the program. A debug build overflowed a 2 MiB stack (a
 /// tokio worker's) at about 1,100 units (an object of 40 interpolated strings); the deepest
 /// shipped mapping expression (Scalef's `conversion_parts`) needs between 70 and 100.
@@ -694,7 +694,7 @@ fn each_combination(
 mod tests {
     use serde_json::json;
 
-    use super::super::expr::{Bindings, Expr, Input, Limits};
+    use crate::mapping::expr::{Bindings, Expr, Input, Limits};
 
     /// Runs `code` over `{a, b, c}` on a thread with a tokio worker's stack (2 MiB).
     fn run_on_small_stack(code: String) -> (bool, Result<Vec<serde_json::Value>, String>) {
