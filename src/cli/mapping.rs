@@ -147,15 +147,6 @@ pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
         if !used {
             println!("note: no fixture produced a plan with {}", mapping.id);
         }
-        for field in mapping.fields() {
-            if !field.expr.is_direct() {
-                println!(
-                    "note: {} {} runs in jaq, several times slower: it uses something outside \
-                     the fast subset (mappings/README.md)",
-                    mapping.id, field.path
-                );
-            }
-        }
     }
     println!(
         "{} mappings, {} fixtures, {plans} plans, {errors} errors",

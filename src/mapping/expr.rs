@@ -33,14 +33,12 @@
 //! - **Big output** (eval): more than [`Limits::max_outputs`] values, more than
 //!   [`Limits::max_output_bytes`] of JSON in all, or nesting deeper than [`Limits::max_depth`].
 //! - **Panics** inside the engine (a capacity overflow, say) are caught and become errors.
-//!
 //! - **String repetition** (eval): `"x" * n` allocates its result at once, and an allocation
-//!   that fails aborts the process; `n` may come from the webhook. Where the expression runs
-//!   directly ([`super::direct`]), a result over [`super::direct::MAX_REPEAT_BYTES`] is an
-//!   error instead.
+//!   that fails aborts the process; `n` may come from the webhook. Where [`super::fast`]
+//!   evaluates the expression, a result over 16 MiB is an error instead.
 //!
 //! What remains possible is deliberate abuse the checks cannot see statically: a repetition
-//! as above in an expression that runs in jaq, or a `reduce` over a large input array that
+//! as above in an expression that jaq evaluates, or a `reduce` over a large input array that
 //! nests or doubles its value at each step. Nested iteration over the input
 //! is polynomial in its size, which the caller bounds.
 
@@ -48,19 +46,21 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::LazyLock;
 
-use jaq_core::compile::Undefined;
 use jaq_core::data::JustLut;
 use jaq_core::load::parse::Def;
 use jaq_core::load::{self, Arena, File, Loader, lex};
 use jaq_core::{Compiler, Ctx, Vars};
-use jaq_json::{Num, Val};
+use jaq_json::Val;
 use serde_json::Value;
 
-use super::demand::{Demand, demand_of};
-use super::direct::{Direct, Halt};
+use super::fast::{Demand, Fast, parse_projected};
 use super::functions;
 use super::guard::check_program;
-use super::project::parse_projected;
+use convert::{collect, from_json};
+use messages::{compile_errors, exception_message, load_errors};
+
+mod convert;
+mod messages;
 
 /// Variables bound in every expression: $topic, $source, $headers, $vars (in this order).
 pub const VARIABLES: [&str; 4] = ["topic", "source", "headers", "vars"];
@@ -72,12 +72,8 @@ pub const MAX_CODE_BYTES: usize = 8 * 1024;
 const COMPILE_STACK_BYTES: usize = 256 * 1024 * 1024;
 /// Deepest evaluation accepted: one level per term, plus the bodies of called definitions.
 pub const MAX_EXPR_DEPTH: usize = 96;
-/// Deepest nesting [`Input::from_value`] converts (serde_json's parser stops at 128).
-const MAX_INPUT_DEPTH: usize = 128;
 /// Values `range` may produce in one evaluation, all calls together.
 pub const RANGE_BUDGET: u64 = 1_000;
-/// Longest error message returned, in bytes; jaq quotes whole values in its messages.
-const MAX_MESSAGE_BYTES: usize = 300;
 
 type Data = JustLut<Val>;
 
@@ -105,8 +101,8 @@ impl Input {
             .map_err(|e| format!("the body is not valid JSON: {e}"))
     }
 
-    /// Parses JSON bytes, building only what `demand` reads (see `mapping::demand`).
-    pub fn parse_projected(bytes: &[u8], demand: &Demand) -> Result<Input, String> {
+    /// Parses JSON bytes, building only what `demand` reads (see [`super::fast`]).
+    pub(super) fn parse_projected(bytes: &[u8], demand: &Demand) -> Result<Input, String> {
         parse_projected(bytes, demand)
             .map(Input)
             .map_err(|e| format!("the body is not valid JSON: {e}"))
@@ -182,10 +178,8 @@ impl Default for Limits {
 /// A compiled jq expression (jaq + jaq-std + jaq-json definitions + our functions). Send + Sync, compiled once.
 pub struct Expr {
     filter: jaq_core::Filter<Data>,
-    /// The same, evaluated without jaq where it can be ([`super::direct`]).
-    direct: Option<Direct>,
-    /// What it may read of its input.
-    demand: Demand,
+    /// What it may read of its input, and its faster evaluation where it has one.
+    fast: Fast,
 }
 
 const _: () = {
@@ -221,13 +215,8 @@ impl Expr {
                         .parse(|p| p.term())
                         .map_err(|_| "syntax error")?;
                     check_program(&term)?;
-                    let demand = demand_of(&term);
-                    let direct = Direct::compile(&term);
-                    Ok(Expr {
-                        filter,
-                        direct,
-                        demand,
-                    })
+                    let fast = Fast::compile(&term);
+                    Ok(Expr { filter, fast })
                 })
                 .map_err(|e| format!("cannot start the jq compiler: {e}"))?;
             compiler.join().unwrap_or_else(|_| {
@@ -236,14 +225,15 @@ impl Expr {
         })
     }
 
-    /// Whether it runs without jaq's interpreter (see [`super::direct`]).
-    pub fn is_direct(&self) -> bool {
-        self.direct.is_some()
+    /// Whether it runs without jaq's interpreter (see [`super::fast`]).
+    #[cfg(test)]
+    pub(super) fn is_direct(&self) -> bool {
+        self.fast.is_direct()
     }
 
-    /// What the expression may read of its input (see [`super::demand`]).
-    pub fn demand(&self) -> &Demand {
-        &self.demand
+    /// What the expression may read of its input (see [`super::fast`]).
+    pub(super) fn demand(&self) -> &Demand {
+        self.fast.demand()
     }
 
     /// Runs over `input` with `bindings`; collects at most `limits.max_outputs` outputs
@@ -284,7 +274,7 @@ impl Expr {
         })
     }
 
-    /// The outputs computed by [`Direct`], or `None` for jaq to compute them.
+    /// The outputs computed by [`Fast::run`], or `None` for jaq to compute them.
     pub(super) fn run_direct(
         &self,
         input: &Input,
@@ -292,27 +282,11 @@ impl Expr {
         limits: &Limits,
         first_only: bool,
     ) -> Option<Result<Vec<Value>, String>> {
-        let direct = self.direct.as_ref()?;
-        let (mut outputs, mut size, mut refused) = (Vec::new(), 0, None);
-        let run = direct.run(&input.0, &bindings.1, &mut |value| match collect(
-            &mut outputs,
-            &value,
-            limits,
-            &mut size,
-        ) {
-            Ok(()) if first_only => Err(Halt::Enough),
-            Ok(()) => Ok(()),
-            Err(message) => {
-                refused = Some(message);
-                Err(Halt::Enough)
-            }
-        });
-        match (run, refused) {
-            (Err(Halt::Bail), _) => None,
-            (Err(Halt::Refuse(message)), _) => Some(Err(message)),
-            (_, Some(message)) => Some(Err(message)),
-            _ => Some(Ok(outputs)),
-        }
+        let (mut outputs, mut size) = (Vec::new(), 0);
+        let run = self.fast.run(&input.0, &bindings.1, &mut |value| {
+            collect(&mut outputs, &value, limits, &mut size).map(|()| !first_only)
+        })?;
+        Some(run.map(|()| outputs))
     }
 
     pub(super) fn run_jaq(
@@ -334,20 +308,6 @@ impl Expr {
         }
         Ok(outputs)
     }
-}
-
-/// Adds an output, converted to JSON, within `limits`.
-fn collect(
-    outputs: &mut Vec<Value>,
-    value: &Val,
-    limits: &Limits,
-    size: &mut usize,
-) -> Result<(), String> {
-    if outputs.len() == limits.max_outputs {
-        return Err(format!("yields more than {} values", limits.max_outputs));
-    }
-    outputs.push(to_json(value, 0, limits, size)?);
-    Ok(())
 }
 
 fn compile_in<'s>(arena: &'s Arena, code: &'s str) -> Result<jaq_core::Filter<Data>, String> {
@@ -373,167 +333,9 @@ fn natives() -> impl Iterator<Item = jaq_core::native::Fun<Data>> {
         .chain(functions::funs())
 }
 
-fn from_json(value: &Value, depth: usize) -> Val {
-    match value {
-        _ if depth > MAX_INPUT_DEPTH => Val::Null,
-        Value::Null => Val::Null,
-        Value::Bool(b) => Val::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Val::Num(Num::from_integral(i)),
-            (None, Some(u)) => Val::Num(Num::from_integral(u)),
-            _ => Val::Num(Num::Float(n.as_f64().unwrap_or(f64::NAN))),
-        },
-        Value::String(s) => Val::from(s.clone()),
-        Value::Array(items) => items.iter().map(|v| from_json(v, depth + 1)).collect(),
-        Value::Object(entries) => Val::obj(
-            entries
-                .iter()
-                .map(|(k, v)| (Val::from(k.clone()), from_json(v, depth + 1)))
-                .collect(),
-        ),
-    }
-}
-
-/// Converts an output, counting its approximate JSON size into `size`.
-fn to_json(v: &Val, depth: usize, limits: &Limits, size: &mut usize) -> Result<Value, String> {
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let (value, bytes) = match v {
-        Val::Null => (Value::Null, 4),
-        Val::Bool(b) => (Value::Bool(*b), 5),
-        Val::Num(n) => (number(n), 8),
-        Val::TStr(s) | Val::BStr(s) => (Value::String(text(s)), s.len() + 2),
-        Val::Arr(_) | Val::Obj(_) if depth >= limits.max_depth => {
-            return Err(format!(
-                "yields a value nested deeper than {} levels",
-                limits.max_depth
-            ));
-        }
-        Val::Arr(items) => {
-            *size += 2 + items.len();
-            let items = items.iter().map(|x| to_json(x, depth + 1, limits, size));
-            (Value::Array(items.collect::<Result<_, _>>()?), 0)
-        }
-        Val::Obj(entries) => {
-            let mut object = serde_json::Map::with_capacity(entries.len());
-            for (k, x) in entries.iter() {
-                let key = match k {
-                    Val::TStr(s) | Val::BStr(s) => text(s),
-                    other => other.to_string(),
-                };
-                *size += key.len() + 4;
-                object.insert(key, to_json(x, depth + 1, limits, size)?);
-            }
-            (Value::Object(object), 2)
-        }
-    };
-    *size += bytes;
-    if *size > limits.max_output_bytes {
-        return Err(format!(
-            "yields more than {} bytes of JSON",
-            limits.max_output_bytes
-        ));
-    }
-    Ok(value)
-}
-
-/// Integers stay integers; decimals and floats go through f64 (shortest round trip, so
-/// `0.3` prints as `0.3`); NaN and infinities become null.
-fn number(n: &Num) -> Value {
-    let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
-    match n {
-        Num::Int(i) => Value::from(*i as i64),
-        Num::BigInt(_) => {
-            let digits = n.to_string();
-            let int = digits.parse::<i64>().map(Value::from);
-            int.or_else(|_| digits.parse::<u64>().map(Value::from))
-                .unwrap_or_else(|_| float(digits.parse().unwrap_or(f64::NAN)))
-        }
-        Num::Float(f) => float(*f),
-        Num::Dec(text) => float(text.parse().unwrap_or(f64::NAN)),
-    }
-}
-
-fn exception_message(exception: jaq_core::Exn<'_, Val>) -> String {
-    let Ok(error) = exception.get_err() else {
-        return "the expression halted".into();
-    };
-    let message = match error.into_val() {
-        Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(&s).into_owned(),
-        other => other.to_string(),
-    };
-    shorten(message)
-}
-
-fn shorten(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE_BYTES {
-        message.truncate(message.floor_char_boundary(MAX_MESSAGE_BYTES));
-        message.push('…');
-    }
-    message
-}
-
-/// A short quote of `code` starting at `rest`.
-fn near(rest: &str) -> String {
-    let quote: String = rest.chars().take(24).collect();
-    if quote.is_empty() {
-        "the end".into()
-    } else {
-        format!("`{quote}`")
-    }
-}
-
-fn load_errors<'s>(errors: impl Iterator<Item = load::Error<&'s str>>) -> String {
-    let mut messages = Vec::new();
-    for error in errors {
-        match error {
-            load::Error::Io(_) => messages.push("imports and includes are not supported".into()),
-            load::Error::Lex(errors) => {
-                messages.extend(errors.into_iter().map(|(expect, rest)| {
-                    let expected = match expect {
-                        lex::Expect::Delim("(") => "a closing parenthesis",
-                        lex::Expect::Delim("[") => "a closing bracket",
-                        lex::Expect::Delim("{") => "a closing brace",
-                        lex::Expect::Delim("\"") => "a closing quote",
-                        lex::Expect::Delim(_) => "a closing delimiter",
-                        lex::Expect::Digit => "a digit",
-                        lex::Expect::Ident => "an identifier",
-                        lex::Expect::Escape => "a string escape sequence",
-                        lex::Expect::Unicode => "a 4-digit hexadecimal code point",
-                        _ => "a valid token",
-                    };
-                    format!("syntax error: expected {expected} near {}", near(rest))
-                }))
-            }
-            load::Error::Parse(errors) => {
-                messages.extend(errors.into_iter().map(|(expect, found)| {
-                    format!(
-                        "syntax error: expected {} near {}",
-                        expect.as_str(),
-                        near(found)
-                    )
-                }))
-            }
-        }
-    }
-    messages.join("; ")
-}
-
-fn compile_errors<'s>(errors: impl Iterator<Item = (&'s str, Undefined)>) -> String {
-    let messages: Vec<String> = errors
-        .map(|(name, undefined)| match undefined {
-            Undefined::Filter(arity) => format!("undefined function `{name}/{arity}`"),
-            Undefined::Var => format!(
-                "undefined variable `{name}` (bound: {})",
-                VARIABLES.map(|v| format!("${v}")).join(", ")
-            ),
-            other => format!("undefined {} `{name}`", other.as_str()),
-        })
-        .collect();
-    messages.join("; ")
-}
-
 #[cfg(test)]
 pub(super) mod tests {
+    use super::messages::MAX_MESSAGE_BYTES;
     use super::*;
     use serde_json::json;
 

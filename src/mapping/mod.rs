@@ -3,17 +3,13 @@
 //! [`Plan`] or a [`TranslateError`]. Translation is pure: no I/O, and a `Catalog` is shared
 //! by every request thread.
 
-mod demand;
-mod direct;
+mod apply;
 mod expr;
+mod fast;
 mod file;
 mod functions;
-#[cfg(test)]
-mod generated;
 mod guard;
 mod operation;
-mod project;
-pub(crate) mod scan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,12 +17,13 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use demand::Demand;
 pub use expr::{Bindings, Input, Limits};
 pub use file::{Field, LoadError, Mapping, OutputNode};
 pub use operation::OperationSchema;
 
 use crate::domain::{Operation, PlatformKind};
+use apply::{apply, error};
+use fast::Demand;
 
 /// Bounds on what a mapping may read and produce, so a hostile or broken webhook or mapping
 /// yields an error instead of exhausting the server.
@@ -218,15 +215,17 @@ impl Catalog {
     }
 
     /// Whether a body is parsed only as far as the mappings routed to it read it (on by
-    /// default; see [`Demand`]). Off, every body is parsed whole: the same plans, slower.
+    /// default). Off, every body is parsed whole: the same plans, slower.
     pub fn with_projection(mut self, on: bool) -> Self {
         self.project = on;
         self
     }
 
-    /// What the mappings routed to a platform and topic may read of a body.
-    pub fn demand(&self, platform: PlatformKind, topic: &str) -> Option<&Demand> {
-        Some(&self.route(platform, topic)?.demand)
+    /// Whether the mappings routed to a platform and topic read only part of a body, so
+    /// that a body of theirs is parsed only as far as they read it.
+    pub fn reads_part(&self, platform: PlatformKind, topic: &str) -> bool {
+        self.route(platform, topic)
+            .is_some_and(|route| !route.demand.is_whole())
     }
 
     fn route(&self, platform: PlatformKind, topic: &str) -> Option<&Route> {
@@ -280,11 +279,11 @@ impl Catalog {
         routed
             .filter_map(|mapping| {
                 let bindings = webhook_bindings.with_vars(&mapping.vars);
-                let mut result = self.apply(mapping, &input, &bindings);
+                let mut result = apply(mapping, &input, &bindings, &self.guards);
                 if projected && result.as_ref().is_err_and(|e| e.evaluating) {
                     let whole = whole.get_or_insert_with(|| Input::parse(webhook.body));
                     if let Ok(whole) = whole {
-                        result = self.apply(mapping, whole, &bindings);
+                        result = apply(mapping, whole, &bindings, &self.guards);
                     }
                 }
                 result.map_err(|e| *e).transpose()
@@ -319,192 +318,6 @@ impl Catalog {
         }
         (plans, (!errors.is_empty()).then(|| errors.join("\n")))
     }
-
-    /// `Ok(None)` when the mapping's `when` does not hold.
-    fn apply(
-        &self,
-        mapping: &Mapping,
-        input: &Input,
-        bindings: &Bindings,
-    ) -> Result<Option<Plan>, Box<TranslateError>> {
-        let limits = &self.guards.expr;
-        if let Some(when) = &mapping.when {
-            match single(mapping, when, input, bindings, limits)? {
-                Some(Value::Bool(true)) => {}
-                Some(Value::Bool(false)) => return Ok(None),
-                other => {
-                    return Err(error(
-                        mapping,
-                        &when.path,
-                        &when.code,
-                        format!(
-                            "must yield true or false, yielded {}",
-                            describe(other.as_ref())
-                        ),
-                    ));
-                }
-            }
-        }
-        let key = key_text(mapping, &mapping.key, input, bindings, limits)?;
-        let needs = match &mapping.needs {
-            Some(needs) => Some(Dependency {
-                mapping: needs.mapping.clone(),
-                key: key_text(mapping, &needs.key, input, bindings, limits)?,
-            }),
-            None => None,
-        };
-        let payload =
-            build(mapping, &mapping.output, input, bindings, limits)?.unwrap_or(Value::Null);
-        if let Some((pointer, message)) = mapping.operation.violations(&payload).into_iter().next()
-        {
-            let segments: Vec<&str> = pointer.split('/').filter(|s| !s.is_empty()).collect();
-            let field = std::iter::once("output")
-                .chain(segments.iter().copied())
-                .collect::<Vec<_>>()
-                .join(".");
-            let expression = mapping
-                .output_field(&segments)
-                .map(|f| f.code.clone())
-                .unwrap_or_default();
-            return Err(error(
-                mapping,
-                &field,
-                &expression,
-                format!("{} schema: {message}", mapping.operation),
-            ));
-        }
-        let payload_json = serde_json::to_string(&payload)
-            .map_err(|e| error(mapping, "output", "", e.to_string()))?;
-        let size = payload_json.len();
-        if size > self.guards.max_payload_bytes {
-            return Err(error(
-                mapping,
-                "output",
-                "",
-                format!(
-                    "the payload is {size} bytes, over the {} allowed",
-                    self.guards.max_payload_bytes
-                ),
-            ));
-        }
-        Ok(Some(Plan {
-            mapping: mapping.id.clone(),
-            destination: mapping.destination.clone(),
-            operation: mapping.operation,
-            key,
-            payload,
-            payload_json,
-            needs,
-        }))
-    }
-}
-
-/// Evaluates the output tree; a leaf that yields null or nothing is left out, so a missing
-/// required field is reported by the schema with the expression behind it.
-fn build(
-    mapping: &Mapping,
-    node: &OutputNode,
-    input: &Input,
-    bindings: &Bindings,
-    limits: &Limits,
-) -> Result<Option<Value>, Box<TranslateError>> {
-    match node {
-        OutputNode::Constant(value) => Ok(Some(value.clone())),
-        OutputNode::Expr(field) => {
-            Ok(single(mapping, field, input, bindings, limits)?.filter(|v| !v.is_null()))
-        }
-        OutputNode::Object(children) => {
-            let mut entries = Vec::with_capacity(children.len());
-            for (name, child) in children {
-                if let Some(value) = build(mapping, child, input, bindings, limits)? {
-                    entries.push((name.clone(), value));
-                }
-            }
-            // collected, the map is built in one pass from its entries sorted (as a mapping
-            // file's tables already are), not searched once per field
-            Ok(Some(Value::Object(entries.into_iter().collect())))
-        }
-    }
-}
-
-/// The one value an expression yields (`None` for none); more than one is an error, since a
-/// field holds one value.
-fn single(
-    mapping: &Mapping,
-    field: &Field,
-    input: &Input,
-    bindings: &Bindings,
-    limits: &Limits,
-) -> Result<Option<Value>, Box<TranslateError>> {
-    let mut values = field
-        .expr
-        .eval(input, bindings, limits)
-        .map_err(|message| {
-            let mut error = error(mapping, &field.path, &field.code, message);
-            error.evaluating = true;
-            error
-        })?;
-    if values.len() > 1 {
-        return Err(error(
-            mapping,
-            &field.path,
-            &field.code,
-            format!(
-                "yields {} values where one is expected; wrap it in [ … ] to make an array",
-                values.len()
-            ),
-        ));
-    }
-    Ok(values.pop())
-}
-
-/// A key is a string or a number, written as text.
-fn key_text(
-    mapping: &Mapping,
-    field: &Field,
-    input: &Input,
-    bindings: &Bindings,
-    limits: &Limits,
-) -> Result<String, Box<TranslateError>> {
-    match single(mapping, field, input, bindings, limits)? {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        other => Err(error(
-            mapping,
-            &field.path,
-            &field.code,
-            format!(
-                "a key must be a non-empty string or a number, got {}",
-                describe(other.as_ref())
-            ),
-        )),
-    }
-}
-
-fn describe(value: Option<&Value>) -> String {
-    match value {
-        None => "nothing".into(),
-        Some(v) => {
-            let text = v.to_string();
-            if text.len() > 60 {
-                format!("{}…", &text[..text.floor_char_boundary(60)])
-            } else {
-                text
-            }
-        }
-    }
-}
-
-/// Boxed: translating returns errors rarely, and a result that holds one unboxed is large.
-fn error(mapping: &Mapping, field: &str, expression: &str, message: String) -> Box<TranslateError> {
-    Box::new(TranslateError {
-        mapping: mapping.id.clone(),
-        file: mapping.file.display().to_string(),
-        field: field.to_string(),
-        expression: expression.to_string(),
-        message,
-        evaluating: false,
-    })
 }
 
 /// Every file below `dir` (recursively) whose extension is `extension`, sorted by path.
@@ -564,26 +377,6 @@ key         = '.id'
             headers: &headers,
             body: &body,
         })
-    }
-
-    /// The shipped mappings run without jaq's interpreter: a construct [`direct`] does not
-    /// cover costs every order several times more to translate.
-    #[test]
-    fn shipped_mappings_are_evaluated_directly() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-        let catalog = Catalog::load(&dir).unwrap();
-        let interpreted: Vec<String> = catalog
-            .mappings()
-            .iter()
-            .flat_map(|m| m.fields().into_iter().map(move |f| (m, f)))
-            .filter(|(_, field)| !field.expr.is_direct())
-            .map(|(m, field)| format!("{} {}: {}", m.id, field.path, field.code))
-            .collect();
-        assert!(
-            interpreted.is_empty(),
-            "run by jaq:\n{}",
-            interpreted.join("\n")
-        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! The few top-level fields of a webhook body that dedupe ids are made of, read in one pass
-//! that checks the whole body is JSON but builds nothing else: the translation parses the
-//! body once more into its own representation, so building a second full tree here would
-//! double the parsing cost of every webhook.
+//! The few top-level fields of a webhook body that dedupe ids are made of, read by serde_json
+//! in one pass that checks the whole body is JSON but builds nothing else: the translation
+//! parses the body once more into its own representation, so building a second full tree
+//! here would double the parsing cost of every webhook.
+//!
+//! A derived struct would refuse a repeated key (serde's derive reports a duplicate field);
+//! a body with one is valid JSON and is read as serde_json reads it into a map, the last
+//! occurrence standing, so the map is read by a visitor of its own.
 
 use std::fmt;
 
@@ -22,31 +26,12 @@ impl BodyFields {
     /// object simply has none of the fields).
     pub fn parse(raw: &[u8]) -> Result<BodyFields, String> {
         std::str::from_utf8(raw).map_err(|e| format!("the body is not UTF-8: {e}"))?;
-        if let Some(fields) = Self::parse_fast(raw) {
-            return Ok(fields);
-        }
         let mut deserializer = serde_json::Deserializer::from_slice(raw);
         let fields = deserializer
             .deserialize_any(FieldsVisitor)
             .and_then(|fields| deserializer.end().map(|()| fields))
             .map_err(|e| e.to_string())?;
         Ok(fields)
-    }
-
-    /// The fields' text found by the mappings' byte reader, each occurrence read by
-    /// serde_json as the full parse reads it (the last one kept). `None`, and the full parse
-    /// decides, for a body beyond that reader, for an occurrence that is an array or an
-    /// object (whose nesting serde_json counts from the body's top), and for one serde_json
-    /// refuses (so that the error, with its position, is the full parse's).
-    fn parse_fast(raw: &[u8]) -> Option<BodyFields> {
-        let mut fields = BodyFields::default();
-        for (index, text) in crate::mapping::scan::top_level_fields(raw, &FIELDS)? {
-            if matches!(text.first(), Some(b'[' | b'{')) {
-                return None;
-            }
-            fields.set(FIELDS[index], serde_json::from_slice(text).ok()?);
-        }
-        Some(fields)
     }
 
     /// Sets a field; of a repeated key, the last one read stands.
@@ -156,10 +141,6 @@ mod tests {
         );
         assert_eq!(fields.get("date_modified_gmt"), None);
         assert_eq!(fields.get("note"), None, "not a dedupe field");
-        assert!(
-            BodyFields::parse_fast(br#"{"id": 1, "updated_at": "x"}"#).is_some(),
-            "read by the byte reader"
-        );
     }
 
     #[test]

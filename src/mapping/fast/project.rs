@@ -13,22 +13,7 @@ use super::demand::Demand;
 
 /// Parses JSON `bytes`, building only what `demand` reads (all of it when whole); the rest
 /// is checked as JSON and skipped. Values are built as jaq-json's own parser builds them.
-///
-/// A part is read by [`super::scan`]'s byte reader when it can, else (and for an invalid
-/// body, whose error is serde_json's) through serde_json. A whole body is always read
-/// through serde_json, so the tests that compare whole and projected bodies compare the
-/// two readers too.
-pub(super) fn parse_projected(bytes: &[u8], demand: &Demand) -> Result<Val, serde_json::Error> {
-    if !demand.whole
-        && let Some(value) = super::scan::parse(bytes, demand)
-    {
-        return Ok(value);
-    }
-    parse_projected_serde(bytes, demand)
-}
-
-/// [`parse_projected`] through serde_json alone.
-pub(super) fn parse_projected_serde(
+pub(in crate::mapping) fn parse_projected(
     bytes: &[u8],
     demand: &Demand,
 ) -> Result<Val, serde_json::Error> {
@@ -124,8 +109,8 @@ impl<'de> Visitor<'de> for Project<'_> {
 
 /// An object's key as its bytes, borrowed from the body unless it holds escapes. Only the
 /// keys of fields that are read are checked as UTF-8 (like the strings skipped, whose
-/// UTF-8 serde_json does not check either): most keys are not read, and checking each
-/// cost about a tenth of parsing an order.
+/// UTF-8 serde_json does not check either): most keys are not read, so checking them all
+/// would be work spent on nothing.
 struct Key;
 
 impl<'de> DeserializeSeed<'de> for Key {

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::Demand;
-use super::expr::{Bindings, Expr, Input, Limits};
+use crate::mapping::expr::{Bindings, Expr, Input, Limits};
 
 fn json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
