@@ -17,5 +17,5 @@ pub use ids::{DeliveryId, WebhookId};
 pub use operation::Operation;
 pub use platform::PlatformKind;
 pub use secret::Secret;
-pub use status::{DeliveryStatus, WebhookStatus};
+pub use status::{AttemptOutcome, DeliveryStatus, WebhookStatus};
 pub use words::UnknownWord;

@@ -147,6 +147,31 @@ impl DeliveryStatus {
     }
 }
 
+/// How one attempt of a delivery ended, as the delivery's attempt log keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Failed in a way a later attempt may not: a retry is scheduled.
+    Retry,
+    Dead,
+    DryRun,
+    /// Refused as part of a batch: each of its deliveries was sent again alone.
+    Split,
+}
+
+words!(
+    AttemptOutcome,
+    "attempt outcome",
+    [
+        Delivered = "delivered",
+        Retry = "retry",
+        Dead = "dead",
+        DryRun = "dry_run",
+        Split = "split",
+    ]
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

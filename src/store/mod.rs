@@ -10,11 +10,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use crate::domain::{
-    DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
+    AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
 };
 pub use records::{
-    AttemptOutcome, AttemptRecord, DeliveryFilter, DeliveryRecord, DeliverySummary, Requeued,
-    StoredWebhook, WebhookFilter, WebhookRecord,
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliverySummary, Requeued, StoredWebhook,
+    WebhookFilter, WebhookRecord,
 };
 pub use sqlite::SqliteStore;
 

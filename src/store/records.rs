@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Recorded;
 use crate::domain::{
-    DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
+    AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
 };
 
 /// Which deliveries an operator means.
@@ -55,39 +55,9 @@ pub struct DeliveryRecord {
     pub lease_until: Option<i64>,
 }
 
-/// How one attempt of a delivery ended, as its log keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptOutcome {
-    Delivered,
-    Retry,
-    Dead,
-    DryRun,
-    /// Refused as part of a batch: each of its deliveries was sent again alone.
-    Split,
-}
-
-impl AttemptOutcome {
-    pub const ALL: [AttemptOutcome; 5] = [
-        Self::Delivered,
-        Self::Retry,
-        Self::Dead,
-        Self::DryRun,
-        Self::Split,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Retry => "retry",
-            Self::Dead => "dead",
-            Self::DryRun => "dry_run",
-            Self::Split => "split",
-        }
-    }
-
+impl From<&Recorded> for AttemptOutcome {
     /// The outcome an attempt is recorded with.
-    pub fn of(recorded: &Recorded) -> AttemptOutcome {
+    fn from(recorded: &Recorded) -> AttemptOutcome {
         match recorded {
             Recorded::Delivered { .. } => Self::Delivered,
             Recorded::Retry { .. } => Self::Retry,
@@ -95,22 +65,6 @@ impl AttemptOutcome {
             Recorded::DryRun { .. } => Self::DryRun,
             Recorded::Split { .. } => Self::Split,
         }
-    }
-}
-
-impl std::str::FromStr for AttemptOutcome {
-    type Err = crate::domain::UnknownWord;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|o| o.as_str() == text)
-            .ok_or_else(|| {
-                crate::domain::UnknownWord::new(
-                    "attempt outcome",
-                    text,
-                    Self::ALL.map(Self::as_str),
-                )
-            })
     }
 }
 

@@ -87,7 +87,7 @@ fn record_attempt(
 ) -> Result<(), StoreError> {
     let now = attempt.started_at_ms + attempt.duration_ms;
     let ids = serde_json::to_string(deliveries).expect("ids serialise");
-    let outcome = AttemptOutcome::of(&attempt.recorded);
+    let outcome = AttemptOutcome::from(&attempt.recorded);
     let response = match &attempt.recorded {
         Recorded::Delivered { response, .. } => response,
         Recorded::Retry { reason, .. } | Recorded::Dead { reason } | Recorded::Split { reason } => {
