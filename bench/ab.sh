@@ -44,7 +44,8 @@ run() {
   local rps p99 ratio
   rps=$(awk '/^closed loop,/ {getline; print $1; exit}' <<< "$out")
   p99=$(awk '/^fixed rate/ {getline; for (i = 1; i < NF; i++) if ($i == "p99") {print $(i + 1); exit}}' <<< "$out")
-  ratio=$(BENCH_TRANSLATE=${translate[$side]} bash bench/jq-compare.sh "$orders" | awk '/^ratio/ {sub(/x$/, "", $3); print $3; exit}')
+  # awk reads to the end: exiting early would end jq-compare.sh with SIGPIPE.
+  ratio=$(BENCH_TRANSLATE=${translate[$side]} bash bench/jq-compare.sh "$orders" | awk '/^ratio/ && !done {sub(/x$/, "", $3); print $3; done = 1}')
   echo "$side ${rps:-?} ${p99:-?} ${ratio:-?}" | tee -a "$results" >&2
 }
 
