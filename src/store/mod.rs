@@ -101,7 +101,7 @@ pub enum StoreError {
     /// The store stopped writing: the service is shutting down, or the database could not
     /// be made durable (see the log). Nothing is written until the service restarts.
     #[error(
-        "the store's writer has stopped (the service is shutting down, or a sync of the WAL failed: see the log)"
+        "the store's writer has stopped (the service is shutting down, or the database could not be written to the disk: see the log)"
     )]
     Stopped,
     /// The database refused the write by one of its constraints.

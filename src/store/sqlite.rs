@@ -1,7 +1,6 @@
 //! SQLite backend, on rusqlite alone: one file, WAL mode, every write made by one writer
-//! thread (group commit, see [`writer`]), every commit that stores a webhook or an attempt
-//! synced before it is acknowledged (a delivery worker's claim alone is not: see
-//! [`writer`]); reads on connections of their own, off the async runtime ([`reads`]). The
+//! thread (group commit, see [`writer`]), every commit synced to the disk before its writes
+//! are answered; reads on connections of their own, off the async runtime ([`reads`]). The
 //! delivery rules are stated in [`rules`], the schema in [`migrate`].
 
 use std::path::{Path, PathBuf};
@@ -68,9 +67,9 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
 }
 
 /// The writer's connection to the (migrated) database at `path`: foreign keys on, the busy
-/// timeout, WAL mode (the file's, set at [`prepare_file`]) and `synchronous = NORMAL`: a
-/// commit returns once it is in the WAL, and the writer's syncer makes it durable before
-/// anyone is answered (see [`writer`]).
+/// timeout, WAL mode (the file's, set at [`prepare_file`]) and `synchronous = FULL`: a
+/// commit returns only once the WAL is synced to the disk, so every write the writer answers
+/// is durable (see [`writer`]).
 ///
 /// `temp_store = MEMORY`: SQLite copies every page changed under a savepoint or a statement
 /// journal into a sub-journal first (a batch run again after a failing job runs each job
@@ -92,14 +91,13 @@ fn open_writer_connection(path: &Path) -> Result<rusqlite::Connection, StoreErro
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
-    // NORMAL is durable only with the syncer, and the syncer syncs a WAL.
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Open(format!(
             "the database is in journal mode {mode}, not WAL"
         )));
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -114,7 +112,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     /// Transactions the writer has committed.
     commits: Arc<AtomicU64>,
-    /// Set when the WAL could not be synced: the writer writes nothing any more.
+    /// Set when a write failed for an I/O error (the WAL could not be synced, say): the
+    /// writer writes nothing any more.
     stopped: Arc<AtomicBool>,
 }
 
@@ -200,7 +199,7 @@ impl Store for SqliteStore {
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
-        // The writer stops for good when the WAL cannot be synced (see `writer`).
+        // The writer stops for good after an I/O error (see `writer::stops_writing`).
         if self.stopped.load(Ordering::Acquire) || self.writer.is_closed() {
             return Err(StoreError::Stopped);
         }
@@ -231,7 +230,7 @@ impl Store for SqliteStore {
     }
 
     /// One write for both: a full round's record and the next round's claim would otherwise
-    /// be two commits, one of them synced, for every round of a destination with a backlog.
+    /// be two synced commits for every round of a destination with a backlog.
     async fn record_attempts_and_claim(
         &self,
         attempts: &[(Vec<i64>, Attempt)],

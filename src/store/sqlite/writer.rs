@@ -3,10 +3,10 @@
 //! attempt records from the delivery workers, re-translated deliveries from `replay`, and the
 //! occasional upkeep: requeues, releases, purge steps) and runs them in one
 //! `BEGIN IMMEDIATE … COMMIT`; a failing one does not fail the others (see
-//! [`batch::write_batch`]). A second thread, the syncer, makes the commits durable with one
-//! `fdatasync` of the WAL for all those made while the last one ran, and only then answers
-//! their writes (see [`syncer`]): nobody is answered before the commit that holds their
-//! write is on disk.
+//! [`batch::write_batch`]). The connection runs with `synchronous = FULL`, so the commit
+//! returns once the WAL is on disk, and only then are the batch's writes answered: nobody is
+//! answered before the commit that holds their write is durable, and the writes that arrive
+//! meanwhile share the next commit and its one sync.
 //!
 //! One writer for everything, not one each: with two, every claim and every record was a
 //! transaction of its own that the receive path's commits queued behind, and at 2,000
@@ -28,12 +28,10 @@ use super::{accept, rounds};
 use crate::store::{Accepted, Attempt, ClaimedDelivery, NewWebhook, StoreError};
 
 mod batch;
-mod syncer;
 #[cfg(test)]
 mod tests;
 
 use batch::{CLAIM_AHEAD, write_batch};
-use syncer::{Committed, Wal, run_syncer, sync_failure};
 
 /// Most writes run by one commit.
 const MAX_BATCH: usize = 256;
@@ -187,16 +185,6 @@ impl Job {
         }
     }
 
-    /// Whether the write must be on disk before it is answered. A claim need not be: a
-    /// lease lost in a crash leaves its deliveries as they were before it (pending, or
-    /// leased by an earlier claim), so they are claimed again after the restart, as an
-    /// expired lease is. Any later sync syncs the claim too, since the WAL is synced as a
-    /// whole: a recorded attempt is never on disk without its claim. A claim is still
-    /// answered only after the syncs of the batches before it (see [`run_syncer`]).
-    fn must_sync(&self) -> bool {
-        !matches!(self, Job::Claim(..))
-    }
-
     fn kind(&self) -> usize {
         match self {
             Job::Accept(..) => 0,
@@ -208,85 +196,83 @@ impl Job {
     }
 }
 
-/// Starts the writer's thread on `conn` and the syncer's beside it; both end when the
-/// returned sender (the store) is dropped. `commits` counts the transactions the writer
-/// commits; `stopped` is set when a sync fails, after which no write is made any more (see
-/// [`run_syncer`]).
+/// Starts the writer's thread on `conn`; it ends when the returned sender (the store) is
+/// dropped. `commits` counts the transactions it commits; `stopped` is set when a write
+/// failed for an I/O error, after which nothing is written any more (see [`stops_writing`]).
 pub(super) fn spawn_writer(
     conn: Connection,
     commits: Arc<AtomicU64>,
     stopped: Arc<AtomicBool>,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
-    let wal = Wal::open(&conn)?;
-    spawn_threads(conn, move || wal.sync(), commits, stopped)
-}
-
-/// [`spawn_writer`] with `sync` as the syncer's way to make the WAL durable.
-fn spawn_threads(
-    conn: Connection,
-    sync: impl FnMut() -> Result<(), rusqlite::Error> + Send + 'static,
-    commits: Arc<AtomicU64>,
-    stopped: Arc<AtomicBool>,
-) -> Result<mpsc::Sender<Job>, StoreError> {
     conn.set_prepared_statement_cache_capacity(64);
     let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
-    let (to_syncer, committed) = std::sync::mpsc::channel();
-    let thread = |name: &str| std::thread::Builder::new().name(name.into());
-    let syncer_stopped = stopped.clone();
-    thread("storehook-syncer")
-        .spawn(move || run_syncer(sync, committed, &syncer_stopped))
-        .map_err(|source| StoreError::Open(format!("cannot start the store's writer: {source}")))?;
-    thread("storehook-writer")
-        .spawn(move || run_writer(conn, receiver, to_syncer, &commits, &stopped))
+    std::thread::Builder::new()
+        .name("storehook-writer".into())
+        .spawn(move || run_writer(conn, receiver, &commits, &stopped))
         .map_err(|source| StoreError::Open(format!("cannot start the store's writer: {source}")))?;
     Ok(sender)
+}
+
+/// Whether a batch that failed with `error` stops the writer for good: an I/O error (a
+/// failed `fsync` of the WAL among them). After a failed sync the kernel may have dropped the
+/// pages it could not write, and every later commit in the WAL would then be lost in a crash
+/// too (a WAL is read up to its first bad frame); so the store answers every write with an
+/// error, and is not ready, until storehook is restarted.
+pub(super) fn stops_writing(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure)
+}
+
+/// The error every write gets once the writer has stopped.
+fn stopped_writing() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+        Some("storehook stopped writing after an I/O error of the database (see the log)".into()),
+    )
 }
 
 fn run_writer(
     conn: Connection,
     mut receiver: mpsc::Receiver<Job>,
-    syncer: std::sync::mpsc::Sender<Committed>,
     commits: &AtomicU64,
     stopped: &AtomicBool,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    let refuse = |jobs: Vec<Job>| {
-        let stopped = "storehook stopped writing after a failed sync of the WAL";
-        let failure = Err(Arc::new(sync_failure(stopped)));
-        jobs.into_iter().for_each(|job| job.send(&failure));
-    };
     // Whatever arrived while the previous batch was written forms the next one.
     while receiver.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
         if stopped.load(Ordering::Acquire) {
             // Nothing more is written; dropping the receiver refuses the writes to come.
-            refuse(std::mem::take(&mut jobs));
+            let refused = Err(Arc::new(stopped_writing()));
+            jobs.drain(..).for_each(|job| job.send(&refused));
             break;
         }
         let mut kinds = [0usize; 5];
         jobs.iter().for_each(|job| kinds[job.kind()] += 1);
         let wrote = std::time::Instant::now();
         let batch = write_batch(&conn, &mut jobs);
-        // `jobs` keeps its capacity for the next batch; this one goes in a Vec of its size.
-        #[allow(clippy::drain_collect)]
-        let committed = Committed::new(jobs.drain(..).collect(), batch.committed);
         tracing::debug!(
             webhooks = kinds[0],
             claims = kinds[1],
             records = kinds[2],
             replacements = kinds[3],
             upkeep = kinds[4],
-            sync = committed.sync,
             retried = batch.retried,
             write_us = wrote.elapsed().as_micros() as u64,
             "group commit"
         );
-        if committed.outcome.is_ok() && batch.succeeded > 0 {
-            commits.fetch_add(1, Ordering::Relaxed);
+        match &batch.committed {
+            Ok(()) if batch.succeeded > 0 => {
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) if stops_writing(error) => {
+                // Set before the batch is answered, so that no later write is accepted.
+                stopped.store(true, Ordering::Release);
+                tracing::error!(
+                    %error,
+                    "the database could not be written to the disk: storehook stops accepting writes; restart it once the disk is fixed"
+                );
+            }
+            _ => {}
         }
-        if let Err(std::sync::mpsc::SendError(committed)) = syncer.send(committed) {
-            // The syncer stopped on a failed sync: nothing can be acknowledged any more.
-            refuse(committed.jobs);
-            break;
-        }
+        jobs.drain(..).for_each(|job| job.send(&batch.committed));
     }
 }

@@ -1,17 +1,15 @@
-//! The writer's tests: batches, the syncer, and group commits through the store.
+//! The writer's tests: batches, durability, stopping, and group commits through the store.
 
 use super::super::accept::tests::{column, hold_write_lock, store, webhook};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 
 use super::super::rounds::tests::writer_connection;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::batch::Batch;
-use super::{
-    Claim, Committed, Job, Pending, Wal, run_syncer, spawn_threads, sync_failure, write_batch,
-};
+use super::{Claim, Job, Pending, spawn_writer, stops_writing, write_batch};
 use crate::store::{
     Accepted, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryStatus, Recorded,
     Store, StoreError,
@@ -60,82 +58,61 @@ fn claim(
     (Job::Claim(claim, Pending::new(reply)), answer)
 }
 
-/// Runs the jobs as the writer thread does and hands them to the syncer.
-fn commit(conn: &Connection, mut jobs: Vec<Job>, syncer: &mpsc::Sender<Committed>) {
-    let batch = write_batch(conn, &mut jobs);
-    syncer.send(Committed::new(jobs, batch.committed)).unwrap();
-}
-
-#[test]
-fn writes_are_answered_once_the_wal_is_synced_and_claims_wait_for_the_syncs_before_them() {
+#[tokio::test]
+async fn the_writer_commits_to_the_disk_before_it_answers() {
     let dir = tempfile::tempdir().unwrap();
     let conn = writer_connection(&dir);
     let synchronous: i64 = conn
         .query_row("PRAGMA synchronous", [], |row| row.get(0))
         .unwrap();
     assert_eq!(
-        synchronous, 1,
-        "NORMAL: a commit does not wait for the disk"
+        synchronous, 2,
+        "FULL: a commit returns once the WAL is synced"
     );
-    let record = || {
-        let (reply, _) = oneshot::channel();
-        Job::Record(Vec::new(), Pending::new(reply))
+    let path = conn.path().unwrap().to_string();
+    let writer = spawn_writer(conn, Arc::default(), Arc::default()).unwrap();
+    let (job, answer) = accept("a");
+    writer.send(job).await.ok().unwrap();
+    assert!(matches!(answer.await, Ok(Ok(Accepted::Stored { .. }))));
+    // Answered means committed: another connection reads it at once.
+    let stored: Vec<String> = column(
+        &Connection::open(&path).unwrap(),
+        "SELECT dedupe_id FROM webhooks",
+    );
+    assert_eq!(stored, ["a"]);
+}
+
+#[test]
+fn only_an_io_error_stops_the_writer() {
+    let failure = |code, extended| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error {
+                code,
+                extended_code: extended,
+            },
+            None,
+        )
     };
-    assert!(accept("x").0.must_sync() && record().must_sync());
-    assert!(!claim(10).0.must_sync());
-
-    // The WAL's real sync, held until the test lets it go.
-    let (syncing, sync_started) = mpsc::channel();
-    let (let_go, held) = mpsc::channel::<()>();
-    let wal = Wal::open(&conn).unwrap();
-    let sync = move || {
-        syncing.send(()).unwrap();
-        held.recv().unwrap();
-        wal.sync()
-    };
-    let (syncer, committed) = mpsc::channel();
-    let stopped = AtomicBool::new(false);
-    let thread = std::thread::spawn(move || run_syncer(sync, committed, &stopped));
-
-    let (job, mut stored) = accept("a");
-    commit(&conn, vec![job], &syncer);
-    let (job, mut claimed) = claim(10);
-    commit(&conn, vec![job], &syncer);
-    sync_started.recv().unwrap();
-    assert!(stored.try_recv().is_err(), "not answered before the sync");
-    assert!(
-        claimed.try_recv().is_err(),
-        "a claim waits for the sync before it"
-    );
-    let_go.send(()).unwrap();
-    assert!(matches!(
-        stored.blocking_recv(),
-        Ok(Ok(Accepted::Stored { .. }))
-    ));
-    assert_eq!(claimed.blocking_recv().unwrap().unwrap().len(), 1);
-
-    // A claim with nothing unsynced before it is answered without a sync.
-    let (job, claimed) = claim(20);
-    commit(&conn, vec![job], &syncer);
-    assert!(claimed.blocking_recv().unwrap().unwrap().is_empty());
-    assert!(
-        sync_started.try_recv().is_err(),
-        "no sync for a claim alone"
-    );
-
-    drop(syncer);
-    thread.join().unwrap();
+    use rusqlite::ErrorCode::*;
+    use rusqlite::ffi::*;
+    assert!(stops_writing(&failure(SystemIoFailure, SQLITE_IOERR_FSYNC)));
+    assert!(stops_writing(&failure(SystemIoFailure, SQLITE_IOERR_WRITE)));
+    assert!(!stops_writing(&failure(DatabaseBusy, SQLITE_BUSY)));
+    assert!(!stops_writing(&failure(
+        ConstraintViolation,
+        SQLITE_CONSTRAINT_UNIQUE
+    )));
+    assert!(!stops_writing(&failure(DiskFull, SQLITE_FULL)));
 }
 
 #[tokio::test]
-async fn a_failed_sync_answers_its_writes_with_the_error_and_stops_the_writer() {
+async fn a_stopped_writer_refuses_every_write_and_ends() {
     let dir = tempfile::tempdir().unwrap();
     let conn = writer_connection(&dir);
     let path = conn.path().unwrap().to_string();
-    let stopped = Arc::new(AtomicBool::new(false));
-    // The disk refuses the sync: a real `fdatasync` cannot be made to fail here.
-    let sync = || Err(sync_failure("cannot sync (the test's disk)"));
-    let writer = spawn_threads(conn, sync, Arc::default(), stopped.clone()).unwrap();
+    // As the writer leaves it after a batch failed for an I/O error.
+    let stopped = Arc::new(AtomicBool::new(true));
+    let writer = spawn_writer(conn, Arc::default(), stopped.clone()).unwrap();
     let accept = |id: &'static str| {
         let writer = writer.clone();
         async move {
@@ -145,27 +122,20 @@ async fn a_failed_sync_answers_its_writes_with_the_error_and_stops_the_writer() 
             answer.await.map_err(|_| "not answered")
         }
     };
-
     let error = accept("a").await.unwrap().unwrap_err();
-    assert!(error.to_string().contains("the test's disk"), "{error}");
-    assert!(stopped.load(Ordering::Acquire), "set before a was answered");
-    let error = accept("b").await.unwrap().unwrap_err();
     assert!(
         error
             .to_string()
-            .contains("stopped writing after a failed sync"),
+            .contains("stopped writing after an I/O error"),
         "{error}"
     );
-    assert!(accept("c").await.is_err(), "the writer has stopped");
+    assert!(accept("b").await.is_err(), "the writer has ended");
+    assert!(stopped.load(Ordering::Acquire));
     let stored: Vec<String> = column(
         &Connection::open(&path).unwrap(),
         "SELECT dedupe_id FROM webhooks",
     );
-    assert_eq!(
-        stored,
-        ["a"],
-        "a was written before its sync failed; b was not"
-    );
+    assert!(stored.is_empty(), "{stored:?}");
 }
 
 #[tokio::test]
