@@ -52,6 +52,7 @@ fn webhook(body: &[u8], n: usize) -> NewWebhook {
         operation: operation.into(),
         payload: "x".repeat(size),
         needs: None,
+        skipped: None,
     };
     NewWebhook {
         source: "haravan".into(),

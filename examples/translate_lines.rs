@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use storehook::domain::PlatformKind;
-use storehook::mapping::{Catalog, Webhook};
+use storehook::mapping::{Catalog, Outcome, Webhook};
 
 /// mimalloc: translating an order allocates hundreds of small values, which glibc's malloc
 /// serves markedly slower.
@@ -45,10 +45,11 @@ fn main() -> anyhow::Result<()> {
         };
         for result in catalog.translate(&webhook) {
             match result {
-                Ok(plan) => {
+                Ok(Outcome::Plan(plan)) => {
                     out.write_all(plan.payload_json.as_bytes())?;
                     out.write_all(b"\n")?;
                 }
+                Ok(Outcome::Skip(_)) => {}
                 Err(_) => failures += 1,
             }
         }

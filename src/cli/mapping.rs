@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use crate::config::Config;
 use crate::domain::PlatformKind;
 use crate::fixture::Fixture;
-use crate::mapping::{Catalog, LoadError, Webhook, files_below};
+use crate::mapping::{Catalog, LoadError, Outcome, Webhook, files_below};
 
 /// Loads the catalog, printing every load error; `None` when there was any.
 fn load_catalog(dir: &Path) -> Option<Catalog> {
@@ -90,7 +90,7 @@ pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read fixtures from {}", fixtures.display()))?;
 
     let mut errors = 0usize;
-    let mut plans = 0usize;
+    let (mut plans, mut skips) = (0usize, 0usize);
     let mut used = vec![false; catalog.mappings().len()];
     println!("{:<48} {:<36} result", "fixture", "mapping");
     for path in &paths {
@@ -125,15 +125,19 @@ pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
                 .position(|m| &m.id == id)
                 .expect("routed");
             let result = results.iter().find(|r| match r {
-                Ok(plan) => &plan.mapping == id,
+                Ok(outcome) => outcome.mapping() == id,
                 Err(err) => &err.mapping == id,
             });
             let text = match result {
                 None => "does not apply (when is false)".to_string(),
-                Some(Ok(plan)) => {
+                Some(Ok(Outcome::Plan(plan))) => {
                     plans += 1;
                     used[index] = true;
                     format!("ok  → {} key {}", plan.operation, plan.key)
+                }
+                Some(Ok(Outcome::Skip(skip))) => {
+                    skips += 1;
+                    format!("skip key {}: {}", skip.key, skip.skipped)
                 }
                 Some(Err(err)) => {
                     errors += 1;
@@ -149,7 +153,7 @@ pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     println!(
-        "{} mappings, {} fixtures, {plans} plans, {errors} errors",
+        "{} mappings, {} fixtures, {plans} plans, {skips} skips, {errors} errors",
         catalog.mappings().len(),
         paths.len()
     );
@@ -193,17 +197,17 @@ pub fn translate(config: &Config, args: TranslateArgs<'_>) -> anyhow::Result<Exi
     let recorded = Recorded::new(Fixture::load(args.file)?, platform, args.topic)?;
     let results = catalog.translate(&recorded.webhook(source));
     let mut failed = false;
-    let mut plans = Vec::new();
+    let mut outcomes = Vec::new();
     for result in results {
         match result {
-            Ok(plan) => plans.push(plan),
+            Ok(outcome) => outcomes.push(outcome),
             Err(err) => {
                 failed = true;
                 eprintln!("error: {err}");
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&plans)?);
+    println!("{}", serde_json::to_string_pretty(&outcomes)?);
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -77,11 +77,16 @@ pub async fn deliveries(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:>6} {:>7} {:<30} {:<18} {:<10} {:<10} {:>3}  last error",
+        "{:>6} {:>7} {:<30} {:<18} {:<10} {:<10} {:>3}  last error or skip reason",
         "id", "webhook", "mapping", "key", "to", "status", "try"
     );
     for row in &rows {
         let error = row.last_error.as_deref().unwrap_or("").replace('\n', " ");
+        // A skip's reason, after the kind of skip it is.
+        let error = match row.skip {
+            Some(kind) => format!("[{kind}] {error}"),
+            None => error,
+        };
         let error: String = error.chars().take(60).collect();
         println!(
             "{:>6} {:>7} {:<30} {:<18} {:<10} {:<10} {:>3}  {error}",

@@ -1,5 +1,6 @@
 //! The shared words of storehook as types: the platforms, the operations, the states of a
-//! webhook and of a delivery (with the moves between them), ids, and [`Secret`].
+//! webhook and of a delivery (with the moves between them, and why a delivery is skipped),
+//! ids, and [`Secret`].
 //!
 //! A leaf: every other module may use `domain`, and `domain` uses none of them, so a word
 //! means the same thing in the receive path, the store, the workers and the CLI.
@@ -17,5 +18,5 @@ pub use ids::{DeliveryId, WebhookId};
 pub use operation::Operation;
 pub use platform::PlatformKind;
 pub use secret::Secret;
-pub use status::{AttemptOutcome, DeliveryStatus, WebhookStatus};
+pub use status::{AttemptOutcome, DeliveryStatus, SkipKind, WebhookStatus};
 pub use words::UnknownWord;

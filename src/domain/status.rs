@@ -71,8 +71,8 @@ pub enum DeliveryStatus {
     Delivered,
     /// Refused, or out of retries; an operator may replay it.
     Dead,
-    /// Never sent, with its reason (the delivery it needed was not made, or a later one
-    /// superseded it); a replay of the delivery it needed re-arms it.
+    /// Never sent, with its [`SkipKind`] and reason: the mapping said so, the delivery it
+    /// needed was not made, or a later one superseded it.
     Skipped,
     /// The destination has no credentials: the exact request is kept, nothing was sent.
     DryRun,
@@ -112,7 +112,8 @@ impl DeliveryStatus {
         &[Self::Pending, Self::Waiting, Self::InFlight];
 
     /// The states a replay puts back in the queue. Delivered ones are never sent again, and
-    /// in-flight ones are a worker's.
+    /// in-flight ones are a worker's; a skipped one only if its kind is
+    /// [`SkipKind::replayable`].
     pub const REPLAYABLE: &'static [DeliveryStatus] =
         &[Self::Dead, Self::DryRun, Self::Skipped, Self::Pending];
 
@@ -134,16 +135,62 @@ impl DeliveryStatus {
     /// - a replay puts a replayable one back as pending or waiting, and re-arms a skipped
     ///   status update as waiting;
     /// - a re-translation gives one not delivered nor in flight a new payload, pending or
-    ///   waiting.
+    ///   waiting, or the mapping's skip; a later webhook's plan replaces a mapping's skip.
     pub fn may_become(self, next: DeliveryStatus) -> bool {
         use DeliveryStatus::*;
         match self {
-            Pending => matches!(next, Pending | Waiting | InFlight),
+            Pending => matches!(next, Pending | Waiting | InFlight | Skipped),
             Waiting => matches!(next, Pending | Waiting | Skipped),
             InFlight => matches!(next, InFlight | Delivered | Pending | Dead | DryRun),
             Delivered => false,
-            Dead | DryRun | Skipped => matches!(next, Pending | Waiting),
+            Dead | DryRun | Skipped => matches!(next, Pending | Waiting | Skipped),
         }
+    }
+}
+
+/// Why a delivery is `skipped`. What may bring a skipped delivery back is decided by its
+/// kind, never by its reason's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipKind {
+    /// The mapping applies to the webhook but said not to send it (its `skip`), with a
+    /// reason. Never sent and never replayed; a later plan of the same mapping and key (a
+    /// later webhook of the order, or a re-translation) replaces it: a skip does not hold
+    /// the key.
+    Mapping,
+    /// The delivery it needs was not made: dead, dry run, skipped, answered without the
+    /// conversion id, or never appeared in time. A replay of that delivery re-arms it.
+    UnmetNeed,
+    /// A later delivery of the same mapping, needing the same, was delivered first: sent
+    /// now, this one would undo it.
+    Superseded,
+}
+
+words!(
+    SkipKind,
+    "skip kind",
+    [
+        Mapping = "mapping",
+        UnmetNeed = "unmet_need",
+        Superseded = "superseded",
+    ]
+);
+
+impl SkipKind {
+    /// Whether a replay may put a delivery skipped for this reason back in the queue: not a
+    /// mapping's skip, which only a new plan replaces.
+    pub fn replayable(self) -> bool {
+        self != Self::Mapping
+    }
+
+    /// Whether a replay of the delivery it needs makes it wait for that delivery again.
+    pub fn rearmed_with_its_need(self) -> bool {
+        self == Self::UnmetNeed
+    }
+
+    /// Whether a later plan of the same mapping and key replaces it.
+    pub fn replaced_by_a_plan(self) -> bool {
+        self == Self::Mapping
     }
 }
 
@@ -208,9 +255,21 @@ mod tests {
             );
         }
         assert!(!InFlight.may_become(Waiting));
-        assert!(Waiting.may_become(Skipped) && !Pending.may_become(Skipped));
+        assert!(Waiting.may_become(Skipped) && !InFlight.may_become(Skipped));
         assert!(!Delivered.may_take_new_payload() && !InFlight.may_take_new_payload());
         assert!(Dead.may_take_new_payload());
+    }
+
+    #[test]
+    fn only_a_mapping_skip_is_replaced_by_a_plan_and_only_it_is_never_replayed() {
+        use SkipKind::*;
+        for kind in SkipKind::ALL {
+            assert_eq!(kind.as_str().parse::<SkipKind>().unwrap(), kind);
+            assert_eq!(kind.replaced_by_a_plan(), !kind.replayable(), "{kind}");
+        }
+        assert!(!Mapping.replayable() && Mapping.replaced_by_a_plan());
+        assert!(UnmetNeed.rearmed_with_its_need());
+        assert!(!Superseded.rearmed_with_its_need() && !Mapping.rearmed_with_its_need());
     }
 
     #[test]

@@ -89,7 +89,21 @@ async fn receive_webhook(
     if let Some(error) = &translation_error {
         tracing::warn!(source = source_id, delivery_id, topic, %error, "webhook not (fully) translated: stored as untranslated");
     }
-    let destinations: Vec<String> = deliveries.iter().map(|d| d.destination.clone()).collect();
+    for skip in deliveries.iter().filter(|d| d.skipped.is_some()) {
+        tracing::info!(
+            source = source_id,
+            delivery_id,
+            topic,
+            mapping = skip.mapping,
+            reason = skip.skipped,
+            "mapping skipped the webhook"
+        );
+    }
+    let destinations: Vec<String> = deliveries
+        .iter()
+        .filter(|d| d.skipped.is_none())
+        .map(|d| d.destination.clone())
+        .collect();
     let webhook = NewWebhook {
         source: source_id.to_string(),
         platform: source.platform.as_str().to_string(),
@@ -106,12 +120,13 @@ async fn receive_webhook(
         .accept(webhook)
         .await
         .map_err(ApiError::StoreUnavailable)?;
-    let (webhook_id, duplicate, deliveries) = match accepted {
+    let (webhook_id, duplicate, deliveries, skipped) = match accepted {
         Accepted::Stored {
             webhook_id,
             deliveries,
-        } => (webhook_id, false, deliveries),
-        Accepted::Duplicate { webhook_id } => (webhook_id, true, 0),
+            skipped,
+        } => (webhook_id, false, deliveries, skipped),
+        Accepted::Duplicate { webhook_id } => (webhook_id, true, 0, 0),
     };
     if deliveries > 0 {
         for destination in &destinations {
@@ -127,12 +142,14 @@ async fn receive_webhook(
         webhook_id = webhook_id.0,
         duplicate,
         deliveries,
+        skipped,
         "webhook accepted"
     );
     Ok(Json(json!({
         "webhook_id": webhook_id,
         "duplicate": duplicate,
         "deliveries": deliveries,
+        "skipped": skipped,
     }))
     .into_response())
 }

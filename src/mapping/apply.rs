@@ -1,21 +1,21 @@
-//! One mapping applied to one webhook: its `when`, its key, the delivery it needs, and its
-//! payload, built from the output tree, checked against the operation's schema and bounded
-//! in size. Every failure names the file, the field and the expression.
+//! One mapping applied to one webhook: its `when`, its `skip`, its key, the delivery it
+//! needs, and its payload, built from the output tree, checked against the operation's
+//! schema and bounded in size. Every failure names the file, the field and the expression.
 
 use serde_json::Value;
 
 use super::expr::{Bindings, Input, Limits};
 use super::operation::OperationSchema;
-use super::{Dependency, Field, Guards, Mapping, OutputNode, Plan, TranslateError};
+use super::{Dependency, Field, Guards, Mapping, Outcome, OutputNode, Plan, Skip, TranslateError};
 
-/// For one mapping and one input: its plan, `Ok(None)` when its `when` does not hold, or
-/// why it failed.
+/// For one mapping and one input: its plan or its skip, `Ok(None)` when its `when` does not
+/// hold, or why it failed.
 pub(super) fn apply(
     mapping: &Mapping,
     input: &Input,
     bindings: &Bindings,
     guards: &Guards,
-) -> Result<Option<Plan>, Box<TranslateError>> {
+) -> Result<Option<Outcome>, Box<TranslateError>> {
     let limits = &guards.expr;
     if let Some(when) = &mapping.when {
         match single(mapping, when, input, bindings, limits)? {
@@ -34,7 +34,17 @@ pub(super) fn apply(
             }
         }
     }
+    let skipped = skip_reason(mapping, input, bindings, limits)?;
     let key = key_text(mapping, &mapping.key, input, bindings, limits)?;
+    if let Some(skipped) = skipped {
+        return Ok(Some(Outcome::Skip(Skip {
+            mapping: mapping.id.clone(),
+            destination: mapping.destination.clone(),
+            operation: mapping.operation,
+            key,
+            skipped,
+        })));
+    }
     let needs = match &mapping.needs {
         Some(needs) => Some(Dependency {
             mapping: needs.mapping.clone(),
@@ -74,7 +84,7 @@ pub(super) fn apply(
             ),
         ));
     }
-    Ok(Some(Plan {
+    Ok(Some(Outcome::Plan(Plan {
         mapping: mapping.id.clone(),
         destination: mapping.destination.clone(),
         operation: mapping.operation,
@@ -82,7 +92,35 @@ pub(super) fn apply(
         payload,
         payload_json,
         needs,
-    }))
+    })))
+}
+
+/// The reason of the first `skip` expression that yields one (a non-empty string); `null`,
+/// `false` or nothing means "not for this reason".
+fn skip_reason(
+    mapping: &Mapping,
+    input: &Input,
+    bindings: &Bindings,
+    limits: &Limits,
+) -> Result<Option<String>, Box<TranslateError>> {
+    for skip in &mapping.skip {
+        match single(mapping, skip, input, bindings, limits)? {
+            None | Some(Value::Null | Value::Bool(false)) => {}
+            Some(Value::String(reason)) if !reason.trim().is_empty() => return Ok(Some(reason)),
+            other => {
+                return Err(error(
+                    mapping,
+                    &skip.path,
+                    &skip.code,
+                    format!(
+                        "must yield the reason to skip (a non-empty string), or null or false to go on; yielded {}",
+                        describe(other.as_ref())
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Evaluates the output tree; a leaf that yields null or nothing is left out, so a missing

@@ -60,6 +60,9 @@ pub struct Mapping {
     pub destination: String,
     pub operation: Operation,
     pub when: Option<Field>,
+    /// `skip`: tried in order once `when` holds; the first that yields a reason (a string)
+    /// skips the webhook with it.
+    pub skip: Vec<Field>,
     pub key: Field,
     pub needs: Option<Needs>,
     /// `$vars`: per-shop values that are not secrets, expanded from the environment at load.
@@ -76,11 +79,34 @@ struct RawMapping {
     destination: String,
     operation: Operation,
     when: Option<String>,
+    skip: Option<RawSkip>,
     key: String,
     needs: Option<RawNeeds>,
     #[serde(default)]
     vars: toml::Table,
     output: toml::Table,
+}
+
+/// `skip = '…'`, or `skip = ['…', '…']`.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a jq expression, or an array of them")]
+enum RawSkip {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawSkip {
+    /// Each expression with its path in the file: `skip`, or `skip[0]`, `skip[1]`, ….
+    fn expressions(&self) -> Vec<(String, &str)> {
+        match self {
+            RawSkip::One(code) => vec![("skip".to_string(), code.as_str())],
+            RawSkip::Many(codes) => codes
+                .iter()
+                .enumerate()
+                .map(|(i, code)| (format!("skip[{i}]"), code.as_str()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -138,6 +164,12 @@ impl Mapping {
             }
         };
         let when = raw.when.as_deref().map(|code| compile("when", code));
+        let skip: Vec<Option<Field>> = raw
+            .skip
+            .iter()
+            .flat_map(RawSkip::expressions)
+            .map(|(path, code)| compile(&path, code))
+            .collect();
         let key = compile("key", &raw.key);
         let needs = raw
             .needs
@@ -185,6 +217,7 @@ impl Mapping {
             destination: raw.destination,
             operation: raw.operation,
             when: when.flatten(),
+            skip: skip.into_iter().flatten().collect(),
             key: key.expect("no errors, so compiled"),
             needs: needs.map(|(mapping, key)| Needs {
                 mapping,
@@ -195,7 +228,7 @@ impl Mapping {
         })
     }
 
-    /// Every expression of the mapping: `when`, `key`, `needs.key` and the output's.
+    /// Every expression of the mapping: `when`, `skip`, `key`, `needs.key` and the output's.
     pub fn fields(&self) -> Vec<&Field> {
         fn output<'m>(node: &'m OutputNode, fields: &mut Vec<&'m Field>) {
             match node {
@@ -207,6 +240,7 @@ impl Mapping {
             }
         }
         let mut fields: Vec<&Field> = self.when.iter().collect();
+        fields.extend(&self.skip);
         fields.push(&self.key);
         fields.extend(self.needs.iter().map(|needs| &needs.key));
         output(&self.output, &mut fields);

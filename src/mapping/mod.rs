@@ -1,6 +1,6 @@
 //! Mapping files turn a webhook into delivery plans. [`Catalog`] loads a directory of them,
-//! routes a webhook by platform and topic, and returns, for each mapping that applies, a
-//! [`Plan`] or a [`TranslateError`]. Translation is pure: no I/O, and a `Catalog` is shared
+//! routes a webhook by platform and topic, and returns, for each mapping that applies, an
+//! [`Outcome`] (a [`Plan`], or the mapping's [`Skip`]) or a [`TranslateError`]. Translation is pure: no I/O, and a `Catalog` is shared
 //! by every request thread.
 
 mod apply;
@@ -70,6 +70,49 @@ pub struct Plan {
     /// The delivery this one waits for, when the mapping names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub needs: Option<Dependency>,
+}
+
+/// A mapping that applies to a webhook but said not to send it (its `skip`), and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skip {
+    pub mapping: String,
+    pub destination: String,
+    pub operation: Operation,
+    pub key: String,
+    /// The reason the `skip` expression yielded.
+    pub skipped: String,
+}
+
+/// What one mapping that applies made of a webhook. Serialised as the plan or the skip
+/// itself (`storehook translate` lists both in one array).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Plan(Plan),
+    Skip(Skip),
+}
+
+impl Outcome {
+    pub fn mapping(&self) -> &str {
+        match self {
+            Outcome::Plan(plan) => &plan.mapping,
+            Outcome::Skip(skip) => &skip.mapping,
+        }
+    }
+
+    pub fn plan(&self) -> Option<&Plan> {
+        match self {
+            Outcome::Plan(plan) => Some(plan),
+            Outcome::Skip(_) => None,
+        }
+    }
+
+    pub fn skip(&self) -> Option<&Skip> {
+        match self {
+            Outcome::Plan(_) => None,
+            Outcome::Skip(skip) => Some(skip),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -244,8 +287,9 @@ impl Catalog {
             .map(|&i| &self.mappings[i])
     }
 
-    /// For each mapping routed to the webhook whose `when` holds: its plan, or why it failed.
-    pub fn translate(&self, webhook: &Webhook<'_>) -> Vec<Result<Plan, TranslateError>> {
+    /// For each mapping routed to the webhook whose `when` holds: its plan or its skip, or
+    /// why it failed.
+    pub fn translate(&self, webhook: &Webhook<'_>) -> Vec<Result<Outcome, TranslateError>> {
         let Some(Route { mappings, demand }) = self.route(webhook.platform, webhook.topic) else {
             return Vec::new();
         };
@@ -291,10 +335,11 @@ impl Catalog {
             .collect()
     }
 
-    /// The plans a webhook becomes, and why translation failed where it did: no mapping is
-    /// routed to its topic, or the errors of the mappings that failed (one a line). The
-    /// receive path stores that error with the webhook; `replay --retranslate` does too.
-    pub fn plans_and_error(&self, webhook: &Webhook<'_>) -> (Vec<Plan>, Option<String>) {
+    /// The plans and skips a webhook becomes, and why translation failed where it did: no
+    /// mapping is routed to its topic, or the errors of the mappings that failed (one a
+    /// line). The receive path stores that error with the webhook; `replay --retranslate`
+    /// does too.
+    pub fn plans_and_error(&self, webhook: &Webhook<'_>) -> (Vec<Outcome>, Option<String>) {
         if self
             .routed(webhook.platform, webhook.topic)
             .next()
@@ -367,7 +412,7 @@ key         = '.id'
         })
     }
 
-    fn translate_one(catalog: &Catalog, body: Value) -> Vec<Result<Plan, TranslateError>> {
+    fn translate_one(catalog: &Catalog, body: Value) -> Vec<Result<Outcome, TranslateError>> {
         let headers = BTreeMap::new();
         let body = serde_json::to_vec(&body).unwrap();
         catalog.translate(&Webhook {
@@ -418,7 +463,7 @@ key         = '.id'
         let catalog = load(&text).unwrap();
         let plans = translate_one(&catalog, json!({"id": 1}));
         assert_eq!(
-            plans[0].as_ref().unwrap().payload["v"],
+            plans[0].as_ref().unwrap().plan().unwrap().payload["v"],
             json!(["from-env", "fallback", 3])
         );
         let errors = load(&format!("{BASE}[vars]\na = \"${{UNSET}}\"\n[output]\n")).unwrap_err();
@@ -433,7 +478,7 @@ key         = '.id'
         );
         let catalog = load(&text).unwrap();
         let plans = translate_one(&catalog, json!({"id": 42}));
-        let plan = plans[0].as_ref().unwrap();
+        let plan = plans[0].as_ref().unwrap().plan().unwrap();
         assert_eq!(plan.key, "42");
         assert_eq!(plan.mapping, "shopify/m");
         assert_eq!(plan.destination, "hook");
@@ -458,6 +503,59 @@ key         = '.id'
             .unwrap_err();
         assert_eq!(err.field, "when");
         assert!(err.message.contains("true or false"), "{err}");
+    }
+
+    #[test]
+    fn the_first_skip_that_yields_a_reason_skips_the_webhook_with_it() {
+        let text = format!(
+            "{BASE}skip = ['if .test then \"a test order\" else null end', \
+             'if .phone == null then \"no phone\" else false end']\n[output]\nall = '.phone'\n"
+        );
+        let catalog = load(&text).unwrap();
+        let skipped = |body| match translate_one(&catalog, body).remove(0).unwrap() {
+            Outcome::Skip(skip) => Some(skip),
+            Outcome::Plan(_) => None,
+        };
+        let skip = skipped(json!({"id": 7, "test": true})).unwrap();
+        assert_eq!(
+            (
+                skip.mapping.as_str(),
+                skip.key.as_str(),
+                skip.skipped.as_str()
+            ),
+            ("shopify/m", "7", "a test order")
+        );
+        assert_eq!(skip.operation, Operation::HttpPost);
+        assert_eq!(
+            serde_json::to_value(&skip).unwrap(),
+            json!({"mapping": "shopify/m", "destination": "hook", "operation": "http.post",
+                   "key": "7", "skipped": "a test order"})
+        );
+        assert_eq!(
+            skipped(json!({"id": 7, "test": false})).unwrap().skipped,
+            "no phone"
+        );
+        assert!(skipped(json!({"id": 7, "phone": "1"})).is_none(), "sent");
+
+        let text = format!("{BASE}skip = '.flag'\n[output]\n");
+        let catalog = load(&text).unwrap();
+        for flag in [json!(true), json!(""), json!(3)] {
+            let err = translate_one(&catalog, json!({"id": 1, "flag": flag}))
+                .remove(0)
+                .unwrap_err();
+            assert_eq!(err.field, "skip");
+            assert!(err.message.contains("reason to skip"), "{err}");
+        }
+        let errors = load(&format!("{BASE}skip = 3\n[output]\n")).unwrap_err();
+        assert!(
+            errors[0]
+                .message
+                .contains("a jq expression, or an array of them"),
+            "{:?}",
+            errors[0]
+        );
+        let errors = load(&format!("{BASE}skip = ['.a', '.b |']\n[output]\n")).unwrap_err();
+        assert_eq!(errors[0].field, "skip[1]");
     }
 
     #[test]
@@ -533,8 +631,8 @@ key         = '.id'
             .remove(0)
             .unwrap_err();
         assert!(err.message.contains("over the 32 allowed"), "{err}");
-        let plan = translate_one(&catalog, json!({"id": 1})).remove(0).unwrap();
-        assert_eq!(plan.payload_json, r#"{"all":{"id":1}}"#);
+        let outcome = translate_one(&catalog, json!({"id": 1})).remove(0).unwrap();
+        assert_eq!(outcome.plan().unwrap().payload_json, r#"{"all":{"id":1}}"#);
     }
 
     #[test]

@@ -66,13 +66,13 @@ pub async fn retranslate(
         });
         let deliveries: Vec<NewDelivery> = plans
             .into_iter()
-            .filter(|plan| {
+            .map(NewDelivery::from)
+            .filter(|delivery| {
                 filter
                     .destination
                     .as_ref()
-                    .is_none_or(|d| *d == plan.destination)
+                    .is_none_or(|d| *d == delivery.destination)
             })
-            .map(NewDelivery::from)
             .collect();
         let (added, replaced) = store
             .replace_deliveries(

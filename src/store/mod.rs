@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use crate::domain::{
-    AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
+    AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, SkipKind, WebhookId,
+    WebhookStatus,
 };
 pub use records::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, DeliverySummary, Requeued, StoredWebhook,
@@ -44,17 +45,34 @@ pub struct NewDelivery {
     pub payload: String,
     /// (mapping, key) of the delivery this one waits for.
     pub needs: Option<(String, String)>,
+    /// The mapping's skip, with its reason: stored `skipped` ([`SkipKind::Mapping`]), with
+    /// the payload `null`, and never sent. It does not hold the key: a later plan of the
+    /// same mapping and key replaces it.
+    pub skipped: Option<String>,
 }
 
-impl From<crate::mapping::Plan> for NewDelivery {
-    fn from(plan: crate::mapping::Plan) -> Self {
-        NewDelivery {
-            payload: plan.payload_json,
-            operation: plan.operation.as_str().to_string(),
-            needs: plan.needs.map(|n| (n.mapping, n.key)),
-            mapping: plan.mapping,
-            key: plan.key,
-            destination: plan.destination,
+impl From<crate::mapping::Outcome> for NewDelivery {
+    fn from(outcome: crate::mapping::Outcome) -> Self {
+        use crate::mapping::Outcome;
+        match outcome {
+            Outcome::Plan(plan) => NewDelivery {
+                payload: plan.payload_json,
+                operation: plan.operation.as_str().to_string(),
+                needs: plan.needs.map(|n| (n.mapping, n.key)),
+                mapping: plan.mapping,
+                key: plan.key,
+                destination: plan.destination,
+                skipped: None,
+            },
+            Outcome::Skip(skip) => NewDelivery {
+                payload: "null".to_string(),
+                operation: skip.operation.as_str().to_string(),
+                needs: None,
+                mapping: skip.mapping,
+                key: skip.key,
+                destination: skip.destination,
+                skipped: Some(skip.skipped),
+            },
         }
     }
 }
@@ -73,10 +91,12 @@ pub fn stored_key(source: &str, key: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     /// Written now, under this id, with this many new deliveries (a delivery whose mapping
-    /// and key are already stored is not written again).
+    /// and key are already stored is not written again; one that replaces a mapping's skip
+    /// counts) and this many new skips of its mappings.
     Stored {
         webhook_id: WebhookId,
         deliveries: u64,
+        skipped: u64,
     },
     /// The same (source, dedupe id) was stored before, under this id; nothing was written.
     Duplicate { webhook_id: WebhookId },

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::Recorded;
 use crate::domain::{
-    AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
+    AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, SkipKind, WebhookId,
+    WebhookStatus,
 };
 
 /// Which deliveries an operator means.
@@ -35,7 +36,11 @@ pub struct DeliverySummary {
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub created_at: i64,
+    /// The last failure; for a skipped delivery, the reason it was skipped.
     pub last_error: Option<String>,
+    /// Why a `skipped` delivery was skipped (left out of the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip: Option<SkipKind>,
 }
 
 /// A delivery in full, as [`Store::get_delivery`] reads it.

@@ -333,15 +333,18 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
     assert!(stdout.contains(" 0 errors"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
-    let broken = dir.path().join("mappings/shopify");
+    let broken = dir.path().join("mappings/haravan");
     std::fs::create_dir_all(&broken).unwrap();
     let shipped =
-        std::fs::read_to_string(root.join("mappings/shopify/legion-purchase.toml")).unwrap();
-    // `check` over the shipped Shopify Legion mapping with its paid-price field replaced
+        std::fs::read_to_string(root.join("mappings/haravan/legion-purchase.toml")).unwrap();
+    // `check` over the shipped Haravan Legion mapping with its paid-price field replaced
     let check_with_paid_price = |code: &str| {
         std::fs::write(
             broken.join("legion-purchase.toml"),
-            shipped.replace("'.total_price | money'", code),
+            shipped.replace(
+                "'in_currency(.total_price; .currency; $vars.legion_currency)'",
+                code,
+            ),
         )
         .unwrap();
         storehook(root)
@@ -362,7 +365,9 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
 
     // any jq works in a mapping: a `try … catch` field passes check and translates to what
     // the shipped field gives
-    let output = check_with_paid_price("'try (.total_price | money) catch 0'");
+    let output = check_with_paid_price(
+        "'try in_currency(.total_price; .currency; $vars.legion_currency) catch 0'",
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains(" 0 errors"), "{stdout}");
@@ -370,7 +375,7 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
         let output = storehook(root)
             .args([
                 "translate",
-                "fixtures/shopify/paid-two-items-discount.json",
+                "fixtures/haravan/paid-two-items-discount.json",
                 "--mappings",
             ])
             .arg(mappings)
@@ -386,7 +391,7 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|plan| plan["mapping"] == "shopify/legion-purchase");
+            .find(|plan| plan["mapping"] == "haravan/legion-purchase");
         legion.expect("a Legion plan")["payload"].clone()
     };
     let tried = legion_payload(&dir.path().join("mappings"));

@@ -163,10 +163,13 @@ async fn every_fixture_reaches_its_destinations_once() {
         .iter()
         .flat_map(|r| r.body.as_array().unwrap().clone())
         .collect();
-    let legion_rows: Vec<_> = rows
+    let (legion_rows, legion_skips): (Vec<_>, Vec<_>) = rows
         .iter()
         .filter(|r| r.mapping.ends_with("legion-purchase"))
-        .collect();
+        .partition(|r| r.status != "skipped");
+    // The USD Shopify order in a shop whose Legion counts in VND is skipped, never sent.
+    assert_eq!(legion_skips.len(), 1, "{legion_skips:#?}");
+    assert_eq!(legion_skips[0].mapping, "shopify/legion-purchase");
     assert_eq!(events.len(), legion_rows.len());
     for row in &legion_rows {
         assert_eq!(row.status, "delivered");
@@ -1132,4 +1135,87 @@ async fn the_circuit_opens_after_failures_in_a_row_and_pauses_the_destination() 
         pause >= Duration::from_millis(1400),
         "paused only {pause:?} after two failures"
     );
+}
+
+/// A paid Haravan order without any phone: Legion's mapping skips it (a mobile number is
+/// Legion's username). The skip is stored and listed with its reason, nothing reaches
+/// Legion, a replay does not send it, and a later webhook of the same order that now has a
+/// phone is delivered in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_order_is_listed_never_sent_nor_replayed_and_a_later_webhook_with_a_phone_is_delivered()
+ {
+    let (app, doubles) = spawn_with_doubles(None).await;
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
+    for place in ["customer", "billing_address", "shipping_address"] {
+        order[place]["phone"] = Value::Null;
+    }
+    order["phone"] = Value::Null;
+    let body = serde_json::to_vec(&order).unwrap();
+    let response = app
+        .post_signed("haravan", &fixture, &body, secret_of("haravan"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer = json_of(response).await;
+    assert_eq!(
+        (&answer["deliveries"], &answer["skipped"]),
+        (&json!(1), &json!(1)),
+        "{answer}"
+    );
+    let rows = app
+        .wait_for_status("haravan/salekit-audience", "delivered")
+        .await;
+    let skip = row_of(&rows, "haravan/legion-purchase");
+    assert_eq!(skip.status, "skipped");
+    let reason = skip.last_error.clone().unwrap_or_default();
+    assert!(reason.contains("no mobile number"), "{reason}");
+    let (status, error) = app.webhook_status(skip.webhook_id).await;
+    assert_eq!((status.as_str(), error), ("translated", None));
+
+    let mappings = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let listed = storehook_cli(&app, &mappings, &["deliveries", "--status", "skipped"]);
+    assert!(
+        listed.contains("haravan/legion-purchase")
+            && listed.contains("[mapping] no mobile number")
+            && listed.contains("1 deliveries"),
+        "{listed}"
+    );
+    for args in [
+        &["replay", "--status", "skipped"][..],
+        &["replay", "--destination", "legion"][..],
+        &["replay", "--status", "any"][..],
+    ] {
+        let out = storehook_cli(&app, &mappings, args);
+        assert!(out.contains("requeued 0 deliveries"), "{args:?}: {out}");
+    }
+    let rows = app.delivery_rows().await;
+    assert_eq!(row_of(&rows, "haravan/legion-purchase").status, "skipped");
+    assert!(doubles.legion.received().is_empty(), "a skip is never sent");
+
+    // The same order, updated: now with the customer's phone.
+    order["customer"]["phone"] = json!("0912 345 678");
+    order["updated_at"] = json!("2026-03-12T03:00:00.0Z");
+    let body = serde_json::to_vec(&order).unwrap();
+    let response = app
+        .post_signed("haravan", &fixture, &body, secret_of("haravan"))
+        .await;
+    let answer = json_of(response).await;
+    assert_eq!(
+        (
+            &answer["duplicate"],
+            &answer["deliveries"],
+            &answer["skipped"]
+        ),
+        (&json!(false), &json!(1), &json!(0)),
+        "the Legion event replaces the skip; Salekit's delivery holds its key: {answer}"
+    );
+    let rows = app
+        .wait_for_status("haravan/legion-purchase", "delivered")
+        .await;
+    let delivered = row_of(&rows, "haravan/legion-purchase");
+    assert_eq!(delivered.id, skip.id, "the skip's own row, replaced");
+    assert_eq!(delivered.webhook_id, answer["webhook_id"].as_i64().unwrap());
+    let received = doubles.legion.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body[0]["payload"]["username"], "912345678");
 }

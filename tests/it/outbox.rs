@@ -140,7 +140,7 @@ async fn a_failing_mapping_stores_the_webhook_untranslated_with_the_error() {
     for name in ["legion-purchase", "salekit-audience"] {
         let text = std::fs::read_to_string(root.join(format!("{name}.toml"))).unwrap();
         let text = text.replace(
-            "'.total_price | money'",
+            "'in_currency(.total_price; .currency; $vars.legion_currency)'",
             "'.total_price | error(\"broken on purpose\")'",
         );
         std::fs::write(mappings.join(format!("{name}.toml")), text).unwrap();

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use serde_json::{Value, json};
 use storehook::domain::PlatformKind;
 use storehook::fixture::Fixture;
-use storehook::mapping::{Catalog, OperationSchema, Plan, TranslateError, Webhook};
+use storehook::mapping::{Catalog, OperationSchema, Outcome, Plan, TranslateError, Webhook};
 
 /// The shipped mappings with their defaults, whatever the machine's environment says;
 /// loaded once for the whole test binary.
@@ -25,8 +25,18 @@ fn unprojected_catalog() -> &'static Catalog {
 }
 
 fn load_catalog() -> Catalog {
+    catalog_with_env(&[])
+}
+
+/// The shipped mappings with these environment variables set, and every other one unset.
+fn catalog_with_env(set: &[(&str, &str)]) -> Catalog {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-    Catalog::load_with_env(&dir, &|_| None).unwrap_or_else(|errors| {
+    let env = |name: &str| {
+        set.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value.to_string())
+    };
+    Catalog::load_with_env(&dir, &env).unwrap_or_else(|errors| {
         panic!(
             "{}",
             errors
@@ -65,7 +75,7 @@ fn translate_body(
     platform: PlatformKind,
     topic: &str,
     body: &[u8],
-) -> Vec<Result<Plan, TranslateError>> {
+) -> Vec<Result<Outcome, TranslateError>> {
     let headers = BTreeMap::new();
     catalog.translate(&Webhook {
         source: platform.as_str(),
@@ -81,7 +91,7 @@ fn translate_body(
 fn translate_fixture(
     platform: PlatformKind,
     fixture: &Fixture,
-) -> Vec<Result<Plan, TranslateError>> {
+) -> Vec<Result<Outcome, TranslateError>> {
     catalog().translate(&Webhook {
         source: platform.as_str(),
         platform,
@@ -91,12 +101,16 @@ fn translate_fixture(
     })
 }
 
+/// The plans a fixture becomes (its skips left out); an error fails the test.
 fn plans_of(platform: &str, name: &str) -> Vec<Plan> {
     let platform = platform_named(platform);
     let fixture = crate::harness::fixture(platform.as_str(), name);
     translate_fixture(platform, &fixture)
         .into_iter()
-        .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .filter_map(|r| match r.unwrap_or_else(|e| panic!("{e}")) {
+            Outcome::Plan(plan) => Some(plan),
+            Outcome::Skip(_) => None,
+        })
         .collect()
 }
 
@@ -117,7 +131,8 @@ fn every_fixture_through_every_mapping() {
         let results: Vec<Value> = translate_fixture(platform, &fixture)
             .into_iter()
             .map(|r| match r {
-                Ok(plan) => json!({ "plan": plan }),
+                Ok(Outcome::Plan(plan)) => json!({ "plan": plan }),
+                Ok(Outcome::Skip(skip)) => json!({ "skip": skip }),
                 Err(err) => json!({ "error": err }),
             })
             .collect();
@@ -190,16 +205,25 @@ fn same_amount(a: &str, b: &Value) -> bool {
     parse(a) == parse(&b.to_string())
 }
 
+/// Each platform's paid order, in the currency Legion counts in (the Shopify one is a US
+/// shop's: Legion counts in USD there, and phones are US numbers), becomes one event with
+/// the order's amounts.
 #[test]
 fn paid_orders_become_legion_events_with_the_orders_amounts() {
-    for (platform, total_field) in [
-        ("haravan", "total_price"),
-        ("woocommerce", "total"),
-        ("shopify", "total_price"),
+    let usd = catalog_with_env(&[("LEGION_CURRENCY", "USD"), ("STOREHOOK_PHONE_REGION", "US")]);
+    for (platform, total_field, catalog) in [
+        ("haravan", "total_price", catalog()),
+        ("woocommerce", "total", catalog()),
+        ("shopify", "total_price", &usd),
     ] {
         let fixture = crate::harness::fixture(platform, "paid-two-items-discount");
         let order: Value = serde_json::from_slice(&fixture.body).unwrap();
-        let plans = plans_of(platform, "paid-two-items-discount");
+        let platform_kind = platform_named(platform);
+        let topic = topic_of(&fixture, platform_kind);
+        let plans: Vec<Plan> = translate_body(catalog, platform_kind, &topic, &fixture.body)
+            .into_iter()
+            .filter_map(|r| r.unwrap().plan().cloned())
+            .collect();
         let legion: Vec<_> = plans
             .iter()
             .filter(|p| p.operation.as_str() == "legion.purchase_event")
@@ -228,6 +252,29 @@ fn paid_orders_become_legion_events_with_the_orders_amounts() {
     }
 }
 
+/// A USD order in a shop whose Legion counts in VND has no exact rate: Legion's mapping
+/// skips it, naming both currencies, and the other mappings still make their plans.
+#[test]
+fn an_order_in_a_currency_legion_does_not_count_in_is_skipped_naming_both() {
+    let fixture = crate::harness::fixture("shopify", "paid-two-items-discount");
+    let outcomes: Vec<Outcome> = translate_fixture(PlatformKind::Shopify, &fixture)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let skips: Vec<_> = outcomes.iter().filter_map(Outcome::skip).collect();
+    assert_eq!(skips.len(), 1, "{outcomes:#?}");
+    assert_eq!(skips[0].mapping, "shopify/legion-purchase");
+    assert_eq!(
+        skips[0].skipped,
+        "the order is in USD, and Legion counts in VND"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.mapping() == "shopify/salekit-audience")
+    );
+}
+
 #[test]
 fn a_woocommerce_order_updated_five_times_after_completion_has_one_legion_key() {
     let catalog = catalog();
@@ -240,7 +287,9 @@ fn a_woocommerce_order_updated_five_times_after_completion_has_one_legion_key() 
         order["date_modified_gmt"] = format!("2026-03-20T10:0{minute}:00").into();
         let body = serde_json::to_vec(&order).unwrap();
         for result in translate_body(catalog, PlatformKind::WooCommerce, "order.updated", &body) {
-            let plan = result.unwrap();
+            let Outcome::Plan(plan) = result.unwrap() else {
+                continue;
+            };
             if plan.operation.as_str() == "legion.purchase_event" {
                 keys.insert(plan.key.clone());
                 ids.insert(plan.payload["id"].to_string());

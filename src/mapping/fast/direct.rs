@@ -151,6 +151,8 @@ enum Native {
     LocalTime,
     Phone,
     Uuid5,
+    CurrencyRate,
+    InCurrency,
 }
 
 impl Native {
@@ -172,6 +174,8 @@ impl Native {
             ("local_time", 2) => Native::LocalTime,
             ("phone", 2) => Native::Phone,
             ("uuid5", 2) => Native::Uuid5,
+            ("currency_rate", 2) => Native::CurrencyRate,
+            ("in_currency", 3) => Native::InCurrency,
             _ => return None,
         })
     }
@@ -212,6 +216,10 @@ impl Native {
             (Native::LocalTime, [zone, format]) => ok(functions::local_time(&input, zone, format)),
             (Native::Phone, [region, format]) => ok(functions::phone(&input, region, format)),
             (Native::Uuid5, [namespace, name]) => ok(functions::uuid5(namespace, name)),
+            (Native::CurrencyRate, [from, to]) => ok(functions::currency_rate(from, to)),
+            (Native::InCurrency, [amount, from, to]) => {
+                ok(functions::in_currency(amount, from, to))
+            }
             _ => Err(Halt::Bail),
         }
     }

@@ -1,5 +1,5 @@
 //! The functions mapping expressions have beyond standard jq: `uuid5`, `phone`, `money`,
-//! `money_sum`, `local_time`, `epoch_ms`, `url_param`, `attr`, `first_of`; and the builtins
+//! `money_sum`, `currency_rate`, `in_currency`, `local_time`, `epoch_ms`, `url_param`, `attr`, `first_of`; and the builtins
 //! [`super::expr`] replaces ([`REPLACED`]): `range/3` drawing on a per-evaluation budget,
 //! `fromjson` refusing deep nesting, and faster `null`, `empty` and `join`; and jq builtins
 //! jaq lacks ([`DEFS`]: `IN`, `INDEX`, `toarray`).
@@ -15,6 +15,7 @@ use jaq_json::Val;
 use jaq_std::ValT;
 
 mod builtins;
+mod currency;
 mod money;
 mod order;
 mod phone;
@@ -24,6 +25,7 @@ mod time;
 
 use builtins::{budgeted_range, fromjson};
 pub(super) use builtins::{join, set_range_budget};
+pub(super) use currency::{currency_rate, in_currency};
 pub(super) use money::{money, money_sum};
 pub(super) use order::{attr, first_of, url_param, uuid5};
 pub(super) use phone::{load_phone_metadata, phone};
@@ -48,6 +50,17 @@ fn natives<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
         }),
         ("money", v(0), |cv| bome(money(&cv.1))),
         ("money_sum", v(0), |cv| bome(money_sum(cv.1))),
+        ("currency_rate", v(2), |mut cv| {
+            let to = cv.0.pop_var();
+            let from = cv.0.pop_var();
+            bome(currency_rate(&from, &to))
+        }),
+        ("in_currency", v(3), |mut cv| {
+            let to = cv.0.pop_var();
+            let from = cv.0.pop_var();
+            let amount = cv.0.pop_var();
+            bome(in_currency(&amount, &from, &to))
+        }),
         ("local_time", v(2), |mut cv| {
             let format = cv.0.pop_var();
             let zone = cv.0.pop_var();

@@ -12,7 +12,7 @@ use super::{as_str, fail};
 const MAX_EXACT_WHOLE_FLOAT: f64 = 9_007_199_254_740_992.0;
 
 /// The exact decimal a money value stands for; `None` for null and blank strings.
-fn decimal(v: &Val) -> Result<Option<Decimal>, Error<Val>> {
+pub(super) fn decimal(v: &Val) -> Result<Option<Decimal>, Error<Val>> {
     let unreadable = || fail(format!("money: cannot read {v} as an amount"));
     let (mut float, long);
     // a number's text: a JSON literal as written, or the shortest round-trip of a float
@@ -46,7 +46,7 @@ fn decimal(v: &Val) -> Result<Option<Decimal>, Error<Val>> {
 }
 
 /// A decimal as a jq number: an integer when whole, else the exact decimal text.
-fn from_decimal(d: Decimal) -> ValR<Val> {
+pub(super) fn from_decimal(d: Decimal) -> ValR<Val> {
     let d = d.normalize();
     if d.scale() == 0
         && let Some(whole) = rust_decimal::prelude::ToPrimitive::to_i64(&d)

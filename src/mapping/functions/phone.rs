@@ -1,5 +1,12 @@
 //! `phone(region; format)`: a phone number read in any common form and written in one of
 //! three, the numbers parsed remembered per thread.
+//!
+//! Shops type numbers as they like: with spaces, dots or dashes, with the country code
+//! (`+84…`, `0084…`, `84…`) or without, with the trunk zero or without, and in Persian
+//! (`۰۹۱۲…`) or Arabic-Indic digits, which are read as the digits they are. A number of
+//! another country than `region` keeps its country in `e164`, and has no national form in
+//! `region`: `national` and `national_no_zero` give `null` for it rather than a national
+//! number that belongs to nobody there.
 
 use std::str::FromStr;
 
@@ -62,6 +69,7 @@ pub(in crate::mapping) fn phone(input: &Val, region: &Val, format: &Val) -> ValR
     if text.is_empty() || text.chars().count() > MAX_PHONE_CHARS {
         return Ok(Val::Null);
     }
+    let text = &*ascii_digits(text);
     let formatted = PHONES.with_borrow_mut(|phones| {
         let at = match phones
             .iter()
@@ -81,6 +89,10 @@ pub(in crate::mapping) fn phone(input: &Val, region: &Val, format: &Val) -> ValR
             }
         };
         let (number, formats) = phones[at].number.as_mut()?;
+        let abroad = number.country().id() != Some(region);
+        if abroad && PHONE_FORMATS[format] != "e164" {
+            return None;
+        }
         Some(
             formats[format]
                 .get_or_insert_with(|| format_phone(number, PHONE_FORMATS[format]))
@@ -88,6 +100,21 @@ pub(in crate::mapping) fn phone(input: &Val, region: &Val, format: &Val) -> ValR
         )
     });
     Ok(formatted.map_or(Val::Null, Val::from))
+}
+
+/// `text` with Persian (U+06F0–U+06F9) and Arabic-Indic (U+0660–U+0669) digits written as
+/// ASCII digits; borrowed when it has none.
+fn ascii_digits(text: &str) -> std::borrow::Cow<'_, str> {
+    let ascii = |c: char| match c {
+        '\u{06F0}'..='\u{06F9}' => char::from_digit(c as u32 - 0x06F0, 10),
+        '\u{0660}'..='\u{0669}' => char::from_digit(c as u32 - 0x0660, 10),
+        _ => None,
+    };
+    if text.chars().any(|c| ascii(c).is_some()) {
+        text.chars().map(|c| ascii(c).unwrap_or(c)).collect()
+    } else {
+        text.into()
+    }
 }
 
 /// The valid number `text` is in `region`, or `None`.

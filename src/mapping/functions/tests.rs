@@ -64,15 +64,58 @@ fn phone_reads_common_forms() {
             "{input}"
         );
     }
-    let iran = one(
-        r#"[phone("IR"; "e164", "national", "national_no_zero")]"#,
-        json!("0912 123 4567"),
-    );
-    assert_eq!(iran, json!(["+989121234567", "09121234567", "9121234567"]));
+    for input in [
+        "0912 123 4567",
+        "09121234567",
+        "+989121234567",
+        "+98 912 123 4567",
+        "00989121234567",
+        "989121234567",
+        "9121234567",
+        "۰۹۱۲۱۲۳۴۵۶۷",
+        "+۹۸ ۹۱۲ ۱۲۳ ۴۵۶۷",
+        "٠٩١٢١٢٣٤٥٦٧",
+        "0912-123-4567",
+    ] {
+        let iran = one(
+            r#"[phone("IR"; "e164", "national", "national_no_zero")]"#,
+            json!(input),
+        );
+        assert_eq!(
+            iran,
+            json!(["+989121234567", "09121234567", "9121234567"]),
+            "{input}"
+        );
+    }
+    for input in ["0084912345678", "0084 912 345 678", "۰۹۱۲۳۴۵۶۷۸"] {
+        assert_eq!(
+            one(r#"phone("VN"; "national_no_zero")"#, json!(input)),
+            json!("912345678"),
+            "{input}"
+        );
+    }
     assert_eq!(
         one(r#"phone("vn"; "national")"#, json!("0989123456")),
         json!("0989123456")
     );
+}
+
+/// A number of another country keeps its country code in e164 and has no national form in
+/// the region: never cut down to a national number that belongs to nobody there.
+#[test]
+fn a_number_of_another_country_has_no_national_form_in_the_region() {
+    for (region, input, e164) in [
+        ("VN", "+1 408 555 0147", "+14085550147"),
+        ("VN", "+98 912 123 4567", "+989121234567"),
+        ("IR", "+84 912 345 678", "+84912345678"),
+        ("IR", "0084912345678", "+84912345678"),
+    ] {
+        let got = one(
+            &format!(r#"[phone("{region}"; "e164", "national", "national_no_zero")]"#),
+            json!(input),
+        );
+        assert_eq!(got, json!([e164, null, null]), "{region} {input}");
+    }
 }
 
 #[test]
@@ -97,6 +140,53 @@ fn phone_gives_null_for_what_is_not_a_number() {
     assert!(format.contains("`international`"), "{format}");
     let region = run(r#"phone("XX"; "e164")"#, json!("0912345678")).unwrap_err();
     assert!(region.contains("`XX`"), "{region}");
+}
+
+#[test]
+fn amounts_change_currency_only_at_an_exact_rate_rounded_half_away_from_zero() {
+    let convert = |amount: Value, from: &str, to: &str| {
+        one(
+            &format!(r#"in_currency(.a; "{from}"; "{to}")"#),
+            json!({ "a": amount }),
+        )
+    };
+    for (amount, from, to, expected) in [
+        (json!("611.00"), "VND", "VND", json!(611)),
+        (json!("1180000.5"), "VND", " vnd ", json!(1180001)),
+        (json!("-2.5"), "VND", "VND", json!(-3)),
+        (json!("29.355"), "USD", "USD", json!(29.36)),
+        (json!("29.35"), "usd", "USD", json!(29.35)),
+        (json!(125000), "IRR", "IRT", json!(12500)),
+        (json!("12345"), "IRR", "IRT", json!(1235)),
+        (json!(1500), "IRT", "IRR", json!(15000)),
+        (json!(2), "IRHT", "IRT", json!(2000)),
+        (json!(3), "IRHR", "IRT", json!(300)),
+        (json!(12500), "IRT", "IRHT", json!(12.5)),
+        (json!("7"), "IRHT", "IRHR", json!(70)),
+        (Value::Null, "IRT", "IRR", Value::Null),
+    ] {
+        assert_eq!(
+            convert(amount.clone(), from, to),
+            expected,
+            "{amount} {from} → {to}"
+        );
+    }
+    for (from, to, rate) in [
+        ("IRT", "IRR", json!(10)),
+        ("irr", "IRT", json!(0.1)),
+        ("VND", "VND", json!(1)),
+        ("USD", "VND", Value::Null),
+        ("INR", "IRT", Value::Null),
+    ] {
+        assert_eq!(
+            one(&format!(r#"currency_rate("{from}"; "{to}")"#), Value::Null),
+            rate,
+            "{from} → {to}"
+        );
+    }
+    assert_eq!(one(r#"currency_rate(.c; "VND")"#, json!({})), Value::Null);
+    let error = run(r#"in_currency(1; "USD"; "VND")"#, Value::Null).unwrap_err();
+    assert!(error.contains("no exact rate from USD to VND"), "{error}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::domain::SkipKind;
 use crate::store::{
     Accepted, DeliveryStatus, NewDelivery, NewWebhook, StoreError, WebhookId, WebhookStatus,
     stored_key,
@@ -18,11 +19,25 @@ const INSERT_WEBHOOK: &str = "INSERT INTO webhooks \
      (source, platform, topic, dedupe_id, headers, body, status, error, received_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
      ON CONFLICT (source, dedupe_id) DO NOTHING";
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
-     (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
-      needs_key, status, next_attempt_at, created_at, updated_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (mapping, key) DO NOTHING";
+/// A delivery whose (mapping, key) is stored already is not written again, unless the
+/// stored one is a mapping's skip and this one is not: a skip does not hold the key, and
+/// the later webhook's delivery takes its place.
+static INSERT_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO deliveries \
+         (webhook_id, mapping, key, destination, operation, payload, needs_mapping, \
+          needs_key, status, skip_kind, last_error, next_attempt_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (mapping, key) DO UPDATE SET webhook_id = excluded.webhook_id, \
+           destination = excluded.destination, operation = excluded.operation, \
+           payload = excluded.payload, needs_mapping = excluded.needs_mapping, \
+           needs_key = excluded.needs_key, status = excluded.status, skip_kind = NULL, \
+           last_error = NULL, attempts = 0, next_attempt_at = excluded.next_attempt_at, \
+           updated_at = excluded.updated_at \
+         WHERE deliveries.skip_kind = '{mapping}' AND excluded.skip_kind IS NULL",
+        mapping = SkipKind::Mapping
+    )
+});
 const STORED_ID: &str = "SELECT id FROM webhooks WHERE source = ? AND dedupe_id = ?";
 
 /// Writes one webhook and its deliveries, unless its (source, dedupe id) is already stored
@@ -50,24 +65,30 @@ pub(super) fn insert_webhook(
         return Ok(Accepted::Duplicate { webhook_id });
     }
     let webhook_id = WebhookId(conn.last_insert_rowid());
-    let mut deliveries = 0;
+    let (mut deliveries, mut skipped) = (0, 0);
     for delivery in &webhook.deliveries {
-        deliveries += insert_delivery(
+        let written = insert_delivery(
             conn,
             webhook_id,
             &webhook.source,
             delivery,
             webhook.received_at_ms,
         )?;
+        match delivery.skipped {
+            None => deliveries += written,
+            Some(_) => skipped += written,
+        }
     }
     Ok(Accepted::Stored {
         webhook_id,
         deliveries,
+        skipped,
     })
 }
 
 /// Adds a delivery of a webhook from `source`, due at `now_ms`, unless its (mapping, key) is
-/// already stored for that source ([`stored_key`]); returns how many rows were written (0 or 1).
+/// already stored for that source ([`stored_key`]) as anything but a mapping's skip; returns
+/// how many rows were written (0 or 1).
 fn insert_delivery(
     conn: &Connection,
     webhook_id: WebhookId,
@@ -76,7 +97,7 @@ fn insert_delivery(
     now_ms: i64,
 ) -> Result<u64, StoreError> {
     let (needs_mapping, needs_key) = needs_of(source, delivery);
-    let written = conn.prepare_cached(INSERT_DELIVERY)?.execute(params![
+    let written = conn.prepare_cached(&INSERT_DELIVERY)?.execute(params![
         webhook_id,
         delivery.mapping,
         stored_key(source, &delivery.key),
@@ -86,6 +107,8 @@ fn insert_delivery(
         needs_mapping,
         needs_key,
         initial_status(delivery),
+        skip_kind(delivery),
+        delivery.skipped,
         now_ms,
         now_ms,
         now_ms,
@@ -104,7 +127,7 @@ pub(super) struct Replace {
 
 /// Writes a re-translated webhook's status and deliveries: new ones are added; existing
 /// ones not delivered or in flight (and in `only_status`, when given) take the new payload
-/// and are due now. Returns (added, replaced).
+/// and are due now, or the mapping's skip. Returns (added, replaced).
 pub(super) fn replace_deliveries(
     conn: &Connection,
     replace: &Replace,
@@ -138,9 +161,9 @@ pub(super) fn replace_deliveries(
                 let (needs_mapping, needs_key) = needs_of(&source, delivery);
                 conn.prepare_cached(
                     "UPDATE deliveries SET payload = ?, destination = ?, operation = ?, \
-                     needs_mapping = ?, needs_key = ?, status = ?, attempts = 0, \
-                     next_attempt_at = ?, last_error = NULL, request = NULL, updated_at = ? \
-                     WHERE mapping = ? AND key = ?",
+                     needs_mapping = ?, needs_key = ?, status = ?, skip_kind = ?, \
+                     last_error = ?, attempts = 0, next_attempt_at = ?, request = NULL, \
+                     updated_at = ? WHERE mapping = ? AND key = ?",
                 )?
                 .execute(params![
                     delivery.payload,
@@ -149,6 +172,8 @@ pub(super) fn replace_deliveries(
                     needs_mapping,
                     needs_key,
                     initial_status(delivery),
+                    skip_kind(delivery),
+                    delivery.skipped,
                     replace.now_ms,
                     replace.now_ms,
                     delivery.mapping,
@@ -174,9 +199,17 @@ fn webhook_status(translation_error: &Option<String>) -> WebhookStatus {
     WebhookStatus::after_translation(translation_error.is_some())
 }
 
-/// A delivery starts `waiting` when it needs another one, else `pending`.
+/// A mapping's skip is `skipped`; a delivery starts `waiting` when it needs another one,
+/// else `pending`.
 fn initial_status(delivery: &NewDelivery) -> DeliveryStatus {
-    DeliveryStatus::initial(delivery.needs.is_some())
+    match delivery.skipped {
+        Some(_) => DeliveryStatus::Skipped,
+        None => DeliveryStatus::initial(delivery.needs.is_some()),
+    }
+}
+
+fn skip_kind(delivery: &NewDelivery) -> Option<SkipKind> {
+    delivery.skipped.as_ref().map(|_| SkipKind::Mapping)
 }
 
 #[cfg(test)]
@@ -210,6 +243,7 @@ pub(super) mod tests {
                 operation: "legion.purchase_event".to_string(),
                 payload: "{}".to_string(),
                 needs: None,
+                skipped: None,
             }],
             translation_error: None,
         }
@@ -280,6 +314,7 @@ pub(super) mod tests {
                 Accepted::Stored {
                     webhook_id,
                     deliveries: 1,
+                    skipped: 0,
                 } => webhook_id,
                 other => panic!("{other:?}"),
             })
@@ -318,13 +353,14 @@ pub(super) mod tests {
         let Accepted::Stored {
             webhook_id: a,
             deliveries: 1,
+            skipped: 0,
         } = results[0]
         else {
             panic!("{results:?}");
         };
         assert_eq!(results[1], Accepted::Duplicate { webhook_id: a });
         assert!(
-            matches!(results[2], Accepted::Stored { webhook_id, deliveries: 0 } if webhook_id != a)
+            matches!(results[2], Accepted::Stored { webhook_id, deliveries: 0, .. } if webhook_id != a)
         );
         assert!(matches!(results[3], Accepted::Stored { deliveries: 1, .. }));
         assert_eq!(results[4], Accepted::Duplicate { webhook_id: d });

@@ -15,12 +15,13 @@ use crate::store::StoreError;
 
 /// The migrations, oldest first; a migration once shipped never changes (a store made by
 /// sqlx is checked against these texts).
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("../migrations/sqlite/0001_inbox.sql"),
     include_str!("../migrations/sqlite/0002_deliveries.sql"),
     include_str!("../migrations/sqlite/0003_per_source_keys.sql"),
     include_str!("../migrations/sqlite/0004_unpurged_index.sql"),
     include_str!("../migrations/sqlite/0005_needs_index.sql"),
+    include_str!("../migrations/sqlite/0006_skip_kind.sql"),
 ];
 
 /// Applies the migrations the database has not had yet, in one transaction.
@@ -200,6 +201,7 @@ mod tests {
             operation: operation.into(),
             payload: "{}".into(),
             needs: None,
+            skipped: None,
         };
         let again = NewWebhook {
             source: "haravan".into(),
@@ -241,10 +243,11 @@ mod tests {
             .unwrap()
     }
 
-    /// A store sqlx migrated to the last migration opens with nothing applied again (0003
-    /// run twice would prefix every key a second time), keeps its rows, and takes writes.
+    /// A store sqlx migrated to the last migration it knew (0005) opens with only the newer
+    /// ones applied (0003 run twice would prefix every key a second time), keeps its rows,
+    /// and takes writes.
     #[tokio::test]
-    async fn a_store_sqlx_migrated_to_the_last_migration_opens_as_it_is_and_keeps_working() {
+    async fn a_store_sqlx_migrated_to_its_last_migration_opens_with_only_the_newer_ones() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sqlx.db");
         let conn = store_migrated_by_sqlx(&path, 5);
@@ -262,7 +265,7 @@ mod tests {
             let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
                 .await
                 .unwrap();
-            assert_eq!(user_version(&path), 5);
+            assert_eq!(user_version(&path), super::MIGRATIONS.len() as i64);
             let listed = store.list_deliveries(&Default::default()).await.unwrap();
             assert_eq!(listed.len(), 1);
             assert_eq!(listed[0].key, "s/a", "not prefixed again");
@@ -292,7 +295,7 @@ mod tests {
         SqliteStore::open(&format!("sqlite://{}", new.display()))
             .await
             .unwrap();
-        assert_eq!(user_version(&new), 5);
+        assert_eq!(user_version(&new), super::MIGRATIONS.len() as i64);
 
         for (name, breakage, expected) in [
             (
@@ -323,5 +326,37 @@ mod tests {
             assert!(error.to_string().contains(expected), "{name}: {error}");
             assert_eq!(user_version(&path), 0, "{name}: nothing carried over");
         }
+    }
+
+    /// Skips stored before their kind was (0006): a superseded one is `superseded`, every
+    /// other one `unmet_need`, and a delivery not skipped has no kind.
+    #[tokio::test]
+    async fn skips_stored_before_their_kind_get_it_from_their_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kinds.db");
+        let conn = store_migrated_by_sqlx(&path, 5);
+        conn.execute_batch(
+            "INSERT INTO webhooks (id, source, platform, topic, dedupe_id, headers, body, status, \
+               received_at) \
+             VALUES (1, 's', 'haravan', 'orders/paid', 'a', '{}', x'7b7d', 'translated', 0); \
+             INSERT INTO deliveries (webhook_id, mapping, key, destination, operation, payload, \
+               status, last_error, next_attempt_at, created_at, updated_at) VALUES \
+             (1, 'm', 's/1', 'scalef', 'scalef.update_conversion_status', '{}', 'skipped', \
+               'superseded: a later delivery of this mapping for the same c was delivered', \
+               0, 0, 0), \
+             (1, 'm', 's/2', 'scalef', 'scalef.update_conversion_status', '{}', 'skipped', \
+               'nothing to update: the delivery it needs never appeared', 0, 0, 0), \
+             (1, 'm', 's/3', 'scalef', 'scalef.update_conversion_status', '{}', 'dead', \
+               'superseded: not a skip', 0, 0, 0)",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let listed = store.list_deliveries(&Default::default()).await.unwrap();
+        let kinds: Vec<_> = listed.iter().rev().map(|d| d.skip).collect();
+        use crate::domain::SkipKind::{Superseded, UnmetNeed};
+        assert_eq!(kinds, [Some(Superseded), Some(UnmetNeed), None]);
     }
 }

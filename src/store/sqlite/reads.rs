@@ -98,7 +98,7 @@ pub(super) fn filter_params(filter: &DeliveryFilter) -> FilterParams<'_> {
 }
 
 const SUMMARY_COLUMNS: &str = "id, webhook_id, mapping, key, destination, operation, status, \
-     attempts, next_attempt_at, created_at, last_error";
+     attempts, next_attempt_at, created_at, last_error, skip_kind";
 
 /// A [`DeliverySummary`] from the first columns of a row, in [`SUMMARY_COLUMNS`]' order.
 fn summary(row: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
@@ -114,6 +114,7 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
         next_attempt_at: row.get(8)?,
         created_at: row.get(9)?,
         last_error: row.get(10)?,
+        skip: row.get(11)?,
     })
 }
 
@@ -169,14 +170,14 @@ pub(super) fn get_delivery(
     let record = conn
         .prepare_cached(&sql)?
         .query_row([id], |row| {
-            let needs: (Option<String>, Option<String>) = (row.get(12)?, row.get(13)?);
+            let needs: (Option<String>, Option<String>) = (row.get(13)?, row.get(14)?);
             Ok(DeliveryRecord {
                 summary: summary(row)?,
-                payload: row.get(11)?,
+                payload: row.get(12)?,
                 needs: needs.0.zip(needs.1),
-                conversion_id: row.get(14)?,
-                request: row.get(15)?,
-                lease_until: row.get(16)?,
+                conversion_id: row.get(15)?,
+                request: row.get(16)?,
+                lease_until: row.get(17)?,
             })
         })
         .optional()?;

@@ -176,17 +176,8 @@ pub(super) mod tests {
     /// A connection set up as the writer's, on a new database in WAL mode (as the pool
     /// leaves the file) with the schema.
     pub(in crate::store::sqlite) fn writer_connection(dir: &tempfile::TempDir) -> Connection {
-        let conn = open_as_writer(dir, "claims.db", "WAL").unwrap();
-        let schema = [
-            include_str!("../migrations/sqlite/0001_inbox.sql"),
-            include_str!("../migrations/sqlite/0002_deliveries.sql"),
-            include_str!("../migrations/sqlite/0003_per_source_keys.sql"),
-            include_str!("../migrations/sqlite/0004_unpurged_index.sql"),
-            include_str!("../migrations/sqlite/0005_needs_index.sql"),
-        ];
-        for sql in schema {
-            conn.execute_batch(sql).unwrap();
-        }
+        let mut conn = open_as_writer(dir, "claims.db", "WAL").unwrap();
+        crate::store::sqlite::migrate::migrate(&mut conn).unwrap();
         conn
     }
 

@@ -11,15 +11,20 @@ use std::sync::LazyLock;
 use rusqlite::{Connection, params};
 
 use super::reads::{filter_params, filter_sql};
-use crate::domain::{DeliveryStatus, Operation, WebhookStatus};
+use crate::domain::{DeliveryStatus, Operation, SkipKind, WebhookStatus};
 use crate::store::{DeliveryFilter, Requeued, StoreError};
 
 use DeliveryStatus::{Dead, Delivered, DryRun, InFlight, Pending, Skipped, Waiting};
 
-/// `'a', 'b'` for an SQL `IN (…)`: the statuses' own words, never outside input.
-fn words(statuses: &[DeliveryStatus]) -> String {
-    let quoted: Vec<String> = statuses.iter().map(|s| format!("'{s}'")).collect();
+/// `'a', 'b'` for an SQL `IN (…)`: the domain's own words, never outside input.
+fn words<W: std::fmt::Display>(words: impl IntoIterator<Item = W>) -> String {
+    let quoted: Vec<String> = words.into_iter().map(|w| format!("'{w}'")).collect();
     quoted.join(", ")
+}
+
+/// [`words`] of the skip kinds for which `which` holds.
+fn kinds(which: impl Fn(SkipKind) -> bool) -> String {
+    words(SkipKind::ALL.into_iter().filter(|kind| which(*kind)))
 }
 
 /// **Hold-back.** The condition, on a delivery `d`, that it is not held back: the
@@ -46,13 +51,15 @@ const NEED_NOT_MADE: &[DeliveryStatus] = &[Dead, Skipped, DryRun];
 /// sent now, the older one would undo it.
 static SUPERSEDED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE deliveries AS w SET status = '{Skipped}', updated_at = ?1, \
+        "UPDATE deliveries AS w SET status = '{Skipped}', skip_kind = '{superseded}', \
+           updated_at = ?1, \
            last_error = 'superseded: a later delivery of this mapping for the same ' || \
              w.needs_mapping || ' was delivered' \
          WHERE w.destination = ?2 AND w.status = '{Waiting}' AND EXISTS \
            (SELECT 1 FROM deliveries AS e WHERE e.needs_mapping = w.needs_mapping \
             AND e.needs_key = w.needs_key AND e.mapping = w.mapping AND e.id > w.id \
-            AND e.status = '{Delivered}')"
+            AND e.status = '{Delivered}')",
+        superseded = SkipKind::Superseded
     )
 });
 
@@ -77,8 +84,8 @@ static READY: LazyLock<String> = LazyLock::new(|| {
 /// ([`NEED_NOT_MADE`]), or was made but answered without the conversion id this one needs.
 static NEED_FAILED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE deliveries AS w SET status = '{Skipped}', updated_at = ?1, \
-           last_error = (SELECT CASE n.status \
+        "UPDATE deliveries AS w SET status = '{Skipped}', skip_kind = '{unmet}', \
+           updated_at = ?1, last_error = (SELECT CASE n.status \
                WHEN '{Delivered}' THEN 'the delivery it needs was made, but its answer had no \
                  conversion id' \
                ELSE 'the delivery it needs was not made (' || n.status || ')' END \
@@ -88,7 +95,8 @@ static NEED_FAILED: LazyLock<String> = LazyLock::new(|| {
            (SELECT 1 FROM deliveries AS n WHERE n.mapping = w.needs_mapping \
             AND n.key = w.needs_key AND (n.status IN ({not_made}) \
               OR (n.status = '{Delivered}' AND n.conversion_id IS NULL AND w.operation = ?3)))",
-        not_made = words(NEED_NOT_MADE)
+        not_made = words(NEED_NOT_MADE),
+        unmet = SkipKind::UnmetNeed
     )
 });
 
@@ -96,11 +104,13 @@ static NEED_FAILED: LazyLock<String> = LazyLock::new(|| {
 /// never appeared within the waiting timeout (made at or before ?3).
 static NEED_NEVER_CAME: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE deliveries AS w SET status = '{Skipped}', updated_at = ?1, \
+        "UPDATE deliveries AS w SET status = '{Skipped}', skip_kind = '{unmet}', \
+           updated_at = ?1, \
            last_error = 'nothing to update: the delivery it needs never appeared' \
          WHERE w.destination = ?2 AND w.status = '{Waiting}' AND w.created_at <= ?3 \
            AND NOT EXISTS (SELECT 1 FROM deliveries AS n \
-             WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key)"
+             WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key)",
+        unmet = SkipKind::UnmetNeed
     )
 });
 
@@ -232,14 +242,17 @@ pub(super) fn purge_step(
 }
 
 /// **Replay.** What a replay may touch: matching deliveries in a replayable state
-/// ([`DeliveryStatus::REPLAYABLE`]) whose payload the retention purge left (?6 is `true`),
-/// or those it removed (?6 `false`, to count them).
+/// ([`DeliveryStatus::REPLAYABLE`]), skipped ones only of a replayable kind
+/// ([`SkipKind::replayable`]: never a mapping's skip), whose payload the retention purge
+/// left (?6 is `true`), or those it removed (?6 `false`, to count them).
 static REPLAYABLE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT id, needs_mapping IS NOT NULL FROM deliveries WHERE {} \
-         AND status IN ({}) AND (payload != 'null') = ?6 ORDER BY id LIMIT ?5",
+         AND status IN ({}) AND (skip_kind IS NULL OR skip_kind IN ({})) \
+         AND (payload != 'null') = ?6 ORDER BY id LIMIT ?5",
         filter_sql!(),
-        words(DeliveryStatus::REPLAYABLE)
+        words(DeliveryStatus::REPLAYABLE),
+        kinds(|kind| kind.replayable())
     )
 });
 
@@ -249,22 +262,25 @@ static REPLAYABLE: LazyLock<String> = LazyLock::new(|| {
 static REQUEUE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE deliveries SET attempts = 0, next_attempt_at = ?1, lease_until = NULL, \
-           updated_at = ?1, \
+           updated_at = ?1, skip_kind = NULL, \
            status = CASE WHEN needs_mapping IS NULL THEN '{Pending}' ELSE '{Waiting}' END, \
            conversion_id = CASE WHEN needs_mapping IS NULL THEN conversion_id END \
          WHERE id IN (SELECT value FROM json_each(?2))"
     )
 });
 
-/// **Replay re-arms.** A status update skipped because its conversion was not made waits
-/// for it again when the conversion is requeued.
+/// **Replay re-arms.** A status update skipped because its conversion was not made (of a
+/// kind [`SkipKind::rearmed_with_its_need`]) waits for it again when the conversion is
+/// requeued.
 static REARM: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE deliveries AS w SET status = '{Waiting}', attempts = 0, conversion_id = NULL, \
-           next_attempt_at = ?1, updated_at = ?1 \
-         WHERE w.status = '{Skipped}' AND w.payload != 'null' AND EXISTS \
-           (SELECT 1 FROM deliveries AS n WHERE n.id IN (SELECT value FROM json_each(?2)) \
-            AND n.mapping = w.needs_mapping AND n.key = w.needs_key)"
+        "UPDATE deliveries AS w SET status = '{Waiting}', skip_kind = NULL, attempts = 0, \
+           conversion_id = NULL, next_attempt_at = ?1, updated_at = ?1 \
+         WHERE w.status = '{Skipped}' AND w.skip_kind IN ({}) AND w.payload != 'null' \
+           AND EXISTS (SELECT 1 FROM deliveries AS n \
+             WHERE n.id IN (SELECT value FROM json_each(?2)) \
+             AND n.mapping = w.needs_mapping AND n.key = w.needs_key)",
+        kinds(|kind| kind.rearmed_with_its_need())
     )
 });
 

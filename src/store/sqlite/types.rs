@@ -7,7 +7,7 @@ use std::str::FromStr;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::domain::{
-    DeliveryId, DeliveryStatus, Operation, PlatformKind, WebhookId, WebhookStatus,
+    DeliveryId, DeliveryStatus, Operation, PlatformKind, SkipKind, WebhookId, WebhookStatus,
 };
 use crate::store::{AttemptOutcome, StoreError};
 
@@ -33,7 +33,8 @@ stored_as_text!(
     WebhookStatus,
     Operation,
     PlatformKind,
-    AttemptOutcome
+    AttemptOutcome,
+    SkipKind
 );
 
 /// An id stored as its row number.

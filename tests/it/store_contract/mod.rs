@@ -9,12 +9,14 @@
 //!
 //! The rules live by subject: [`receive`] (accepting webhooks, keys, listings),
 //! [`retranslate`], [`rounds`] (claims, leases, attempts), [`waiting`] (deliveries that need
-//! another one first: Scalef status updates), [`upkeep`] (replay and retention).
+//! another one first: Scalef status updates), [`skips`] (skipped deliveries by kind),
+//! [`upkeep`] (replay and retention).
 
 mod receive;
 mod recording;
 mod retranslate;
 mod rounds;
+mod skips;
 mod upkeep;
 mod waiting;
 
@@ -45,6 +47,9 @@ macro_rules! with_every_rule {
             waiting::waiting_that_times_out_becomes_skipped,
             waiting::a_replayed_conversion_re_queues_its_skipped_status_updates,
             waiting::a_replayed_status_update_older_than_one_already_delivered_is_superseded,
+            skips::a_mapping_skip_is_stored_with_its_reason_and_never_sent_nor_replayed,
+            skips::a_later_plan_of_the_same_key_replaces_a_mapping_skip_and_a_skip_never_replaces_a_plan,
+            skips::a_replayed_conversion_re_arms_only_updates_skipped_for_an_unmet_need,
             upkeep::retention_purges_bodies_and_payloads_but_keeps_ids_and_keys,
             upkeep::replay_touches_only_what_its_filter_names,
         );
@@ -147,6 +152,7 @@ fn delivery(mapping: &str, key: &str, destination: &str, operation: Operation) -
         operation: operation.as_str().to_string(),
         payload: format!(r#"{{"order":"{key}"}}"#),
         needs: None,
+        skipped: None,
     }
 }
 

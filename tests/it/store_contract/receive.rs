@@ -17,6 +17,7 @@ pub async fn a_repeated_webhook_is_refused_by_source_and_dedupe_id(store: Arc<dy
     let Accepted::Stored {
         webhook_id: a,
         deliveries: 1,
+        skipped: 0,
     } = first
     else {
         panic!("{first:?}");
@@ -37,6 +38,7 @@ pub async fn a_repeated_webhook_is_refused_by_source_and_dedupe_id(store: Arc<dy
     let Accepted::Stored {
         webhook_id: b,
         deliveries: 1,
+        skipped: 0,
     } = other
     else {
         panic!("{other:?}");
@@ -82,6 +84,7 @@ pub async fn one_delivery_per_mapping_and_key(store: Arc<dyn Store>) {
     let Accepted::Stored {
         webhook_id: updated,
         deliveries: 1,
+        skipped: 0,
     } = updated
     else {
         panic!("{updated:?}");

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use storehook::store::{DeliveryFilter, DeliveryId, DeliveryStatus, Requeued, Store};
+use storehook::store::{DeliveryFilter, DeliveryId, DeliveryStatus, Requeued, SkipKind, Store};
 
 use super::*;
 
@@ -153,6 +153,7 @@ pub async fn waiting_that_times_out_becomes_skipped(store: Arc<dyn Store>) {
     assert_eq!(skipped.summary.status, DeliveryStatus::Skipped);
     let reason = skipped.summary.last_error.unwrap_or_default();
     assert!(reason.contains("never appeared"), "{reason}");
+    assert_eq!(skipped.summary.skip, Some(SkipKind::UnmetNeed));
     // The timeout is for a delivery that never appeared, not for one that is slow.
     release(&store, T0 + 10 * WAITING_TIMEOUT).await;
     assert_eq!(status_of(&store, patient).await, DeliveryStatus::Waiting);
@@ -175,6 +176,7 @@ pub async fn a_replayed_conversion_re_queues_its_skipped_status_updates(store: A
         assert_eq!(skipped.summary.status, DeliveryStatus::Skipped);
         let reason = skipped.summary.last_error.unwrap_or_default();
         assert!(reason.contains("was not made (dead)"), "{reason}");
+        assert_eq!(skipped.summary.skip, Some(SkipKind::UnmetNeed));
     }
 
     let filter = DeliveryFilter {
@@ -279,6 +281,7 @@ pub async fn a_replayed_status_update_older_than_one_already_delivered_is_supers
     assert_eq!(superseded.summary.status, DeliveryStatus::Skipped);
     let reason = superseded.summary.last_error.unwrap_or_default();
     assert!(reason.contains("superseded"), "{reason}");
+    assert_eq!(superseded.summary.skip, Some(SkipKind::Superseded));
     assert_eq!(status_of(&store, rejected).await, DeliveryStatus::Delivered);
     assert!(claim(&store, "scalef", T0 + 60).await.is_empty());
 }

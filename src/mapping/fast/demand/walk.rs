@@ -25,9 +25,11 @@ const MAX_STEPS: usize = 100_000;
 const MAX_INLINED: usize = 64;
 
 /// Natives that do not read their input, only their arguments.
-const OWN_ARGUMENTS_ONLY: [(&str, usize); 6] = [
+const OWN_ARGUMENTS_ONLY: [(&str, usize); 8] = [
     ("uuid5", 2),
     ("first_of", 1),
+    ("currency_rate", 2),
+    ("in_currency", 3),
     ("empty", 0),
     ("null", 0),
     ("range", 3),

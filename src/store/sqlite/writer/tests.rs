@@ -73,7 +73,8 @@ async fn the_writer_commits_to_the_disk_before_it_answers() {
     let writer = spawn_writer(conn, Arc::default(), Arc::default()).unwrap();
     let (job, answer) = accept("a");
     writer.send(job).await.ok().unwrap();
-    assert!(matches!(answer.await, Ok(Ok(Accepted::Stored { .. }))));
+    let got = answer.await;
+    assert!(matches!(got, Ok(Ok(Accepted::Stored { .. }))), "{got:?}");
     // Answered means committed: another connection reads it at once.
     let stored: Vec<String> = column(
         &Connection::open(&path).unwrap(),
@@ -186,6 +187,7 @@ async fn a_batch_runs_again_under_savepoints_only_when_a_job_fails() {
         let Ok(Ok(Accepted::Stored {
             webhook_id,
             deliveries: 1,
+            skipped: 0,
         })) = answer.try_recv()
         else {
             panic!("{id} is stored");
