@@ -52,7 +52,7 @@ impl App {
             )
         })?;
         log_sources(&config);
-        let catalog = load_catalog(&config.mappings_dir)?;
+        let catalog = load_catalog(&config.mappings_dir)?.with_source_vars(config.source_vars());
         check_destinations(&config, &catalog)?;
         let listener = TcpListener::bind(config.listen)
             .await

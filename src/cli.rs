@@ -65,6 +65,11 @@ pub enum Command {
         mappings: PathBuf,
         #[arg(long, default_value = "fixtures")]
         fixtures: PathBuf,
+        /// Translate the fixtures of this source's platform as its webhooks, with its values
+        /// from the configuration [default: the source a fixture names in NAME.source, else
+        /// the platform name]
+        #[arg(long)]
+        source: Option<String>,
     },
     /// Print the delivery plans a recorded webhook becomes, as a JSON array.
     Translate {
@@ -77,7 +82,8 @@ pub enum Command {
         /// Topic [default: the one recorded in NAME.headers]
         #[arg(long)]
         topic: Option<String>,
-        /// Source id bound as $source [default: the platform name]
+        /// Source id bound as $source, its values from the configuration applied [default:
+        /// the one the fixture names in NAME.source, else the platform name]
         #[arg(long)]
         source: Option<String>,
     },
@@ -128,7 +134,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { mappings, fixtures } => mapping::check(&mappings, &fixtures),
+        Command::Check {
+            mappings,
+            fixtures,
+            source,
+        } => mapping::check(&config, &mappings, &fixtures, source.as_deref()),
         Command::Translate {
             file,
             mappings,

@@ -1,5 +1,6 @@
 //! A recorded webhook: a body file (`NAME.json`, byte-exact) and, beside it, the headers it
-//! arrived with (`NAME.headers`, one `Name: value` a line).
+//! arrived with (`NAME.headers`, one `Name: value` a line) and, when it belongs to a source
+//! of the configuration with values of its own, that source's id (`NAME.source`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,8 @@ pub struct Fixture {
     pub path: PathBuf,
     pub body: Vec<u8>,
     pub headers: Vec<(String, String)>,
+    /// The source it came from (`NAME.source`), when it names one.
+    pub source: Option<String>,
 }
 
 impl Fixture {
@@ -25,10 +28,19 @@ impl Fixture {
         } else {
             Vec::new()
         };
+        let source_path = path.with_extension("source");
+        let source = if source_path.exists() {
+            let text = std::fs::read_to_string(&source_path)
+                .with_context(|| format!("cannot read {}", source_path.display()))?;
+            Some(text.trim().to_string()).filter(|id| !id.is_empty())
+        } else {
+            None
+        };
         Ok(Self {
             path: path.to_path_buf(),
             body,
             headers,
+            source,
         })
     }
 

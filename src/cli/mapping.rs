@@ -11,10 +11,11 @@ use crate::domain::PlatformKind;
 use crate::fixture::Fixture;
 use crate::mapping::{Catalog, LoadError, Outcome, Webhook, files_below};
 
-/// Loads the catalog, printing every load error; `None` when there was any.
-fn load_catalog(dir: &Path) -> Option<Catalog> {
+/// Loads the catalog with the configuration's per-source values, printing every load error;
+/// `None` when there was any.
+fn load_catalog(dir: &Path, config: &Config) -> Option<Catalog> {
     match Catalog::load(dir) {
-        Ok(catalog) => Some(catalog),
+        Ok(catalog) => Some(catalog.with_source_vars(config.source_vars())),
         Err(errors) => {
             print_load_errors(&errors);
             None
@@ -82,8 +83,51 @@ fn platform_of_path(path: &Path) -> Option<PlatformKind> {
     PlatformKind::ALL.into_iter().find(|p| p.as_str() == dir)
 }
 
-pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
-    let Some(catalog) = load_catalog(mappings) else {
+/// The source a webhook of `platform` is translated as: `chosen` (`--source`) when it is
+/// of that platform, else the one the fixture names, else the platform's name. A source
+/// that is not in the configuration, or of another platform, is an error.
+fn source_of<'a>(
+    config: &Config,
+    platform: PlatformKind,
+    chosen: Option<&'a str>,
+    fixture: &'a Fixture,
+) -> anyhow::Result<&'a str> {
+    let of_platform = |id: &str| config.sources.get(id).map(|s| s.platform);
+    if let Some(id) = chosen
+        && of_platform(id) == Some(platform)
+    {
+        return Ok(id);
+    }
+    match fixture.source.as_deref() {
+        None => Ok(platform.as_str()),
+        Some(id) => match of_platform(id) {
+            Some(p) if p == platform => Ok(id),
+            Some(p) => bail!(
+                "{} names source `{id}`, which is a {p} source in {}",
+                fixture.path.display(),
+                config.origin
+            ),
+            None => bail!(
+                "{} names source `{id}`, which {} does not have",
+                fixture.path.display(),
+                config.origin
+            ),
+        },
+    }
+}
+
+pub fn check(
+    config: &Config,
+    mappings: &Path,
+    fixtures: &Path,
+    source: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(id) = source
+        && !config.sources.contains_key(id)
+    {
+        bail!("no source `{id}` in {}", config.origin);
+    }
+    let Some(catalog) = load_catalog(mappings, config) else {
         return Ok(ExitCode::FAILURE);
     };
     let paths = files_below(fixtures, "json")
@@ -102,7 +146,11 @@ pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
             .unwrap_or(path)
             .display()
             .to_string();
-        let recorded = match Fixture::load(path).and_then(|f| Recorded::new(f, platform, None)) {
+        let recorded = Fixture::load(path).and_then(|fixture| {
+            let source = source_of(config, platform, source, &fixture)?.to_string();
+            Ok((Recorded::new(fixture, platform, None)?, source))
+        });
+        let (recorded, source) = match recorded {
             Ok(recorded) => recorded,
             Err(err) => {
                 errors += 1;
@@ -117,7 +165,7 @@ pub fn check(mappings: &Path, fixtures: &Path) -> anyhow::Result<ExitCode> {
         if routed.is_empty() {
             println!("{shown:<48} {:<36} no mapping for {}", "-", recorded.topic);
         }
-        let results = catalog.translate(&recorded.webhook(platform.as_str()));
+        let results = catalog.translate(&recorded.webhook(&source));
         for id in &routed {
             let index = catalog
                 .mappings()
@@ -173,7 +221,7 @@ pub struct TranslateArgs<'a> {
 }
 
 pub fn translate(config: &Config, args: TranslateArgs<'_>) -> anyhow::Result<ExitCode> {
-    let Some(catalog) = load_catalog(args.mappings) else {
+    let Some(catalog) = load_catalog(args.mappings, config) else {
         return Ok(ExitCode::FAILURE);
     };
     let platform = match (args.platform, args.source) {
@@ -193,9 +241,13 @@ pub fn translate(config: &Config, args: TranslateArgs<'_>) -> anyhow::Result<Exi
             ),
         },
     };
-    let source = args.source.unwrap_or(platform.as_str());
-    let recorded = Recorded::new(Fixture::load(args.file)?, platform, args.topic)?;
-    let results = catalog.translate(&recorded.webhook(source));
+    let fixture = Fixture::load(args.file)?;
+    let source = match args.source {
+        Some(source) => source.to_string(),
+        None => source_of(config, platform, None, &fixture)?.to_string(),
+    };
+    let recorded = Recorded::new(fixture, platform, args.topic)?;
+    let results = catalog.translate(&recorded.webhook(&source));
     let mut failed = false;
     let mut outcomes = Vec::new();
     for result in results {

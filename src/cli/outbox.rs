@@ -130,14 +130,16 @@ pub async fn replay(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let catalog = Catalog::load(Path::new(&config.mappings_dir)).map_err(|errors| {
-        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "{} error(s) in the mapping files:\n{}",
-            errors.len(),
-            listed.join("\n")
-        )
-    })?;
+    let catalog = Catalog::load(Path::new(&config.mappings_dir))
+        .map(|catalog| catalog.with_source_vars(config.source_vars()))
+        .map_err(|errors| {
+            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!(
+                "{} error(s) in the mapping files:\n{}",
+                errors.len(),
+                listed.join("\n")
+            )
+        })?;
     let bar = progress_bar();
     let done = ops::retranslate(
         store.as_ref(),

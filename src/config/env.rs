@@ -1,6 +1,8 @@
 //! Environment variables in configuration values: `${VAR}` and `${VAR:-default}`, and secrets,
 //! which must come from the environment.
 
+use serde_json::Value;
+
 use crate::domain::Secret;
 
 /// Secrets read from environment variables, with the variables that were not set. A setting
@@ -96,4 +98,49 @@ pub fn expand_env(
     }
     out.value.push_str(rest);
     Ok(out)
+}
+/// `$vars` values, as a mapping's `[vars]` and a source's `vars` write them: strings are
+/// expanded from the environment (`${VAR:-default}`); a variable that is unset and has no
+/// default is an error naming the value (its key) and the variable.
+pub fn expand_vars(
+    table: &toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Value, (String, String)> {
+    let mut out = serde_json::Map::new();
+    for (name, value) in table {
+        let value = match value {
+            toml::Value::String(template) => {
+                let expanded = expand_env(template, env).map_err(|m| (name.clone(), m))?;
+                if let Some(var) = expanded.unset_variables.first() {
+                    return Err((
+                        name.clone(),
+                        format!("environment variable {var} is not set and has no default"),
+                    ));
+                }
+                Value::String(expanded.value)
+            }
+            other => toml_to_json(other),
+        };
+        out.insert(name.clone(), value);
+    }
+    Ok(Value::Object(out))
+}
+
+pub fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use destination::{DEFAULT_CONCURRENCY, DEFAULT_RETRY_SCHEDULE, DestinationConfig};
-pub use env::{EnvSecrets, Expanded, expand_env};
+pub use env::{EnvSecrets, Expanded, expand_env, expand_vars, toml_to_json};
 use raw::{RawConfig, RawDelivery, RawSource};
 
 use crate::domain::PlatformKind;
@@ -52,6 +52,9 @@ pub struct SourceConfig {
     pub secrets: EnvSecrets,
     /// Haravan's subscription handshake token (`hub.verify_token`).
     pub verify_token: EnvSecrets,
+    /// `$vars` values for the webhooks of this source, over each mapping's own `[vars]`
+    /// (its `vars` table, and `allow_test_orders` when set).
+    pub vars: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How deliveries are claimed and how long they may wait for another.
@@ -171,6 +174,16 @@ impl Config {
             sources,
         })
     }
+
+    /// Each source's `$vars` values, by source id, for [`crate::mapping::Catalog`] (sources
+    /// that set none are left out).
+    pub fn source_vars(&self) -> BTreeMap<String, serde_json::Map<String, serde_json::Value>> {
+        self.sources
+            .iter()
+            .filter(|(_, source)| !source.vars.is_empty())
+            .map(|(id, source)| (id.clone(), source.vars.clone()))
+            .collect()
+    }
 }
 
 /// Reads the values of one configuration text: every error names the file and the key.
@@ -259,11 +272,23 @@ impl Reader<'_> {
                 .iter()
                 .map(|t| (format!("{key}.verify_token"), t.as_str())),
         )?;
+        let vars = match expand_vars(&source.vars, self.env) {
+            Ok(serde_json::Value::Object(vars)) => vars,
+            Ok(_) => serde_json::Map::new(),
+            Err((name, message)) => {
+                return Err(self.invalid(&format!("{key}.vars.{name}"), message));
+            }
+        };
+        let mut vars = vars;
+        if let Some(allow) = source.allow_test_orders {
+            vars.insert("allow_test_orders".into(), allow.into());
+        }
         Ok(SourceConfig {
             id,
             platform: source.platform,
             secrets,
             verify_token,
+            vars,
         })
     }
 

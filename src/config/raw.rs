@@ -78,4 +78,9 @@ pub(super) struct RawSource {
     pub(super) platform: PlatformKind,
     pub(super) secrets: Vec<String>,
     pub(super) verify_token: Option<String>,
+    /// `$vars` values for this source's webhooks (per-shop values, never secrets).
+    #[serde(default)]
+    pub(super) vars: toml::Table,
+    /// Whether a shop's test orders (Shopify's `"test": true`) are sent like real ones.
+    pub(super) allow_test_orders: Option<bool>,
 }

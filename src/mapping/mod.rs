@@ -146,10 +146,16 @@ struct Route {
     demand: Demand,
 }
 
+/// `$vars` values by name.
+pub type Vars = serde_json::Map<String, Value>;
+
 #[derive(Debug)]
 pub struct Catalog {
     mappings: Vec<Mapping>,
     routes: HashMap<(PlatformKind, String), Route>,
+    /// Each source's `$vars` values (its `vars` in `storehook.toml`), over every mapping's
+    /// own, for the webhooks of that source.
+    source_vars: BTreeMap<String, Vars>,
     /// Parse bodies only as far as the routed mappings read them.
     project: bool,
     guards: Guards,
@@ -247,9 +253,17 @@ impl Catalog {
         Catalog {
             mappings,
             routes,
+            source_vars: BTreeMap::new(),
             project: true,
             guards: Guards::default(),
         }
+    }
+
+    /// Gives the webhooks of each source these `$vars` values, over the mappings' own:
+    /// one catalog serves shops that differ (currency, region, time zone).
+    pub fn with_source_vars(mut self, source_vars: BTreeMap<String, Vars>) -> Self {
+        self.source_vars = source_vars;
+        self
     }
 
     pub fn with_guards(mut self, guards: Guards) -> Self {
@@ -320,9 +334,19 @@ impl Catalog {
         let mut whole = None;
         let headers = serde_json::to_value(webhook.headers).expect("a string map is JSON");
         let webhook_bindings = Bindings::new(webhook.topic, webhook.source, &headers, &Value::Null);
+        let source_vars = self.source_vars.get(webhook.source);
         routed
             .filter_map(|mapping| {
-                let bindings = webhook_bindings.with_vars(&mapping.vars);
+                let bindings = match source_vars {
+                    None => webhook_bindings.with_vars(&mapping.vars),
+                    Some(over) => {
+                        let mut vars = mapping.vars.clone();
+                        if let Value::Object(vars) = &mut vars {
+                            vars.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        }
+                        webhook_bindings.with_vars(&vars)
+                    }
+                };
                 let mut result = apply(mapping, &input, &bindings, &self.guards);
                 if projected && result.as_ref().is_err_and(|e| e.evaluating) {
                     let whole = whole.get_or_insert_with(|| Input::parse(webhook.body));

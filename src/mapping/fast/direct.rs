@@ -153,6 +153,7 @@ enum Native {
     Uuid5,
     CurrencyRate,
     InCurrency,
+    InZone,
 }
 
 impl Native {
@@ -176,6 +177,7 @@ impl Native {
             ("uuid5", 2) => Native::Uuid5,
             ("currency_rate", 2) => Native::CurrencyRate,
             ("in_currency", 3) => Native::InCurrency,
+            ("in_zone", 1) => Native::InZone,
             _ => return None,
         })
     }
@@ -217,6 +219,7 @@ impl Native {
             (Native::Phone, [region, format]) => ok(functions::phone(&input, region, format)),
             (Native::Uuid5, [namespace, name]) => ok(functions::uuid5(namespace, name)),
             (Native::CurrencyRate, [from, to]) => ok(functions::currency_rate(from, to)),
+            (Native::InZone, [zone]) => ok(functions::in_zone(&input, zone)),
             (Native::InCurrency, [amount, from, to]) => {
                 ok(functions::in_currency(amount, from, to))
             }

@@ -1,5 +1,5 @@
 //! The functions mapping expressions have beyond standard jq: `uuid5`, `phone`, `money`,
-//! `money_sum`, `currency_rate`, `in_currency`, `local_time`, `epoch_ms`, `url_param`, `attr`, `first_of`; and the builtins
+//! `money_sum`, `currency_rate`, `in_currency`, `local_time`, `in_zone`, `epoch_ms`, `url_param`, `attr`, `first_of`; and the builtins
 //! [`super::expr`] replaces ([`REPLACED`]): `range/3` drawing on a per-evaluation budget,
 //! `fromjson` refusing deep nesting, and faster `null`, `empty` and `join`; and jq builtins
 //! jaq lacks ([`DEFS`]: `IN`, `INDEX`, `toarray`).
@@ -29,7 +29,7 @@ pub(super) use currency::{currency_rate, in_currency};
 pub(super) use money::{money, money_sum};
 pub(super) use order::{attr, first_of, url_param, uuid5};
 pub(super) use phone::{load_phone_metadata, phone};
-pub(super) use time::{epoch_ms, local_time};
+pub(super) use time::{epoch_ms, in_zone, local_time};
 
 /// Our natives, available in every expression.
 pub(super) fn funs<D: for<'a> DataT<V<'a> = Val>>() -> impl Iterator<Item = Fun<D>> {
@@ -67,6 +67,10 @@ fn natives<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
             bome(local_time(&cv.1, &zone, &format))
         }),
         ("epoch_ms", v(0), |cv| bome(epoch_ms(&cv.1))),
+        ("in_zone", v(1), |mut cv| {
+            let zone = cv.0.pop_var();
+            bome(in_zone(&cv.1, &zone))
+        }),
         ("url_param", v(1), |mut cv| {
             let name = cv.0.pop_var();
             bome(url_param(&cv.1, &name))

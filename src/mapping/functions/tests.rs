@@ -190,6 +190,48 @@ fn amounts_change_currency_only_at_an_exact_rate_rounded_half_away_from_zero() {
 }
 
 #[test]
+fn a_time_without_zone_is_read_on_the_shops_clock() {
+    for (input, zone, expected) in [
+        (
+            json!("2026-03-12T09:15:40"),
+            "Asia/Tehran",
+            json!("2026-03-12T09:15:40+03:30"),
+        ),
+        (
+            json!("2026-03-12T09:15:40"),
+            "Asia/Ho_Chi_Minh",
+            json!("2026-03-12T09:15:40+07:00"),
+        ),
+        (
+            json!("2026-03-12T02:15:40Z"),
+            "Asia/Tehran",
+            json!("2026-03-12T02:15:40Z"),
+        ),
+        (
+            json!("2026-03-12T09:15:40+07:00"),
+            "UTC",
+            json!("2026-03-12T09:15:40+07:00"),
+        ),
+        (Value::Null, "UTC", Value::Null),
+    ] {
+        assert_eq!(
+            one(&format!(r#"in_zone("{zone}")"#), input.clone()),
+            expected,
+            "{input} in {zone}"
+        );
+    }
+    assert_eq!(
+        one(
+            r#"in_zone("Asia/Tehran") | local_time("UTC"; "%Y-%m-%d %H:%M")"#,
+            json!("2026-03-12T09:15:40")
+        ),
+        json!("2026-03-12 05:45")
+    );
+    let zone = run(r#"in_zone("Mars/Olympus")"#, json!("2026-03-12T09:15:40")).unwrap_err();
+    assert!(zone.contains("`Mars/Olympus`"), "{zone}");
+}
+
+#[test]
 fn money_is_exact() {
     assert_eq!(text(r#""1180000.00" | money"#, Value::Null), "1180000");
     assert_eq!(text(r#""29.35" | money"#, Value::Null), "29.35");

@@ -1,5 +1,5 @@
-//! `local_time(zone; format)` and `epoch_ms`: the timestamps storefronts send, in a time zone
-//! or as epoch milliseconds.
+//! `local_time(zone; format)`, `epoch_ms` and `in_zone(zone)`: the timestamps storefronts
+//! send, in a time zone, as epoch milliseconds, or read on a shop's own clock.
 
 use jaq_core::{Error, ValR};
 use jaq_json::{Num, Val};
@@ -37,6 +37,33 @@ pub(in crate::mapping) fn local_time(input: &Val, zone: &Val, format: &Val) -> V
     jiff::fmt::strtime::format(format, &ts.to_zoned_datetime(tz))
         .map(Val::from)
         .map_err(|e| fail(format!("local_time: cannot format with `{format}`: {e}")))
+}
+
+/// A timestamp without a zone read as a civil time in `zone` (a shop's own clock: the
+/// WooCommerce dates without `_gmt`), written as RFC 3339 with its offset; one that has a
+/// zone or an offset is given back as it is, and `null` stays `null`.
+pub(in crate::mapping) fn in_zone(input: &Val, zone: &Val) -> ValR<Val> {
+    let zone = str_arg(zone, "in_zone", "the time zone")?;
+    let tz = jiff::tz::TimeZone::get(zone)
+        .map_err(|_| fail(format!("in_zone: unknown time zone `{zone}`")))?;
+    if is_null(input) {
+        return Ok(Val::Null);
+    }
+    let unreadable = || fail(format!("in_zone: cannot read {input} as a timestamp"));
+    let text = as_str(input).ok_or_else(unreadable)?.trim();
+    if text.parse::<jiff::Timestamp>().is_ok() {
+        return Ok(input.clone());
+    }
+    let civil = text
+        .parse::<jiff::civil::DateTime>()
+        .map_err(|_| unreadable())?;
+    let zoned = civil.to_zoned_datetime(tz).map_err(|_| unreadable())?;
+    Ok(Val::from(
+        zoned
+            .timestamp()
+            .display_with_offset(zoned.offset())
+            .to_string(),
+    ))
 }
 
 pub(in crate::mapping) fn epoch_ms(input: &Val) -> ValR<Val> {
