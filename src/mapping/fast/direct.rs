@@ -154,6 +154,7 @@ enum Native {
     CurrencyRate,
     InCurrency,
     InZone,
+    Allocate,
 }
 
 impl Native {
@@ -178,6 +179,7 @@ impl Native {
             ("currency_rate", 2) => Native::CurrencyRate,
             ("in_currency", 3) => Native::InCurrency,
             ("in_zone", 1) => Native::InZone,
+            ("allocate", 2) => Native::Allocate,
             _ => return None,
         })
     }
@@ -220,6 +222,9 @@ impl Native {
             (Native::Uuid5, [namespace, name]) => ok(functions::uuid5(namespace, name)),
             (Native::CurrencyRate, [from, to]) => ok(functions::currency_rate(from, to)),
             (Native::InZone, [zone]) => ok(functions::in_zone(&input, zone)),
+            (Native::Allocate, [amount, currency]) => {
+                ok(functions::allocate(&input, amount, currency))
+            }
             (Native::InCurrency, [amount, from, to]) => {
                 ok(functions::in_currency(amount, from, to))
             }

@@ -1,5 +1,6 @@
 //! `currency_rate(from; to)` and `in_currency(amount; from; to)`: an amount of one currency
-//! in another, where the rate between them is exact, rounded once to the unit `to` counts in.
+//! in another, where the rate between them is exact, rounded once to the unit `to` counts in;
+//! and `allocate(amount; currency)`: an amount split over parts in proportion, to the unit.
 //!
 //! The one rule for every mapping: an amount in the same currency is taken as it is; between
 //! the Iranian units it is converted exactly (1 IRT = 10 IRR, 1 IRHT = 1,000 IRT, 1 IRHR =
@@ -56,6 +57,52 @@ fn decimals(code: &str) -> u32 {
     iso_currency::Currency::from_code(code)
         .and_then(|currency| currency.exponent())
         .map_or(2, u32::from)
+}
+
+/// `amount` split over the input's weights (an array of amounts) in proportion, each share
+/// rounded half away from zero to `currency`'s unit and the rounding remainder put on the
+/// last share, so that the shares add up to `amount` exactly. With weights that add up to
+/// zero, the last share takes it all.
+pub(in crate::mapping) fn allocate(weights: &Val, amount: &Val, currency: &Val) -> ValR<Val> {
+    let items = match weights {
+        Val::Arr(items) => items,
+        other => {
+            return Err(fail(format!(
+                "allocate: expects an array of amounts, got {other}"
+            )));
+        }
+    };
+    let amount = decimal(amount)?.unwrap_or(Decimal::ZERO);
+    let currency = code(currency).ok_or_else(|| {
+        fail(format!(
+            "allocate: the currency must be a code, got {currency}"
+        ))
+    })?;
+    let weights = items
+        .iter()
+        .map(|w| Ok(decimal(w)?.unwrap_or(Decimal::ZERO)))
+        .collect::<Result<Vec<Decimal>, _>>()?;
+    let total: Decimal = weights.iter().sum();
+    let overflow = || fail(format!("allocate: {amount} over {total} overflows"));
+    let mut shares = Vec::with_capacity(weights.len());
+    let mut given = Decimal::ZERO;
+    for (i, weight) in weights.iter().enumerate() {
+        let share = if i + 1 == weights.len() {
+            amount - given
+        } else if total.is_zero() {
+            Decimal::ZERO
+        } else {
+            let exact = amount
+                .checked_mul(*weight)
+                .and_then(|product| product.checked_div(total))
+                .ok_or_else(overflow)?;
+            exact
+                .round_dp_with_strategy(decimals(&currency), RoundingStrategy::MidpointAwayFromZero)
+        };
+        given += share;
+        shares.push(from_decimal(share)?);
+    }
+    Ok(shares.into_iter().collect())
 }
 
 /// The factor from `from` to `to` as a number, or `null` when there is no exact one.

@@ -1,5 +1,5 @@
 //! The functions mapping expressions have beyond standard jq: `uuid5`, `phone`, `money`,
-//! `money_sum`, `currency_rate`, `in_currency`, `local_time`, `in_zone`, `epoch_ms`, `url_param`, `attr`, `first_of`; and the builtins
+//! `money_sum`, `currency_rate`, `in_currency`, `allocate`, `local_time`, `in_zone`, `epoch_ms`, `url_param`, `attr`, `first_of`; and the builtins
 //! [`super::expr`] replaces ([`REPLACED`]): `range/3` drawing on a per-evaluation budget,
 //! `fromjson` refusing deep nesting, and faster `null`, `empty` and `join`; and jq builtins
 //! jaq lacks ([`DEFS`]: `IN`, `INDEX`, `toarray`).
@@ -25,7 +25,7 @@ mod time;
 
 use builtins::{budgeted_range, fromjson};
 pub(super) use builtins::{join, set_range_budget};
-pub(super) use currency::{currency_rate, in_currency};
+pub(super) use currency::{allocate, currency_rate, in_currency};
 pub(super) use money::{money, money_sum};
 pub(super) use order::{attr, first_of, url_param, uuid5};
 pub(super) use phone::{load_phone_metadata, phone};
@@ -54,6 +54,11 @@ fn natives<D: for<'a> DataT<V<'a> = Val>>() -> Box<[Filter<RunPtr<D>>]> {
             let to = cv.0.pop_var();
             let from = cv.0.pop_var();
             bome(currency_rate(&from, &to))
+        }),
+        ("allocate", v(2), |mut cv| {
+            let currency = cv.0.pop_var();
+            let amount = cv.0.pop_var();
+            bome(allocate(&cv.1, &amount, &currency))
         }),
         ("in_currency", v(3), |mut cv| {
             let to = cv.0.pop_var();

@@ -190,6 +190,47 @@ fn amounts_change_currency_only_at_an_exact_rate_rounded_half_away_from_zero() {
 }
 
 #[test]
+fn an_amount_is_allocated_in_proportion_to_the_unit_with_the_remainder_on_the_last_part() {
+    for (weights, amount, currency, expected) in [
+        (
+            json!([300000, 300000]),
+            json!(100000),
+            "VND",
+            json!([50000, 50000]),
+        ),
+        (
+            json!([100000, 200000]),
+            json!(100000),
+            "VND",
+            json!([33333, 66667]),
+        ),
+        (
+            json!(["1", "1", "1"]),
+            json!(100),
+            "VND",
+            json!([33, 33, 34]),
+        ),
+        (
+            json!(["10.00", "20.00"]),
+            json!("1.00"),
+            "USD",
+            json!([0.33, 0.67]),
+        ),
+        (json!([0, 0]), json!(5), "VND", json!([0, 5])),
+        (json!([1000]), json!(0), "VND", json!([0])),
+        (json!([]), json!(0), "VND", json!([])),
+    ] {
+        let got = one(
+            &format!(r#"allocate({amount}; "{currency}")"#),
+            weights.clone(),
+        );
+        assert_eq!(got, expected, "{amount} over {weights}");
+    }
+    let error = run(r#"allocate(1; "VND")"#, json!({})).unwrap_err();
+    assert!(error.contains("expects an array"), "{error}");
+}
+
+#[test]
 fn a_time_without_zone_is_read_on_the_shops_clock() {
     for (input, zone, expected) in [
         (
