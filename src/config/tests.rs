@@ -31,7 +31,7 @@ fn the_shipped_file_loads_with_and_without_secrets() {
     assert_eq!(bare.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     assert_eq!(bare.mappings_dir, "mappings");
     let ids: Vec<_> = bare.sources.keys().cloned().collect();
-    assert_eq!(ids, ["haravan", "shopify", "woocommerce"]);
+    assert_eq!(ids, ["haravan", "shop-ir", "shopify", "woocommerce"]);
     assert!(bare.sources.values().all(|s| !s.secrets.is_set()));
     assert_eq!(
         bare.sources["haravan"].secrets.unset_variables[0],
@@ -137,4 +137,33 @@ fn rotation_keeps_every_set_secret() {
     assert_eq!(s.values.len(), 2);
     assert_eq!(s.unset_variables, vec!["GONE".to_string()]);
     assert_eq!(format!("{:?}", s.values[0]), "Secret(***)");
+}
+
+#[test]
+fn a_source_sets_vars_of_its_own_and_may_allow_test_orders() {
+    let text = EMBEDDED.to_string()
+        + "\n[sources.shop-us]\nplatform = \"shopify\"\nsecrets = [\"${US_SECRET}\"]\n\
+           allow_test_orders = true\n\
+           vars = { legion_currency = \"USD\", phone_region = \"${US_REGION:-US}\", n = 2 }\n";
+    let config = Config::parse(&text, "storehook.toml", &env_of(&[])).unwrap();
+    let vars = config.source_vars();
+    assert_eq!(
+        serde_json::Value::Object(vars["shop-us"].clone()),
+        serde_json::json!({"legion_currency": "USD", "phone_region": "US", "n": 2, "allow_test_orders": true})
+    );
+    assert_eq!(vars["shop-ir"]["legion_currency"], "IRT");
+    assert!(
+        !vars.contains_key("haravan"),
+        "a source without values is left out"
+    );
+
+    let text = EMBEDDED.to_string()
+        + "\n[sources.shop-us]\nplatform = \"shopify\"\nsecrets = [\"${US_SECRET}\"]\n\
+           vars = { region = \"${US_REGION}\" }\n";
+    let err = Config::parse(&text, "storehook.toml", &env_of(&[])).unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.contains("sources.shop-us.vars.region") && err.contains("US_REGION"),
+        "{err}"
+    );
 }

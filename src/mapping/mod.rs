@@ -496,6 +496,34 @@ key         = '.id'
     }
 
     #[test]
+    fn a_sources_vars_override_the_mappings_own_for_its_webhooks_only() {
+        let text = format!(
+            "{BASE}[vars]\nregion = \"VN\"\nzone = \"Asia/Ho_Chi_Minh\"\n[output]\nv = '[$vars.region, $vars.zone, $vars.extra]'\n"
+        );
+        let over: Vars = serde_json::from_value(json!({"region": "IR", "extra": true})).unwrap();
+        let catalog = load(&text)
+            .unwrap()
+            .with_source_vars([("shop-ir".to_string(), over)].into());
+        let value = |source: &str| {
+            let headers = BTreeMap::new();
+            let body = serde_json::to_vec(&json!({"id": 1})).unwrap();
+            let outcome = catalog
+                .translate(&Webhook {
+                    source,
+                    platform: PlatformKind::Shopify,
+                    topic: "orders/paid",
+                    headers: &headers,
+                    body: &body,
+                })
+                .remove(0)
+                .unwrap();
+            outcome.plan().unwrap().payload["v"].clone()
+        };
+        assert_eq!(value("shop-ir"), json!(["IR", "Asia/Ho_Chi_Minh", true]));
+        assert_eq!(value("shop"), json!(["VN", "Asia/Ho_Chi_Minh", null]));
+    }
+
+    #[test]
     fn plans_carry_key_payload_and_bindings() {
         let text = format!(
             "{BASE}[output]\nsource = '$source'\ntopic = '$topic'\nfixed = 7\nmissing = '.nope'\n[output.nested]\nid = '.id | tostring'\n"

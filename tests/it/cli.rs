@@ -329,7 +329,7 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("12 mappings, 12 fixtures"), "{stdout}");
+    assert!(stdout.contains("12 mappings, 25 fixtures"), "{stdout}");
     assert!(stdout.contains(" 0 errors"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();

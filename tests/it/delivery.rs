@@ -140,9 +140,9 @@ async fn every_fixture_reaches_its_destinations_once() {
     let (app, doubles) = spawn_with_doubles(None).await;
     for platform in PLATFORMS {
         for fixture in fixtures(platform) {
-            let response = app
-                .post_fixture(platform, &fixture, secret_of(platform))
-                .await;
+            // A fixture of a shop with values of its own goes to its source.
+            let source = fixture.source.as_deref().unwrap_or(platform);
+            let response = app.post_fixture(source, &fixture, secret_of(source)).await;
             assert_eq!(response.status(), 200);
         }
     }
@@ -167,9 +167,24 @@ async fn every_fixture_reaches_its_destinations_once() {
         .iter()
         .filter(|r| r.mapping.ends_with("legion-purchase"))
         .partition(|r| r.status != "skipped");
-    // The USD Shopify order in a shop whose Legion counts in VND is skipped, never sent.
-    assert_eq!(legion_skips.len(), 1, "{legion_skips:#?}");
-    assert_eq!(legion_skips[0].mapping, "shopify/legion-purchase");
+    // Legion's mappings skip, and never send: the USD Shopify order in a shop whose Legion
+    // counts in VND, the Shopify test order, the Haravan orders without a VN mobile number
+    // (none, or a US one), and the legacy WooCommerce webhook.
+    let skipped: BTreeMap<&str, &str> = legion_skips
+        .iter()
+        .map(|r| (r.key.as_str(), r.last_error.as_deref().unwrap_or("")))
+        .collect();
+    let expected = [
+        ("haravan/1071234901", "no mobile number Legion can use"),
+        ("haravan/1071234902", "is not a VN number"),
+        ("shopify/5678901234567", "the order is in USD"),
+        ("shopify/5678901234706", "a Shopify test order"),
+        ("woocommerce/1305", "legacy WooCommerce API"),
+    ];
+    assert_eq!(skipped.len(), expected.len(), "{skipped:#?}");
+    for (key, reason) in expected {
+        assert!(skipped[key].contains(reason), "{key}: {skipped:#?}");
+    }
     assert_eq!(events.len(), legion_rows.len());
     for row in &legion_rows {
         assert_eq!(row.status, "delivered");
@@ -187,10 +202,15 @@ async fn every_fixture_reaches_its_destinations_once() {
         .into_iter()
         .map(|r| r.body)
         .collect();
-    let salekit_rows: Vec<_> = rows
+    let (salekit_rows, salekit_skips): (Vec<_>, Vec<_>) = rows
         .iter()
         .filter(|r| r.mapping.ends_with("salekit-audience"))
-        .collect();
+        .partition(|r| r.status != "skipped");
+    assert_eq!(
+        salekit_skips.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["shopify/5678901234706"],
+        "the test order"
+    );
     assert_eq!(salekit.len(), salekit_rows.len());
     for row in salekit_rows {
         assert!(salekit.contains(&row.payload));
@@ -200,7 +220,23 @@ async fn every_fixture_reaches_its_destinations_once() {
         .iter()
         .filter(|r| r.mapping.ends_with("scalef-conversion"))
         .collect();
-    assert_eq!(scalef.len(), creates.len(), "nothing else arrives");
+    // Each create once, and the one status update whose conversion was made: the Shopify
+    // order refunded in parts is rejected (the cancelled orders' conversions never were).
+    let updates: Vec<_> = rows
+        .iter()
+        .filter(|r| r.mapping.ends_with("scalef-status") && r.status == "delivered")
+        .collect();
+    assert_eq!(
+        updates.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["shopify/5678901234602/rejected"]
+    );
+    let sent_update: Vec<_> = scalef
+        .iter()
+        .filter(|r| r.path.ends_with("/update-conversion-status"))
+        .collect();
+    assert_eq!(sent_update.len(), 1);
+    assert_eq!(sent_update[0].body["conversion_id"], "conv-1002");
+    assert_eq!(scalef.len(), creates.len() + 1, "nothing else arrives");
     for row in creates {
         let order = row.payload["order_id"].as_str().unwrap();
         assert_eq!(

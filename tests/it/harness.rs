@@ -30,6 +30,7 @@ pub fn secret_of(source: &str) -> &'static str {
         "haravan" => "haravan-secret-for-tests",
         "woocommerce" => "woocommerce-secret-for-tests",
         "shopify" => "shopify-secret-for-tests",
+        "shop-ir" => "shop-ir-secret-for-tests",
         other => panic!("no test secret for {other}"),
     }
 }
@@ -55,9 +56,9 @@ pub fn platform_signature(secret: &str, body: &[u8]) -> String {
 /// The environment the shipped configuration reads, as a test sets it.
 pub fn test_env(dir: &Path) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    for source in PLATFORMS {
+    for source in PLATFORMS.into_iter().chain(["shop-ir"]) {
         env.insert(
-            format!("{}_WEBHOOK_SECRET", source.to_uppercase()),
+            format!("{}_WEBHOOK_SECRET", source.to_uppercase().replace('-', "_")),
             secret_of(source).to_string(),
         );
     }

@@ -67,6 +67,7 @@ async fn fixtures_arrive_with_the_signature_they_were_recorded_with() {
         }
     })
     .await;
+    let mut posted = 0;
     for platform in PLATFORMS {
         for fixture in fixtures(platform) {
             let response = app
@@ -78,9 +79,11 @@ async fn fixtures_arrive_with_the_signature_they_were_recorded_with() {
                 "{}",
                 fixture.path.display()
             );
+            posted += 1;
         }
     }
-    assert_eq!(app.inbox().await.len(), 12);
+    assert!(posted >= 25, "{posted}");
+    assert_eq!(app.inbox().await.len(), posted);
 }
 
 #[tokio::test]

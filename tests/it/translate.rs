@@ -28,7 +28,8 @@ fn load_catalog() -> Catalog {
     catalog_with_env(&[])
 }
 
-/// The shipped mappings with these environment variables set, and every other one unset.
+/// The shipped mappings with these environment variables set, and every other one unset,
+/// and the shipped configuration's per-source values.
 fn catalog_with_env(set: &[(&str, &str)]) -> Catalog {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
     let env = |name: &str| {
@@ -36,16 +37,21 @@ fn catalog_with_env(set: &[(&str, &str)]) -> Catalog {
             .find(|(n, _)| *n == name)
             .map(|(_, value)| value.to_string())
     };
-    Catalog::load_with_env(&dir, &env).unwrap_or_else(|errors| {
-        panic!(
-            "{}",
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
+    let config =
+        storehook::config::Config::parse(storehook::config::EMBEDDED, "storehook.toml", &env)
+            .expect("the shipped configuration loads");
+    Catalog::load_with_env(&dir, &env)
+        .map(|catalog| catalog.with_source_vars(config.source_vars()))
+        .unwrap_or_else(|errors| {
+            panic!(
+                "{}",
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
 }
 
 fn platform_named(name: &str) -> PlatformKind {
@@ -86,14 +92,14 @@ fn translate_body(
     })
 }
 
-/// A recorded webhook through the shipped catalog, with its recorded topic and headers and
-/// the platform's name as source.
+/// A recorded webhook through the shipped catalog, with its recorded topic and headers, as a
+/// webhook of the source it names (else the one named after its platform).
 fn translate_fixture(
     platform: PlatformKind,
     fixture: &Fixture,
 ) -> Vec<Result<Outcome, TranslateError>> {
     catalog().translate(&Webhook {
-        source: platform.as_str(),
+        source: fixture.source.as_deref().unwrap_or(platform.as_str()),
         platform,
         topic: &topic_of(fixture, platform),
         headers: &headers_of(fixture),
@@ -272,6 +278,52 @@ fn an_order_in_a_currency_legion_does_not_count_in_is_skipped_naming_both() {
         outcomes
             .iter()
             .any(|o| o.mapping() == "shopify/salekit-audience")
+    );
+}
+
+/// Every Scalef conversion the fixtures make: its parts' sale amounts add up to its total
+/// sale amount, which is what was paid for the goods after every discount (the Haravan
+/// order-level discount spread over the parts included).
+#[test]
+fn scalef_parts_add_up_to_the_total_sale_amount() {
+    let mut conversions = 0;
+    for platform in crate::harness::PLATFORMS {
+        let kind = platform_named(platform);
+        for fixture in crate::harness::fixtures(platform) {
+            for outcome in translate_fixture(kind, &fixture) {
+                let Ok(Outcome::Plan(plan)) = outcome else {
+                    continue;
+                };
+                if plan.operation.as_str() != "scalef.create_conversion" {
+                    continue;
+                }
+                conversions += 1;
+                let parts: Vec<Value> = plan.payload["conversion_parts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|part| part["sale_amount"].clone())
+                    .collect();
+                let total = plan.payload["total_sale_amount"]["amount"].clone();
+                let sum: f64 = parts.iter().map(|p| p.as_f64().unwrap()).sum();
+                assert!(
+                    (sum - total.as_f64().unwrap()).abs() < 1e-9,
+                    "{}: {parts:?} vs {total}",
+                    fixture.path.display()
+                );
+            }
+        }
+    }
+    assert!(conversions >= 4, "{conversions}");
+    let plans = plans_of("haravan", "order-discount-click-id");
+    let conversion = plans
+        .iter()
+        .find(|p| p.operation.as_str() == "scalef.create_conversion")
+        .unwrap();
+    assert_eq!(
+        conversion.payload["total_sale_amount"]["amount"],
+        json!(500000),
+        "600,000 of goods, 100,000 off the order"
     );
 }
 
