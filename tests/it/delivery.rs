@@ -207,7 +207,10 @@ async fn every_fixture_reaches_its_destinations_once() {
         .filter(|r| r.mapping.ends_with("salekit-audience"))
         .partition(|r| r.status != "skipped");
     assert_eq!(
-        salekit_skips.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        salekit_skips
+            .iter()
+            .map(|r| r.key.as_str())
+            .collect::<Vec<_>>(),
         ["shopify/5678901234706"],
         "the test order"
     );
