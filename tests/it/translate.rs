@@ -327,6 +327,64 @@ fn scalef_parts_add_up_to_the_total_sale_amount() {
     );
 }
 
+/// A Shopify test order is skipped by every mapping, unless its source allows test orders:
+/// then it is translated like any other.
+#[test]
+fn a_test_order_is_sent_only_from_a_source_that_allows_test_orders() {
+    let fixture = crate::harness::fixture("shopify", "test-order");
+    let topic = topic_of(&fixture, PlatformKind::Shopify);
+    let translate = |catalog: &Catalog, source: &str| -> Vec<Outcome> {
+        catalog
+            .translate(&Webhook {
+                source,
+                platform: PlatformKind::Shopify,
+                topic: &topic,
+                headers: &headers_of(&fixture),
+                body: &fixture.body,
+            })
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let skipped = translate(catalog(), "shopify");
+    assert!(!skipped.is_empty());
+    assert!(
+        skipped
+            .iter()
+            .all(|o| o.skip().is_some_and(|s| s.skipped.contains("test order"))),
+        "{skipped:#?}"
+    );
+    let allowing = load_catalog().with_source_vars(
+        [(
+            "shop-test".to_string(),
+            serde_json::from_value(json!({"allow_test_orders": true})).unwrap(),
+        )]
+        .into(),
+    );
+    let sent = translate(&allowing, "shop-test");
+    assert_eq!(sent.len(), skipped.len());
+    assert!(sent.iter().all(|o| o.plan().is_some()), "{sent:#?}");
+}
+
+/// An order whose lines are all custom (no product id) still makes its Legion event, with
+/// no products.
+#[test]
+fn an_order_of_custom_lines_only_still_makes_its_legion_event() {
+    let fixture = crate::harness::fixture("shopify", "custom-line-item");
+    let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
+    for line in order["line_items"].as_array_mut().unwrap() {
+        line["product_id"] = Value::Null;
+    }
+    let body = serde_json::to_vec(&order).unwrap();
+    let legion: Vec<Plan> = translate_body(catalog(), PlatformKind::Shopify, "orders/paid", &body)
+        .into_iter()
+        .filter_map(|r| r.unwrap().plan().cloned())
+        .filter(|p| p.operation.as_str() == "legion.purchase_event")
+        .collect();
+    assert_eq!(legion.len(), 1);
+    assert_eq!(legion[0].payload["payload"]["products"], json!([]));
+}
+
 #[test]
 fn a_woocommerce_order_updated_five_times_after_completion_has_one_legion_key() {
     let catalog = catalog();
