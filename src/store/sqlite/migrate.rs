@@ -138,6 +138,11 @@ mod tests {
         conn
     }
 
+    /// One translated webhook of source `s`, id 1, as every migration leaves the table.
+    const WEBHOOK_A: &str = "INSERT INTO webhooks (id, source, platform, topic, dedupe_id, \
+         headers, body, status, received_at) \
+         VALUES (1, 's', 'haravan', 'orders/paid', 'a', '{}', x'7b7d', 'translated', 0)";
+
     /// A store written before delivery keys had their source (migrations 0001 and 0002):
     /// opening it gives every key and every `needs` key its webhook's source, so an order
     /// delivered before the upgrade is not delivered a second time after it: accepted
@@ -251,11 +256,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sqlx.db");
         let conn = store_migrated_by_sqlx(&path, 5);
+        conn.execute_batch(WEBHOOK_A).unwrap();
         conn.execute_batch(
-            "INSERT INTO webhooks (id, source, platform, topic, dedupe_id, headers, body, status, \
-               received_at) \
-             VALUES (1, 's', 'haravan', 'orders/paid', 'a', '{}', x'7b7d', 'translated', 0); \
-             INSERT INTO deliveries (webhook_id, mapping, key, destination, operation, payload, \
+            "INSERT INTO deliveries (webhook_id, mapping, key, destination, operation, payload, \
                status, next_attempt_at, created_at, updated_at) VALUES \
              (1, 'm', 's/a', 'legion', 'legion.purchase_event', '{}', 'pending', 0, 0, 0)",
         )
@@ -335,11 +338,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kinds.db");
         let conn = store_migrated_by_sqlx(&path, 5);
+        conn.execute_batch(WEBHOOK_A).unwrap();
         conn.execute_batch(
-            "INSERT INTO webhooks (id, source, platform, topic, dedupe_id, headers, body, status, \
-               received_at) \
-             VALUES (1, 's', 'haravan', 'orders/paid', 'a', '{}', x'7b7d', 'translated', 0); \
-             INSERT INTO deliveries (webhook_id, mapping, key, destination, operation, payload, \
+            "INSERT INTO deliveries (webhook_id, mapping, key, destination, operation, payload, \
                status, last_error, next_attempt_at, created_at, updated_at) VALUES \
              (1, 'm', 's/1', 'scalef', 'scalef.update_conversion_status', '{}', 'skipped', \
                'superseded: a later delivery of this mapping for the same c was delivered', \

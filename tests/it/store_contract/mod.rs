@@ -232,6 +232,14 @@ pub async fn accept(store: &Arc<dyn Store>, webhook: NewWebhook) -> WebhookId {
     }
 }
 
+/// Moves the waiting Scalef deliveries on at `now_ms`.
+pub async fn release(store: &Arc<dyn Store>, now_ms: i64) {
+    store
+        .release_waiting_deliveries("scalef", now_ms, WAITING_TIMEOUT)
+        .await
+        .unwrap();
+}
+
 /// The ids a claim of `destination` at `now_ms` leases (up to 100).
 pub async fn claim(store: &Arc<dyn Store>, destination: &str, now_ms: i64) -> Vec<DeliveryId> {
     store

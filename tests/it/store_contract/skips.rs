@@ -234,10 +234,7 @@ pub async fn a_replayed_conversion_re_arms_only_updates_skipped_for_an_unmet_nee
         attempt(T0 + 10, Some(200), dead("status: failed")),
     )
     .await;
-    store
-        .release_waiting_deliveries("scalef", T0 + 20, WAITING_TIMEOUT)
-        .await
-        .unwrap();
+    release(&store, T0 + 20).await;
     let kinds = |store: Arc<dyn Store>| async move {
         let mut kinds = Vec::new();
         for id in [by_mapping, unmet] {

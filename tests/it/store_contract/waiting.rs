@@ -6,14 +6,6 @@ use storehook::store::{DeliveryFilter, DeliveryId, DeliveryStatus, Requeued, Ski
 
 use super::*;
 
-/// Moves the waiting Scalef deliveries on at `now_ms`.
-async fn release(store: &Arc<dyn Store>, now_ms: i64) {
-    store
-        .release_waiting_deliveries("scalef", now_ms, WAITING_TIMEOUT)
-        .await
-        .unwrap();
-}
-
 /// Order 1001's conversion, accepted at [`T0`], and its status updates `approved` then
 /// `rejected`, from webhooks of their own at `T0 + 1` and `T0 + 2`: their ids.
 async fn conversion_and_two_updates(store: &Arc<dyn Store>) -> [DeliveryId; 3] {
