@@ -240,6 +240,19 @@ pub async fn release(store: &Arc<dyn Store>, now_ms: i64) {
         .unwrap();
 }
 
+/// The conversion `create` is claimed at `T0 + 10` and refused for good (dead), and the
+/// waiting deliveries moved on at `T0 + 20`: the status updates that need it are skipped.
+pub async fn conversion_goes_dead(store: &Arc<dyn Store>, create: DeliveryId) {
+    assert_eq!(claim(store, "scalef", T0 + 10).await, [create]);
+    record(
+        store,
+        &[create],
+        attempt(T0 + 10, Some(200), dead("status: failed")),
+    )
+    .await;
+    release(store, T0 + 20).await;
+}
+
 /// The ids a claim of `destination` at `now_ms` leases (up to 100).
 pub async fn claim(store: &Arc<dyn Store>, destination: &str, now_ms: i64) -> Vec<DeliveryId> {
     store

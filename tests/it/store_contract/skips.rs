@@ -227,14 +227,7 @@ pub async fn a_replayed_conversion_re_arms_only_updates_skipped_for_an_unmet_nee
     let create = id_of(&store, CONVERSION_MAPPING, "s/1001").await;
     let by_mapping = id_of(&store, STATUS_MAPPING, "s/1001-approved").await;
     let unmet = id_of(&store, STATUS_MAPPING, "s/1001-rejected").await;
-    assert_eq!(claim(&store, "scalef", T0 + 10).await, [create]);
-    record(
-        &store,
-        &[create],
-        attempt(T0 + 10, Some(200), dead("status: failed")),
-    )
-    .await;
-    release(&store, T0 + 20).await;
+    conversion_goes_dead(&store, create).await;
     let kinds = |store: Arc<dyn Store>| async move {
         let mut kinds = Vec::new();
         for id in [by_mapping, unmet] {

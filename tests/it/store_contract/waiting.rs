@@ -155,14 +155,7 @@ pub async fn waiting_that_times_out_becomes_skipped(store: Arc<dyn Store>) {
 
 pub async fn a_replayed_conversion_re_queues_its_skipped_status_updates(store: Arc<dyn Store>) {
     let [create, approved, rejected] = conversion_and_two_updates(&store).await;
-    assert_eq!(claim(&store, "scalef", T0 + 10).await, [create]);
-    record(
-        &store,
-        &[create],
-        attempt(T0 + 10, Some(200), dead("status: failed")),
-    )
-    .await;
-    release(&store, T0 + 20).await;
+    conversion_goes_dead(&store, create).await;
     for update in [approved, rejected] {
         let skipped = get(&store, update).await;
         assert_eq!(skipped.summary.status, DeliveryStatus::Skipped);
