@@ -9,7 +9,8 @@
 #
 # REV is built in a temporary git worktree with its own target dir (BENCH_AB_BASE=DIR keeps
 # and reuses that worktree and its build); the work tree's build is `target/release`. Each
-# build runs with its own `mappings/`. ORDERS for jq-compare: BENCH_AB_ORDERS (20000).
+# build runs with its own `mappings/` and `storehook.toml`. ORDERS for jq-compare:
+# BENCH_AB_ORDERS (20000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: bash bench/ab.sh REV [PAIRS] [ingest.sh options ...]" >&2; exit 2; }
@@ -28,18 +29,20 @@ cargo build --release --quiet --bin storehook
 cargo build --release --quiet -p storehook-loadgen
 cargo build --release --quiet --example translate_lines
 
-declare -A bin translate mappings
+declare -A bin translate mappings config
 bin[A]=$base/tree/target/release/storehook
 translate[A]=$base/tree/target/release/examples/translate_lines
 mappings[A]=$base/tree/mappings
+config[A]=$base/tree/storehook.toml
 bin[B]=$PWD/target/release/storehook
 translate[B]=$PWD/target/release/examples/translate_lines
 mappings[B]=$PWD/mappings
+config[B]=$PWD/storehook.toml
 results=$(mktemp -t storehook-ab-results.XXXXXX)
 
 run() {
   local side=$1 out
-  out=$(BENCH_STOREHOOK=${bin[$side]} bash bench/ingest.sh --no-build --mappings "${mappings[$side]}" "${@:2}")
+  out=$(BENCH_STOREHOOK=${bin[$side]} BENCH_CONFIG=${config[$side]} bash bench/ingest.sh --no-build --mappings "${mappings[$side]}" "${@:2}")
   echo "$out" >&2
   local rps p99 ratio
   rps=$(awk '/^closed loop,/ {getline; print $1; exit}' <<< "$out")

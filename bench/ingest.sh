@@ -23,7 +23,8 @@
 # The same settings from the environment: BENCH_DURATION, BENCH_WARMUP, BENCH_CONNECTIONS,
 # BENCH_RATE, BENCH_RATE_CONNECTIONS, BENCH_DRAIN, BENCH_PHASES, BENCH_MAPPINGS,
 # BENCH_SALEKIT_RATE (below), BENCH_STOREHOOK (the storehook binary to run, default
-# target/release/storehook),
+# target/release/storehook), BENCH_CONFIG (the storehook.toml to copy, default the
+# repository's),
 # BENCH_KEEP=1 (keep the temp dir with the logs, the database and the JSON results).
 # RUST_LOG is passed to storehook (default info: one log line per webhook, as in
 # production; the log goes to the temp dir).
@@ -135,7 +136,8 @@ double_url=$(head -1 "$work/double.out" | awk '/^listening on /{print $3}')
 
 # storehook, on a free port, with the bench's copy of the configuration.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-sed "s/^rate_limit_per_second = 5\$/rate_limit_per_second = $salekit_rate/" storehook.toml > "$work/storehook.toml"
+# BENCH_CONFIG names the storehook.toml to copy (bench/ab.sh gives each build its own).
+sed "s/^rate_limit_per_second = 5\$/rate_limit_per_second = $salekit_rate/" "${BENCH_CONFIG:-storehook.toml}" > "$work/storehook.toml"
 grep -q "^rate_limit_per_second = $salekit_rate\$" "$work/storehook.toml" \
   || fail "storehook.toml no longer has 'rate_limit_per_second = 5' for Salekit: update the sed line"
 secret="bench-$(date +%s)-$RANDOM"
