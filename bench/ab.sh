@@ -9,7 +9,8 @@
 #
 # REV is built in a temporary git worktree with its own target dir (BENCH_AB_BASE=DIR keeps
 # and reuses that worktree and its build); the work tree's build is `target/release`. Each
-# build runs with its own `mappings/` and `storehook.toml`. ORDERS for jq-compare:
+# build runs with its own `mappings/`, `storehook.toml` and jq program (each translation
+# ratio is against the jq that does what that build's mapping does). ORDERS for jq-compare:
 # BENCH_AB_ORDERS (20000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,15 +30,17 @@ cargo build --release --quiet --bin storehook
 cargo build --release --quiet -p storehook-loadgen
 cargo build --release --quiet --example translate_lines
 
-declare -A bin translate mappings config
+declare -A bin translate mappings config program
 bin[A]=$base/tree/target/release/storehook
 translate[A]=$base/tree/target/release/examples/translate_lines
 mappings[A]=$base/tree/mappings
 config[A]=$base/tree/storehook.toml
+program[A]=$base/tree/bench/legion-haravan.jq
 bin[B]=$PWD/target/release/storehook
 translate[B]=$PWD/target/release/examples/translate_lines
 mappings[B]=$PWD/mappings
 config[B]=$PWD/storehook.toml
+program[B]=$PWD/bench/legion-haravan.jq
 results=$(mktemp -t storehook-ab-results.XXXXXX)
 
 run() {
@@ -48,7 +51,8 @@ run() {
   rps=$(awk '/^closed loop,/ {getline; print $1; exit}' <<< "$out")
   p99=$(awk '/^fixed rate/ {getline; for (i = 1; i < NF; i++) if ($i == "p99") {print $(i + 1); exit}}' <<< "$out")
   # awk reads to the end: exiting early would end jq-compare.sh with SIGPIPE.
-  ratio=$(BENCH_TRANSLATE=${translate[$side]} bash bench/jq-compare.sh "$orders" | awk '/^ratio/ && !done {sub(/x$/, "", $3); print $3; done = 1}')
+  ratio=$(BENCH_TRANSLATE=${translate[$side]} BENCH_MAPPINGS=${mappings[$side]} BENCH_JQ=${program[$side]} \
+    bash bench/jq-compare.sh "$orders" | awk '/^ratio/ && !done {sub(/x$/, "", $3); print $3; done = 1}')
   echo "$side ${rps:-?} ${p99:-?} ${ratio:-?}" | tee -a "$results" >&2
 }
 

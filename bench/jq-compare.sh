@@ -29,9 +29,11 @@ PY
 size=$(head -1 "$work/orders.jsonl" | wc -c)
 echo "orders: $orders Haravan paid orders of $size bytes each; $(jq --version)"
 
-# The same work on both sides: only the Legion mapping.
+# The same work on both sides: only the Legion mapping, and the jq program that does what it
+# does. BENCH_MAPPINGS and BENCH_JQ name another build's (bench/ab.sh).
 mkdir -p "$work/mappings/haravan"
-cp mappings/haravan/legion-purchase.toml "$work/mappings/haravan/"
+cp "${BENCH_MAPPINGS:-mappings}/haravan/legion-purchase.toml" "$work/mappings/haravan/"
+program=${BENCH_JQ:-bench/legion-haravan.jq}
 
 # BENCH_TRANSLATE runs another build's translate_lines instead (bench/ab.sh).
 if [ -z "${BENCH_TRANSLATE:-}" ]; then
@@ -41,7 +43,7 @@ bin=${BENCH_TRANSLATE:-target/release/examples/translate_lines}
 
 now() { date +%s.%N; }
 t0=$(now)
-taskset -c 0 jq -c -f bench/legion-haravan.jq < "$work/orders.jsonl" > "$work/jq.out"
+taskset -c 0 jq -c -f "$program" < "$work/orders.jsonl" > "$work/jq.out"
 t1=$(now)
 STOREHOOK_TIME_ZONE=Asia/Ho_Chi_Minh taskset -c 0 "$bin" "$work/mappings" haravan orders/paid \
   < "$work/orders.jsonl" > "$work/storehook.out" 2> "$work/storehook.err"

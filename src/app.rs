@@ -266,19 +266,10 @@ fn load_catalog(dir: &str) -> anyhow::Result<Catalog> {
     }
 }
 
-/// Every destination must be of a known kind, and every mapping must name a configured
-/// destination that performs its operation: checked before anything listens. Destinations
-/// without their credentials are reported as running dry.
+/// Logs each destination as live or dry, and refuses to start on a configuration whose
+/// mappings cannot be delivered (see [`wiring_problems`]).
 fn check_destinations(config: &Config, catalog: &Catalog) -> anyhow::Result<()> {
-    let mut problems = Vec::new();
-    let mut built = std::collections::BTreeMap::new();
     for (id, destination) in &config.destinations {
-        match crate::destination::build(destination) {
-            Ok(d) => {
-                built.insert(id.as_str(), d);
-            }
-            Err(e) => problems.push(format!("{}: destinations.{id}.kind: {e}", config.origin)),
-        }
         if destination.is_dry() {
             tracing::warn!(
                 destination = %id,
@@ -287,6 +278,29 @@ fn check_destinations(config: &Config, catalog: &Catalog) -> anyhow::Result<()> 
             );
         } else {
             tracing::info!(destination = %id, kind = %destination.kind, "destination live");
+        }
+    }
+    let problems = wiring_problems(config, catalog);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", problems.join("\n"))
+    }
+}
+
+/// What keeps the configuration and the mappings from working together, one line each: a
+/// destination of a kind this build does not have, a mapping whose destination is not
+/// configured, or whose destination's kind cannot perform its operation. `serve` refuses to
+/// start on any; `check` reports them.
+pub fn wiring_problems(config: &Config, catalog: &Catalog) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut built = std::collections::BTreeMap::new();
+    for (id, destination) in &config.destinations {
+        match crate::destination::build(destination) {
+            Ok(d) => {
+                built.insert(id.as_str(), d);
+            }
+            Err(e) => problems.push(format!("{}: destinations.{id}.kind: {e}", config.origin)),
         }
     }
     for mapping in catalog.mappings() {
@@ -307,11 +321,7 @@ fn check_destinations(config: &Config, catalog: &Catalog) -> anyhow::Result<()> 
             Some(_) => {}
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!("{}", problems.join("\n"))
-    }
+    problems
 }
 
 fn log_sources(config: &Config) {

@@ -1,6 +1,14 @@
 //! The command line: `serve`, `send`, `sign`, `check`, `translate`, `deliveries`, `replay`,
 //! `migrate`.
 
+/// Writes a line of the command's output to stdout. A closed pipe (`storehook … | head`)
+/// ends the process quietly, with success: whoever read the output has what it wanted.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
 mod mapping;
 mod outbox;
 
@@ -16,6 +24,19 @@ use crate::domain::PlatformKind;
 use crate::fixture::Fixture;
 use crate::source::signed_headers;
 use crate::store;
+
+/// See [`say!`].
+pub(crate) fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {error}");
+        std::process::exit(1);
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,17 +73,22 @@ pub enum Command {
     },
     /// Print the headers `send` would send (for curl --data-binary @FILE).
     Sign {
+        /// Body file; the headers recorded beside it (NAME.headers) are printed too.
         file: PathBuf,
+        /// The source whose secret signs it.
         #[arg(long)]
         source: String,
+        /// Topic to sign for instead of the recorded one.
         #[arg(long)]
         topic: Option<String>,
     },
     /// Load every mapping, run every fixture through them, validate every output; exit 1 on
     /// any error.
     Check {
+        /// Directory of mapping files
         #[arg(long, default_value = "mappings")]
         mappings: PathBuf,
+        /// Directory of recorded webhooks (PLATFORM/NAME.json with NAME.headers beside)
         #[arg(long, default_value = "fixtures")]
         fixtures: PathBuf,
         /// Translate the fixtures of this source's platform as its webhooks, with its values
@@ -73,7 +99,9 @@ pub enum Command {
     },
     /// Print the delivery plans a recorded webhook becomes, as a JSON array.
     Translate {
+        /// Body file of a recorded webhook (e.g. fixtures/haravan/paid-two-items-discount.json)
         file: PathBuf,
+        /// Directory of mapping files
         #[arg(long, default_value = "mappings")]
         mappings: PathBuf,
         /// Platform of the webhook [default: the fixture's directory name, or the source's]
@@ -100,6 +128,8 @@ pub enum Command {
     Replay {
         #[command(flatten)]
         filter: outbox::FilterArgs,
+        /// Run the current mappings over the deliveries' stored webhooks first: deliveries
+        /// not yet delivered take the new payload, delivered ones are never sent again
         #[arg(long)]
         retranslate: bool,
     },
@@ -108,7 +138,15 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::load(cli.config.as_deref())?;
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        // `check` finds problems: a configuration that does not load is one, exit 1.
+        Err(error) if matches!(cli.command, Command::Check { .. }) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => return Err(error.into()),
+    };
     match cli.command {
         Command::Serve => {
             let app = App::build(config).await?;
@@ -130,7 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (name, value) in
                 signed_fixture_headers(&config, &file, &source, topic.as_deref())?.1
             {
-                println!("{name}: {value}");
+                say!("{name}: {value}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -138,7 +176,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mappings,
             fixtures,
             source,
-        } => mapping::check(&config, &mappings, &fixtures, source.as_deref()),
+        } => mapping::check(&config, &mappings, &fixtures, source.as_deref()).or_else(|error| {
+            // Whatever stops `check` is an error it found: exit 1, as for any other.
+            eprintln!("error: {error:#}");
+            Ok(ExitCode::FAILURE)
+        }),
         Command::Translate {
             file,
             mappings,
@@ -162,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => outbox::replay(&config, &filter, retranslate).await,
         Command::Migrate => {
             store::open(&config.store_url).await?;
-            println!("store ready: {}", describe_store(&config.store_url));
+            say!("store ready: {}", describe_store(&config.store_url));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -234,8 +276,8 @@ async fn send(
         .with_context(|| format!("cannot POST to {url}"))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    println!("HTTP {status}");
-    println!("{body}");
+    say!("HTTP {status}");
+    say!("{body}");
     Ok(if status.is_success() {
         ExitCode::SUCCESS
     } else {

@@ -130,13 +130,19 @@ pub fn check(
     let Some(catalog) = load_catalog(mappings, config) else {
         return Ok(ExitCode::FAILURE);
     };
+    // The configuration and the mappings together: every mapping's destination configured,
+    // of a kind that performs its operation.
+    let wiring = crate::app::wiring_problems(config, &catalog);
+    for problem in &wiring {
+        eprintln!("error: {problem}");
+    }
     let paths = files_below(fixtures, "json")
         .with_context(|| format!("cannot read fixtures from {}", fixtures.display()))?;
 
-    let mut errors = 0usize;
+    let mut errors = wiring.len();
     let (mut plans, mut skips) = (0usize, 0usize);
     let mut used = vec![false; catalog.mappings().len()];
-    println!("{:<48} {:<36} result", "fixture", "mapping");
+    say!("{:<48} {:<36} result", "fixture", "mapping");
     for path in &paths {
         let Some(platform) = platform_of_path(path) else {
             continue;
@@ -154,7 +160,7 @@ pub fn check(
             Ok(recorded) => recorded,
             Err(err) => {
                 errors += 1;
-                println!("{shown:<48} {:<36} ERROR {err:#}", "-");
+                say!("{shown:<48} {:<36} ERROR {err:#}", "-");
                 continue;
             }
         };
@@ -163,7 +169,7 @@ pub fn check(
             .map(|m| m.id.clone())
             .collect();
         if routed.is_empty() {
-            println!("{shown:<48} {:<36} no mapping for {}", "-", recorded.topic);
+            say!("{shown:<48} {:<36} no mapping for {}", "-", recorded.topic);
         }
         let results = catalog.translate(&recorded.webhook(&source));
         for id in &routed {
@@ -192,15 +198,15 @@ pub fn check(
                     format!("ERROR {err}")
                 }
             };
-            println!("{shown:<48} {id:<36} {text}");
+            say!("{shown:<48} {id:<36} {text}");
         }
     }
     for (mapping, used) in catalog.mappings().iter().zip(&used) {
         if !used {
-            println!("note: no fixture produced a plan with {}", mapping.id);
+            say!("note: no fixture produced a plan with {}", mapping.id);
         }
     }
-    println!(
+    say!(
         "{} mappings, {} fixtures, {plans} plans, {skips} skips, {errors} errors",
         catalog.mappings().len(),
         paths.len()
@@ -259,7 +265,7 @@ pub fn translate(config: &Config, args: TranslateArgs<'_>) -> anyhow::Result<Exi
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    say!("{}", serde_json::to_string_pretty(&outcomes)?);
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -73,12 +73,12 @@ pub async fn deliveries(
     let store = store::open(&config.store_url).await?;
     let rows = ops::list_deliveries(store.as_ref(), &args.filter()?).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        say!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:>6} {:>7} {:<30} {:<18} {:<10} {:<10} {:>3}  last error or skip reason",
-        "id", "webhook", "mapping", "key", "to", "status", "try"
+    say!(
+        "{:>6} {:>7} {:<19} {:<30} {:<24} {:<10} {:<10} {:>3}  last error or skip reason",
+        "id", "webhook", "created (UTC)", "mapping", "key", "to", "status", "try"
     );
     for row in &rows {
         let error = row.last_error.as_deref().unwrap_or("").replace('\n', " ");
@@ -87,14 +87,39 @@ pub async fn deliveries(
             Some(kind) => format!("[{kind}] {error}"),
             None => error,
         };
-        let error: String = error.chars().take(60).collect();
-        println!(
-            "{:>6} {:>7} {:<30} {:<18} {:<10} {:<10} {:>3}  {error}",
-            row.id, row.webhook_id, row.mapping, row.key, row.destination, row.status, row.attempts
+        say!(
+            "{:>6} {:>7} {:<19} {:<30} {:<24} {:<10} {:<10} {:>3}  {}",
+            row.id,
+            row.webhook_id,
+            utc_time(row.created_at),
+            fit(&row.mapping, 30),
+            fit(&row.key, 24),
+            fit(&row.destination, 10),
+            row.status,
+            row.attempts,
+            fit(&error, 80)
         );
     }
-    println!("{} deliveries", rows.len());
+    say!("{} deliveries", rows.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` in at most `width` characters: cut with `…` when longer, so the columns after it
+/// stay where the header says.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width - 1).collect();
+    format!("{kept}…")
+}
+
+/// A time column's text: Unix milliseconds as `YYYY-MM-DD HH:MM:SS` in UTC.
+fn utc_time(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => ms.to_string(),
+    }
 }
 
 pub async fn replay(
@@ -106,24 +131,24 @@ pub async fn replay(
     let filter = ops::replay_filter(args.filter()?, args.status.is_some());
     if !retranslate {
         let done = ops::replay(store.as_ref(), &filter).await?;
-        println!(
+        say!(
             "requeued {} deliveries; a running `storehook serve` sends them now",
             done.requeued
         );
         if done.waiting > 0 {
-            println!(
+            say!(
                 "{} of them wait for the delivery they need (a Scalef status update for its conversion)",
                 done.waiting
             );
         }
         if done.rearmed > 0 {
-            println!(
+            say!(
                 "{} skipped status updates wait again for their requeued conversion",
                 done.rearmed
             );
         }
         if done.purged > 0 {
-            println!(
+            say!(
                 "{} not requeued: the retention purge removed their payload (webhooks older than retention_days)",
                 done.purged
             );
@@ -159,7 +184,7 @@ pub async fn replay(
     )
     .await?;
     bar.finish_and_clear();
-    println!(
+    say!(
         "re-translated {} webhooks: {} deliveries added, {} replaced and requeued, {} webhooks with errors",
         done.webhooks,
         done.added,
@@ -183,4 +208,22 @@ fn progress_bar() -> ProgressBar {
         .expect("a valid template"),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fit, utc_time};
+
+    #[test]
+    fn long_cells_are_cut_to_their_column_with_an_ellipsis() {
+        assert_eq!(fit("haravan/legion-purchase", 30), "haravan/legion-purchase");
+        assert_eq!(fit("shop-with-a-long-name/1071234501", 24), "shop-with-a-long-name/1…");
+        assert_eq!(fit("shop-with-a-long-name/1…", 24).chars().count(), 24);
+        assert_eq!(fit("Đơn hàng đã huỷ", 8), "Đơn hàn…");
+    }
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(utc_time(1_773_458_526_000), "2026-03-14 03:22:06");
+    }
 }

@@ -442,3 +442,82 @@ fn translate_prints_the_plans_as_a_json_array() {
     let plans: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(plans, serde_json::json!([]));
 }
+
+/// Output into a pipe whose reader is gone (`storehook … | head`): the command ends quietly,
+/// with success, instead of panicking on the closed pipe.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly_with_success() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for args in [
+        &["translate", "fixtures/haravan/paid-two-items-discount.json"][..],
+        &["check"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = storehook(root)
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// `check` checks the configuration with the mappings: a mapping whose destination is not
+/// configured, or whose destination cannot perform its operation, is an error naming the
+/// file; a configuration that does not load is one too. Each exits 1, as any error does.
+#[test]
+fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings/haravan");
+    std::fs::create_dir_all(&mappings).unwrap();
+    let shipped = std::fs::read_to_string(root.join("mappings/haravan/legion-purchase.toml"))
+        .unwrap();
+    let check = |mapping: &str| {
+        std::fs::write(mappings.join("legion-purchase.toml"), mapping).unwrap();
+        storehook(root)
+            .args(["check", "--mappings"])
+            .arg(dir.path().join("mappings"))
+            .output()
+            .unwrap()
+    };
+    let output = check(&shipped.replace(
+        "destination = \"legion\"",
+        "destination = \"loyalty\"",
+    ));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("legion-purchase.toml: destination `loyalty` is not configured"),
+        "{stderr}"
+    );
+    let output = check(&shipped.replace(
+        "destination = \"legion\"",
+        "destination = \"salekit\"",
+    ));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("destination `salekit` (salekit) does not perform legion.purchase_event"),
+        "{stderr}"
+    );
+    let output = check(&shipped);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = \"nowhere\"\n[store]\nurl = \"sqlite://x.db\"\n")
+        .unwrap();
+    let output = storehook(root)
+        .arg("--config")
+        .arg(&bad)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.listen"), "{stderr}");
+}
