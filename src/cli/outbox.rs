@@ -78,7 +78,14 @@ pub async fn deliveries(
     }
     say!(
         "{:>6} {:>7} {:<19} {:<30} {:<24} {:<10} {:<10} {:>3}  last error or skip reason",
-        "id", "webhook", "created (UTC)", "mapping", "key", "to", "status", "try"
+        "id",
+        "webhook",
+        "created (UTC)",
+        "mapping",
+        "key",
+        "to",
+        "status",
+        "try"
     );
     for row in &rows {
         let error = row.last_error.as_deref().unwrap_or("").replace('\n', " ");
@@ -216,8 +223,14 @@ mod tests {
 
     #[test]
     fn long_cells_are_cut_to_their_column_with_an_ellipsis() {
-        assert_eq!(fit("haravan/legion-purchase", 30), "haravan/legion-purchase");
-        assert_eq!(fit("shop-with-a-long-name/1071234501", 24), "shop-with-a-long-name/1…");
+        assert_eq!(
+            fit("haravan/legion-purchase", 30),
+            "haravan/legion-purchase"
+        );
+        assert_eq!(
+            fit("shop-with-a-long-name/1071234501", 24),
+            "shop-with-a-long-name/1…"
+        );
         assert_eq!(fit("shop-with-a-long-name/1…", 24).chars().count(), 24);
         assert_eq!(fit("Đơn hàng đã huỷ", 8), "Đơn hàn…");
     }

@@ -475,8 +475,8 @@ fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error(
     let dir = tempfile::tempdir().unwrap();
     let mappings = dir.path().join("mappings/haravan");
     std::fs::create_dir_all(&mappings).unwrap();
-    let shipped = std::fs::read_to_string(root.join("mappings/haravan/legion-purchase.toml"))
-        .unwrap();
+    let shipped =
+        std::fs::read_to_string(root.join("mappings/haravan/legion-purchase.toml")).unwrap();
     let check = |mapping: &str| {
         std::fs::write(mappings.join("legion-purchase.toml"), mapping).unwrap();
         storehook(root)
@@ -485,20 +485,14 @@ fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error(
             .output()
             .unwrap()
     };
-    let output = check(&shipped.replace(
-        "destination = \"legion\"",
-        "destination = \"loyalty\"",
-    ));
+    let output = check(&shipped.replace("destination = \"legion\"", "destination = \"loyalty\""));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("legion-purchase.toml: destination `loyalty` is not configured"),
         "{stderr}"
     );
-    let output = check(&shipped.replace(
-        "destination = \"legion\"",
-        "destination = \"salekit\"",
-    ));
+    let output = check(&shipped.replace("destination = \"legion\"", "destination = \"salekit\""));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -506,11 +500,18 @@ fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error(
         "{stderr}"
     );
     let output = check(&shipped);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[server]\nlisten = \"nowhere\"\n[store]\nurl = \"sqlite://x.db\"\n")
-        .unwrap();
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"nowhere\"\n[store]\nurl = \"sqlite://x.db\"\n",
+    )
+    .unwrap();
     let output = storehook(root)
         .arg("--config")
         .arg(&bad)
