@@ -153,9 +153,10 @@ pub type Vars = serde_json::Map<String, Value>;
 pub struct Catalog {
     mappings: Vec<Mapping>,
     routes: HashMap<(PlatformKind, String), Route>,
-    /// Each source's `$vars` values (its `vars` in `storehook.toml`), over every mapping's
-    /// own, for the webhooks of that source.
-    source_vars: BTreeMap<String, Vars>,
+    /// For each source with `$vars` values of its own (its `vars` in `storehook.toml`): every
+    /// mapping's `$vars` with the source's over them, by index into [`Catalog::mappings`],
+    /// merged once here rather than for every webhook.
+    source_vars: BTreeMap<String, Vec<Value>>,
     /// Parse bodies only as far as the routed mappings read them.
     project: bool,
     guards: Guards,
@@ -262,7 +263,23 @@ impl Catalog {
     /// Gives the webhooks of each source these `$vars` values, over the mappings' own:
     /// one catalog serves shops that differ (currency, region, time zone).
     pub fn with_source_vars(mut self, source_vars: BTreeMap<String, Vars>) -> Self {
-        self.source_vars = source_vars;
+        self.source_vars = source_vars
+            .into_iter()
+            .map(|(source, over)| {
+                let merged = self
+                    .mappings
+                    .iter()
+                    .map(|mapping| {
+                        let mut vars = mapping.vars.clone();
+                        if let Value::Object(vars) = &mut vars {
+                            vars.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        }
+                        vars
+                    })
+                    .collect();
+                (source, merged)
+            })
+            .collect();
         self
     }
 
@@ -308,6 +325,7 @@ impl Catalog {
             return Vec::new();
         };
         let routed = mappings.iter().map(|&i| &self.mappings[i]);
+        let source_vars = self.source_vars.get(webhook.source);
         let projected = self.project && !demand.is_whole();
         let input = if webhook.body.len() > self.guards.max_input_bytes {
             Err(format!(
@@ -334,19 +352,12 @@ impl Catalog {
         let mut whole = None;
         let headers = serde_json::to_value(webhook.headers).expect("a string map is JSON");
         let webhook_bindings = Bindings::new(webhook.topic, webhook.source, &headers, &Value::Null);
-        let source_vars = self.source_vars.get(webhook.source);
-        routed
-            .filter_map(|mapping| {
-                let bindings = match source_vars {
-                    None => webhook_bindings.with_vars(&mapping.vars),
-                    Some(over) => {
-                        let mut vars = mapping.vars.clone();
-                        if let Value::Object(vars) = &mut vars {
-                            vars.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        }
-                        webhook_bindings.with_vars(&vars)
-                    }
-                };
+        mappings
+            .iter()
+            .filter_map(|&i| {
+                let mapping = &self.mappings[i];
+                let vars = source_vars.map_or(&mapping.vars, |merged| &merged[i]);
+                let bindings = webhook_bindings.with_vars(vars);
                 let mut result = apply(mapping, &input, &bindings, &self.guards);
                 if projected && result.as_ref().is_err_and(|e| e.evaluating) {
                     let whole = whole.get_or_insert_with(|| Input::parse(webhook.body));
