@@ -319,6 +319,24 @@ async fn the_debug_log_never_shows_the_handshake_token_nor_a_line_a_request_wrot
     );
 }
 
+fn shipped_haravan_legion() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join("mappings/haravan/legion-purchase.toml")).unwrap()
+}
+
+/// `storehook check` over a mappings directory in `dir` that holds only `mapping` as the
+/// Haravan Legion mapping, with the repository's fixtures and configuration.
+fn check_haravan_legion(dir: &Path, mapping: &str) -> std::process::Output {
+    let mappings = dir.join("mappings");
+    std::fs::create_dir_all(mappings.join("haravan")).unwrap();
+    std::fs::write(mappings.join("haravan/legion-purchase.toml"), mapping).unwrap();
+    storehook(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .args(["check", "--mappings"])
+        .arg(&mappings)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -333,25 +351,16 @@ fn check_passes_on_the_shipped_mappings_and_fails_on_a_broken_one() {
     assert!(stdout.contains(" 0 errors"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
-    let broken = dir.path().join("mappings/haravan");
-    std::fs::create_dir_all(&broken).unwrap();
-    let shipped =
-        std::fs::read_to_string(root.join("mappings/haravan/legion-purchase.toml")).unwrap();
+    let shipped = shipped_haravan_legion();
     // `check` over the shipped Haravan Legion mapping with its paid-price field replaced
     let check_with_paid_price = |code: &str| {
-        std::fs::write(
-            broken.join("legion-purchase.toml"),
-            shipped.replace(
+        check_haravan_legion(
+            dir.path(),
+            &shipped.replace(
                 "'in_currency(.total_price; .currency; $vars.legion_currency)'",
                 code,
             ),
         )
-        .unwrap();
-        storehook(root)
-            .args(["check", "--mappings"])
-            .arg(dir.path().join("mappings"))
-            .output()
-            .unwrap()
     };
     let output = check_with_paid_price("'.total_price | mony'");
     assert_eq!(output.status.code(), Some(1));
@@ -473,18 +482,8 @@ fn a_closed_pipe_ends_the_output_quietly_with_success() {
 fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let mappings = dir.path().join("mappings/haravan");
-    std::fs::create_dir_all(&mappings).unwrap();
-    let shipped =
-        std::fs::read_to_string(root.join("mappings/haravan/legion-purchase.toml")).unwrap();
-    let check = |mapping: &str| {
-        std::fs::write(mappings.join("legion-purchase.toml"), mapping).unwrap();
-        storehook(root)
-            .args(["check", "--mappings"])
-            .arg(dir.path().join("mappings"))
-            .output()
-            .unwrap()
-    };
+    let shipped = shipped_haravan_legion();
+    let check = |mapping: &str| check_haravan_legion(dir.path(), mapping);
     let output = check(&shipped.replace("destination = \"legion\"", "destination = \"loyalty\""));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
