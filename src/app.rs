@@ -62,10 +62,12 @@ impl App {
         for destination in config.destinations.values() {
             let notify = Arc::new(Notify::new());
             wake.insert(destination.id.clone(), notify.clone());
-            workers.push(
-                Worker::new(destination, &config.delivery, store.clone(), notify)
-                    .map_err(|e| anyhow::anyhow!("destinations.{}: {e}", destination.id))?,
-            );
+            workers.push(Worker::new(
+                destination,
+                &config.delivery,
+                store.clone(),
+                notify,
+            ));
         }
         let state = AppState {
             sources: Arc::new(config.sources),
@@ -289,35 +291,34 @@ fn check_destinations(config: &Config, catalog: &Catalog) -> anyhow::Result<()> 
 }
 
 /// What keeps the configuration and the mappings from working together, one line each: a
-/// destination of a kind this build does not have, a mapping whose destination is not
-/// configured, or whose destination's kind cannot perform its operation. `serve` refuses to
+/// mapping whose destination is not configured, or whose destination's kind cannot perform
+/// its operation (a kind this build does not have stops the configuration's load). `serve` refuses to
 /// start on any; `check` reports them.
 pub fn wiring_problems(config: &Config, catalog: &Catalog) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut built = std::collections::BTreeMap::new();
-    for (id, destination) in &config.destinations {
-        match crate::destination::build(destination) {
-            Ok(d) => {
-                built.insert(id.as_str(), d);
-            }
-            Err(e) => problems.push(format!("{}: destinations.{id}.kind: {e}", config.origin)),
-        }
-    }
     for mapping in catalog.mappings() {
-        match built.get(mapping.destination.as_str()) {
+        match config.destinations.get(&mapping.destination) {
             None => problems.push(format!(
-                "{}: destination `{}` is not configured in {}",
+                "{}: destination `{}` is not configured in {} (configured: {})",
                 mapping.file.display(),
                 mapping.destination,
-                config.origin
+                config.origin,
+                config
+                    .destinations
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
-            Some(d) if !d.operations().contains(&mapping.operation) => problems.push(format!(
-                "{}: destination `{}` ({}) does not perform {}",
-                mapping.file.display(),
-                mapping.destination,
-                d.kind(),
-                mapping.operation
-            )),
+            Some(d) if mapping.operation.destination_kind() != d.kind.as_str() => {
+                problems.push(format!(
+                    "{}: destination `{}` is a {} destination, which does not perform {}",
+                    mapping.file.display(),
+                    mapping.destination,
+                    d.kind,
+                    mapping.operation
+                ))
+            }
             Some(_) => {}
         }
     }

@@ -4,19 +4,23 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use super::env::{Expanded, secret_template};
 use super::raw::RawDestination;
 use super::{ConfigError, Reader};
-use crate::domain::{DestinationKind, Secret};
+use crate::domain::{DestinationKind, Secret, UnknownWord};
 
 /// One configured target service. Without all its credentials it runs dry: deliveries are
 /// recorded with the request that would have been sent, and nothing leaves the machine.
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
     pub id: String,
-    /// `legion`, `scalef`, `salekit` or `http`; checked against the known kinds at start-up.
-    pub kind: String,
-    /// Without a trailing slash.
+    pub kind: DestinationKind,
+    /// The API's root (for `http`, its `url`: the whole address), without a trailing slash.
     pub base_url: String,
+    /// `http`: the method requests are sent with (the others always POST).
+    pub method: HttpMethod,
+    /// `http`: the request headers, in the file's order.
+    pub headers: Vec<(String, HeaderSetting)>,
     /// Secrets by name (`api_key`, `token`, …), from the environment.
     pub credentials: BTreeMap<String, Secret>,
     /// Variables of credentials that are not set; any makes the destination dry.
@@ -38,6 +42,69 @@ pub struct DestinationConfig {
     pub breaker_cool_down: Duration,
     /// Requests in flight at once to this destination (lanes of its worker).
     pub concurrency: usize,
+}
+
+/// A request method an `http` destination may use: each sends the payload as a JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Post,
+    Put,
+    Patch,
+}
+
+impl HttpMethod {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+        }
+    }
+}
+
+/// An `http` destination's header value. One taken from the environment is a secret: masked
+/// wherever a request is shown or stored, and its variable unset makes the destination dry.
+#[derive(Debug, Clone)]
+pub enum HeaderSetting {
+    Plain(String),
+    /// `None` while its variable is unset.
+    Secret(Option<Secret>),
+}
+
+/// Headers storehook sets itself on every request.
+const OWN_HEADERS: [&str; 5] = [
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "idempotency-key",
+];
+
+/// Whether a header's name says it carries a secret (`Authorization`, `X-Api-Key`,
+/// `X-Shop-Token`, …): its value must then come from the environment.
+pub fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let last = name.rsplit(['-', '_']).next().unwrap_or(&name);
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || matches!(
+        last,
+        "token" | "key" | "apikey" | "secret" | "signature" | "password" | "auth"
+    )
+}
+
+fn no_such_setting(kind: DestinationKind) -> String {
+    match kind.setting_names() {
+        [] if kind == DestinationKind::Http => {
+            "an http destination has no settings: it takes url, method and headers".into()
+        }
+        [] => format!("a {kind} destination has no settings"),
+        names => format!(
+            "a {kind} destination has no such setting (it reads {})",
+            names.join(", ")
+        ),
+    }
 }
 
 /// Requests in flight at once per destination, unless its `concurrency` says otherwise.
@@ -62,14 +129,13 @@ impl Reader<'_> {
         raw: RawDestination,
     ) -> Result<DestinationConfig, ConfigError> {
         let key = format!("destinations.{id}");
-        let base_url = self.expand(&format!("{key}.base_url"), &raw.base_url)?;
-        let mut unset_variables = base_url.unset_variables;
-        if let Some(names) = raw
+        let kind: DestinationKind = raw
             .kind
-            .parse::<DestinationKind>()
-            .ok()
-            .and_then(DestinationKind::credential_names)
-        {
+            .parse()
+            .map_err(|e: UnknownWord| self.invalid(&format!("{key}.kind"), e.to_string()))?;
+        let (address, method) = self.address(&key, kind, &raw)?;
+        let mut unset_variables = address.unset_variables;
+        if let Some(names) = kind.credential_names() {
             if let Some(name) = raw
                 .credentials
                 .keys()
@@ -78,8 +144,7 @@ impl Reader<'_> {
                 return Err(self.invalid(
                     &format!("{key}.credentials.{name}"),
                     format!(
-                        "a {} destination has no such credential (it reads {})",
-                        raw.kind,
+                        "a {kind} destination has no such credential (it reads {})",
                         names.join(", ")
                     ),
                 ));
@@ -92,6 +157,13 @@ impl Reader<'_> {
                     ),
                 ));
             }
+        } else if !raw.credentials.is_empty() {
+            return Err(self.invalid(
+                &format!("{key}.credentials"),
+                "an http destination takes its secrets as headers from the environment: \
+                 headers = { Authorization = \"Bearer ${CRM_TOKEN}\" }"
+                    .into(),
+            ));
         }
         let mut credentials = BTreeMap::new();
         for (name, template) in &raw.credentials {
@@ -106,8 +178,17 @@ impl Reader<'_> {
         }
         let mut settings = BTreeMap::new();
         for (name, template) in &raw.settings {
-            let value = self.required(&format!("{key}.settings.{name}"), template)?;
-            settings.insert(name.clone(), value);
+            let setting = format!("{key}.settings.{name}");
+            if !kind.setting_names().contains(&name.as_str()) {
+                return Err(self.invalid(&setting, no_such_setting(kind)));
+            }
+            settings.insert(name.clone(), self.required(&setting, template)?);
+        }
+        let mut headers = Vec::new();
+        for (name, template) in &raw.headers {
+            let (header, unset) = self.header(&format!("{key}.headers.{name}"), name, template)?;
+            unset_variables.extend(unset);
+            headers.push((name.clone(), header));
         }
         let batch_size = match raw.batch_size {
             Some(0) => {
@@ -159,8 +240,10 @@ impl Reader<'_> {
         };
         Ok(DestinationConfig {
             id,
-            kind: raw.kind,
-            base_url: base_url.value.trim_end_matches('/').to_string(),
+            kind,
+            base_url: address.value.trim_end_matches('/').to_string(),
+            method,
+            headers,
             credentials,
             unset_variables,
             settings,
@@ -173,5 +256,126 @@ impl Reader<'_> {
             breaker_cool_down,
             concurrency,
         })
+    }
+
+    /// The address requests go to (`url` for http, `base_url` for the others; the other
+    /// spelling is refused naming the right one) and the method they are sent with.
+    fn address(
+        &self,
+        key: &str,
+        kind: DestinationKind,
+        raw: &RawDestination,
+    ) -> Result<(Expanded, HttpMethod), ConfigError> {
+        let http = kind == DestinationKind::Http;
+        let only_http = |name: &str| {
+            self.invalid(
+                &format!("{key}.{name}"),
+                format!(
+                    "only an http destination takes `{name}`; a {kind} destination takes base_url"
+                ),
+            )
+        };
+        if !http {
+            if raw.url.is_some() {
+                return Err(only_http("url"));
+            }
+            if raw.method.is_some() {
+                return Err(only_http("method"));
+            }
+            if !raw.headers.is_empty() {
+                return Err(only_http("headers"));
+            }
+        }
+        let (name, template) = match (http, &raw.url, &raw.base_url) {
+            (true, Some(url), None) => ("url", url),
+            (true, _, Some(_)) => {
+                return Err(self.invalid(
+                    &format!("{key}.base_url"),
+                    "an http destination takes `url`: the whole address each delivery is sent to"
+                        .into(),
+                ));
+            }
+            (false, _, Some(base_url)) => ("base_url", base_url),
+            (true, None, None) => {
+                return Err(self.invalid(
+                    &format!("{key}.url"),
+                    "missing: the whole address each delivery is sent to, e.g. \"https://crm.example/api/contacts\"".into(),
+                ));
+            }
+            (false, _, None) => {
+                return Err(self.invalid(
+                    &format!("{key}.base_url"),
+                    "missing: the API's address, e.g. \"${LEGION_BASE_URL:-https://api.legion.tools}\"".into(),
+                ));
+            }
+        };
+        let address = self.expand(&format!("{key}.{name}"), template)?;
+        let method = match raw
+            .method
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("POST") => HttpMethod::Post,
+            Some("PUT") => HttpMethod::Put,
+            Some("PATCH") => HttpMethod::Patch,
+            Some(other) => {
+                return Err(self.invalid(
+                    &format!("{key}.method"),
+                    format!(
+                        "`{other}` is not a method storehook sends with: use POST, PUT or PATCH"
+                    ),
+                ));
+            }
+        };
+        Ok((address, method))
+    }
+
+    /// One header of an http destination, and the variables it needs that are unset. A
+    /// header whose name says it carries a secret must take its value from the environment,
+    /// without a default; any value from the environment is kept secret.
+    fn header(
+        &self,
+        key: &str,
+        name: &str,
+        template: &str,
+    ) -> Result<(HeaderSetting, Vec<String>), ConfigError> {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(self.invalid(key, format!("`{name}` is not a header name")));
+        }
+        if OWN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(self.invalid(
+                key,
+                format!("storehook sets {name} itself on every request"),
+            ));
+        }
+        let expanded = if is_secret_header(name) {
+            secret_template(template, self.env).map_err(|m| self.invalid(key, m))?
+        } else {
+            self.expand(key, template)?
+        };
+        if expanded.variables == 0 {
+            if reqwest::header::HeaderValue::from_str(&expanded.value).is_err() {
+                return Err(self.invalid(
+                    key,
+                    "not a valid header value (a line break or a control character)".into(),
+                ));
+            }
+            return Ok((HeaderSetting::Plain(expanded.value), Vec::new()));
+        }
+        if !expanded.unset_variables.is_empty() {
+            return Ok((HeaderSetting::Secret(None), expanded.unset_variables));
+        }
+        if reqwest::header::HeaderValue::from_str(&expanded.value).is_err() {
+            // The value is not shown: it may be a secret.
+            return Err(self.invalid(
+                key,
+                "the value from the environment is not a valid header value (a line break or a control character)".into(),
+            ));
+        }
+        Ok((
+            HeaderSetting::Secret(Some(Secret::new(expanded.value))),
+            Vec::new(),
+        ))
     }
 }

@@ -28,13 +28,7 @@ pub(super) fn env_secrets<'a>(
 ) -> Result<EnvSecrets, (String, String)> {
     let mut out = EnvSecrets::default();
     for (key, template) in templates {
-        let expanded = expand_env(template, env).map_err(|m| (key.clone(), m))?;
-        if expanded.variables == 0 {
-            return Err((
-                key,
-                "secrets come from the environment: write \"${VARIABLE}\", not the secret".into(),
-            ));
-        }
+        let expanded = secret_template(template, env).map_err(|m| (key.clone(), m))?;
         if !expanded.unset_variables.is_empty() {
             out.unset_variables.extend(expanded.unset_variables);
         } else if expanded.value.is_empty() {
@@ -49,6 +43,26 @@ pub(super) fn env_secrets<'a>(
     Ok(out)
 }
 
+/// Expands a secret's template: it must name an environment variable, and none without a
+/// default (a default would be the secret, written in the file).
+pub(super) fn secret_template(
+    template: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Expanded, String> {
+    let expanded = expand_env(template, env)?;
+    if expanded.variables == 0 {
+        return Err(
+            "secrets come from the environment: write \"${VARIABLE}\", not the secret".into(),
+        );
+    }
+    if let Some(name) = expanded.defaulted.first() {
+        return Err(format!(
+            "a secret takes no default: write \"${{{name}}}\" (a default would put the secret in the file)"
+        ));
+    }
+    Ok(expanded)
+}
+
 /// The result of expanding `${VAR}` and `${VAR:-default}` in a string.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Expanded {
@@ -57,6 +71,8 @@ pub struct Expanded {
     pub variables: usize,
     /// Variables referenced without a default that the environment does not set.
     pub unset_variables: Vec<String>,
+    /// Variables written with a default (`${VAR:-default}`).
+    pub defaulted: Vec<String>,
 }
 
 /// Expands `${VAR}` (unset: recorded, expands to nothing) and `${VAR:-default}` (unset or
@@ -69,6 +85,7 @@ pub fn expand_env(
         value: String::with_capacity(template.len()),
         variables: 0,
         unset_variables: Vec::new(),
+        defaulted: Vec::new(),
     };
     let mut rest = template;
     while let Some(start) = rest.find("${") {
@@ -88,6 +105,9 @@ pub fn expand_env(
             ));
         }
         out.variables += 1;
+        if default.is_some() {
+            out.defaulted.push(name.to_string());
+        }
         match (env(name), default) {
             (Some(value), Some(default)) if value.is_empty() => out.value.push_str(default),
             (Some(value), _) => out.value.push_str(&value),

@@ -14,7 +14,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use destination::{DEFAULT_CONCURRENCY, DEFAULT_RETRY_SCHEDULE, DestinationConfig};
+pub use destination::{
+    DEFAULT_CONCURRENCY, DEFAULT_RETRY_SCHEDULE, DestinationConfig, HeaderSetting, HttpMethod,
+    is_secret_header,
+};
 pub use env::{EnvSecrets, Expanded, expand_env, expand_vars, toml_to_json};
 use raw::{RawConfig, RawDelivery, RawSource};
 

@@ -23,7 +23,15 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDestination {
     pub(super) kind: String,
-    pub(super) base_url: String,
+    /// Legion, Scalef, Salekit: the API's root, paths added by the kind.
+    pub(super) base_url: Option<String>,
+    /// `http`: the whole address each delivery is sent to.
+    pub(super) url: Option<String>,
+    /// `http`: POST (the default), PUT or PATCH.
+    pub(super) method: Option<String>,
+    /// `http`: request headers; a value from the environment is kept secret.
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
     #[serde(default)]
     pub(super) credentials: BTreeMap<String, String>,
     #[serde(default)]

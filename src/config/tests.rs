@@ -167,3 +167,16 @@ fn a_source_sets_vars_of_its_own_and_may_allow_test_orders() {
         "{err}"
     );
 }
+
+#[test]
+fn a_secret_with_a_default_is_refused_without_repeating_it() {
+    let text = "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://x.db\"\n\
+                [sources.shop]\nplatform = \"shopify\"\nsecrets = [\"${SHOP_SECRET:-hunter2}\"]\n";
+    let e = Config::parse(text, "f.toml", &env_of(&[])).unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("sources.shop.secrets[0]") && e.contains("no default"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+}

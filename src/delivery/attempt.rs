@@ -29,17 +29,17 @@ pub(super) struct Sender {
 }
 
 impl Sender {
-    pub(super) fn new(config: &DestinationConfig) -> Result<Sender, String> {
-        Ok(Sender {
+    pub(super) fn new(config: &DestinationConfig) -> Sender {
+        Sender {
             destination_id: config.id.clone(),
-            destination: destination::build(config)?,
+            destination: destination::build(config),
             dry: config.is_dry(),
             client: destination::client(config.connect_timeout, config.timeout),
             rate_limit: config
                 .rate_limit_per_second
                 .map(|n| RateLimiter::direct(Quota::per_second(n))),
             retry_schedule: config.retry_schedule.clone(),
-        })
+        }
     }
 
     /// Deliveries per request.
@@ -82,7 +82,7 @@ impl Sender {
         clock: &Clock,
     ) -> (Recorded, Option<u16>) {
         if self.dry {
-            let recorded = match self.destination.request(outgoing) {
+            let recorded = match destination::request(self.destination.as_ref(), outgoing) {
                 Ok(request) => Recorded::DryRun {
                     request: serde_json::to_string(&request.shown()).expect("a request serialises"),
                 },
@@ -150,6 +150,8 @@ fn outgoing(batch: &[ClaimedDelivery]) -> Result<Vec<Outgoing>, String> {
                 .map_err(|e| format!("stored payload is not JSON: {e}"))?;
             Ok(Outgoing {
                 delivery_id: d.id,
+                mapping: d.mapping.clone(),
+                key: d.key.clone(),
                 operation,
                 payload,
                 conversion_id: d.conversion_id.clone(),
@@ -187,6 +189,8 @@ mod tests {
     fn a_refused_batch_is_split_only_when_the_refusal_may_be_about_one_event() {
         let delivery = |id| ClaimedDelivery {
             id,
+            mapping: "m".into(),
+            key: format!("shop/{id}"),
             operation: "legion.purchase_event".into(),
             payload: "{}".into(),
             conversion_id: None,

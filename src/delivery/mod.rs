@@ -128,9 +128,9 @@ impl Worker {
         delivery: &DeliveryConfig,
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
-    ) -> Result<Worker, String> {
-        let sender = Sender::new(config)?;
-        Ok(Worker {
+    ) -> Worker {
+        let sender = Sender::new(config);
+        Worker {
             round_size: round_size(config, sender.max_batch(), delivery.lease),
             sender,
             store,
@@ -141,7 +141,7 @@ impl Worker {
             concurrency: config.concurrency.max(1),
             held: Held::default(),
             waiting_released_at: Mutex::new(None),
-        })
+        }
     }
 
     /// The same worker on `clock`: its claims, leases, retries, pauses and waits follow it.

@@ -1,28 +1,35 @@
-//! A generic HTTP endpoint: the payload POSTed as JSON to the destination's `base_url`, with
-//! headers from settings (`header:Name = "value"`) and credentials (`header:Name`).
+//! A generic HTTP endpoint: the payload sent as JSON to the destination's `url` with its
+//! `method` (POST unless it says PUT or PATCH) and `headers`; a header taken from the
+//! environment is a secret, masked wherever the request is shown.
 
 use super::{Destination, HeaderValue, Outgoing, Request, single};
-use crate::config::DestinationConfig;
+use crate::config::{DestinationConfig, HeaderSetting, HttpMethod};
 use crate::domain::Operation;
 
 pub struct Http {
     url: String,
+    method: HttpMethod,
     headers: Vec<(String, HeaderValue)>,
 }
 
 impl Http {
     pub fn new(config: &DestinationConfig) -> Self {
-        let plain = config.settings.iter().filter_map(|(name, value)| {
-            name.strip_prefix("header:")
-                .map(|h| (h.to_string(), HeaderValue::Plain(value.clone())))
-        });
-        let secret = config.credentials.iter().filter_map(|(name, value)| {
-            name.strip_prefix("header:")
-                .map(|h| (h.to_string(), HeaderValue::Secret(value.clone())))
-        });
+        let headers = config
+            .headers
+            .iter()
+            .map(|(name, setting)| {
+                let value = match setting {
+                    HeaderSetting::Plain(value) => HeaderValue::Plain(value.clone()),
+                    HeaderSetting::Secret(Some(secret)) => HeaderValue::Secret(secret.clone()),
+                    HeaderSetting::Secret(None) => HeaderValue::Unset,
+                };
+                (name.clone(), value)
+            })
+            .collect();
         Http {
             url: config.base_url.clone(),
-            headers: plain.chain(secret).collect(),
+            method: config.method,
+            headers,
         }
     }
 }
@@ -36,11 +43,9 @@ impl Destination for Http {
     }
     fn request(&self, batch: &[Outgoing]) -> Result<Request, String> {
         let delivery = single(batch)?;
-        Ok(Request::json(
-            self.url.clone(),
-            self.headers.clone(),
-            &delivery.payload,
-        ))
+        let mut request = Request::json(self.url.clone(), self.headers.clone(), &delivery.payload);
+        request.method = self.method;
+        Ok(request)
     }
     fn read_success(&self, _batch: &[Outgoing], _body: &[u8]) -> Result<Option<String>, String> {
         Ok(None)

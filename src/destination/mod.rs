@@ -12,17 +12,23 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::DestinationConfig;
-use crate::domain::Operation;
-use crate::domain::Secret;
+use crate::config::{DestinationConfig, HttpMethod};
+use crate::domain::{DestinationKind, Operation, Secret};
 
 /// How much of a response body is kept with an attempt.
 pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
+
+/// Every request's `User-Agent`.
+pub const USER_AGENT: &str = concat!("storehook/", env!("CARGO_PKG_VERSION"));
 
 /// One delivery as a destination sends it.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub delivery_id: i64,
+    /// The mapping that made it and its key as stored (`source/key`): together they name
+    /// the delivery wherever it is stored, and make its `Idempotency-Key`.
+    pub mapping: String,
+    pub key: String,
     pub operation: Operation,
     pub payload: Value,
     /// For a Scalef status update: the id the conversion's create answered with.
@@ -41,6 +47,7 @@ pub enum HeaderValue {
 /// The exact request a delivery becomes.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub method: HttpMethod,
     pub url: String,
     pub headers: Vec<(String, HeaderValue)>,
     pub body: Vec<u8>,
@@ -63,6 +70,7 @@ impl Request {
         )];
         all.extend(headers);
         Request {
+            method: HttpMethod::Post,
             url,
             headers: all,
             body: serde_json::to_vec(body).expect("JSON values serialise"),
@@ -71,7 +79,7 @@ impl Request {
 
     pub fn shown(&self) -> ShownRequest {
         ShownRequest {
-            method: "POST",
+            method: self.method.as_str(),
             url: self.url.clone(),
             headers: self
                 .headers
@@ -142,18 +150,41 @@ pub trait Destination: Send + Sync {
 }
 
 /// The destination a configuration describes.
-pub fn build(config: &DestinationConfig) -> Result<Box<dyn Destination>, String> {
-    Ok(match config.kind.as_str() {
-        "legion" => Box::new(legion::Legion::new(config)),
-        "scalef" => Box::new(scalef::Scalef::new(config)),
-        "salekit" => Box::new(salekit::Salekit::new(config)),
-        "http" => Box::new(generic::Http::new(config)),
-        other => {
-            return Err(format!(
-                "unknown destination kind `{other}` (use legion, scalef, salekit or http)"
-            ));
-        }
-    })
+pub fn build(config: &DestinationConfig) -> Box<dyn Destination> {
+    match config.kind {
+        DestinationKind::Legion => Box::new(legion::Legion::new(config)),
+        DestinationKind::Scalef => Box::new(scalef::Scalef::new(config)),
+        DestinationKind::Salekit => Box::new(salekit::Salekit::new(config)),
+        DestinationKind::Http => Box::new(generic::Http::new(config)),
+    }
+}
+
+/// The request for `batch` as it is sent (or, dry, recorded): the destination's own, with
+/// the headers every request carries: `User-Agent: storehook/<version>` and, for a request
+/// of one delivery, an `Idempotency-Key` that names that delivery, so that a receiver can
+/// recognise a retry or a replay of what it already took.
+pub fn request(destination: &dyn Destination, batch: &[Outgoing]) -> Result<Request, String> {
+    let mut request = destination.request(batch)?;
+    request.headers.push((
+        "User-Agent".to_string(),
+        HeaderValue::Plain(USER_AGENT.to_string()),
+    ));
+    if let [one] = batch {
+        request.headers.push((
+            "Idempotency-Key".to_string(),
+            HeaderValue::Plain(idempotency_key(&one.mapping, &one.key)),
+        ));
+    }
+    Ok(request)
+}
+
+/// A delivery's `Idempotency-Key`: a UUID (version 5) of its mapping and stored key. The
+/// same on every retry and replay, whichever store keeps it and whatever row id it has.
+pub fn idempotency_key(mapping: &str, key: &str) -> String {
+    static NAMESPACE: std::sync::LazyLock<uuid::Uuid> = std::sync::LazyLock::new(|| {
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, b"storehook/idempotency-key")
+    });
+    uuid::Uuid::new_v5(&NAMESPACE, format!("{mapping}\n{key}").as_bytes()).to_string()
 }
 
 /// An HTTP client for destinations: time-outs as configured, redirects never followed.
@@ -173,7 +204,7 @@ pub async fn send(
     destination: &dyn Destination,
     batch: &[Outgoing],
 ) -> Outcome {
-    let request = match destination.request(batch) {
+    let request = match request(destination, batch) {
         Ok(request) => request,
         Err(reason) => {
             return Outcome::Failed {
@@ -182,7 +213,12 @@ pub async fn send(
             };
         }
     };
-    let mut builder = client.post(&request.url).body(request.body);
+    let method = match request.method {
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+        HttpMethod::Patch => reqwest::Method::PATCH,
+    };
+    let mut builder = client.request(method, &request.url).body(request.body);
     for (name, value) in &request.headers {
         builder = match value {
             HeaderValue::Plain(v) => builder.header(name, v),

@@ -35,4 +35,14 @@ impl DestinationKind {
             Self::Http => None,
         }
     }
+
+    /// The `settings` a destination of this kind reads (paths, ids: never secrets); any
+    /// other is a typo and stops the start. `http` reads none: its headers have a table of
+    /// their own.
+    pub const fn setting_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Scalef => &["create_path", "status_path", "network_id"],
+            Self::Legion | Self::Salekit | Self::Http => &[],
+        }
+    }
 }

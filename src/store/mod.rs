@@ -136,6 +136,9 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     pub id: i64,
+    pub mapping: String,
+    /// The key as stored (`source/key`).
+    pub key: String,
     pub operation: String,
     /// JSON text.
     pub payload: String,

@@ -495,7 +495,9 @@ fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error(
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("destination `salekit` (salekit) does not perform legion.purchase_event"),
+        stderr.contains(
+            "destination `salekit` is a salekit destination, which does not perform legion.purchase_event"
+        ),
         "{stderr}"
     );
     let output = check(&shipped);
@@ -520,4 +522,30 @@ fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error(
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("server.listen"), "{stderr}");
+
+    // A destination kind misspelt, or a key its kind does not take: the key is named.
+    let shipped_config = std::fs::read_to_string(root.join("storehook.toml")).unwrap();
+    for (from, to, key) in [
+        (
+            "kind = \"salekit\"",
+            "kind = \"salekits\"",
+            "destinations.salekit.kind",
+        ),
+        (
+            "rate_limit_per_second = 5",
+            "rate_limit_per_second = 5\nsettings = { list_id = \"7\" }",
+            "destinations.salekit.settings.list_id",
+        ),
+    ] {
+        std::fs::write(&bad, shipped_config.replace(from, to)).unwrap();
+        let output = storehook(root)
+            .arg("--config")
+            .arg(&bad)
+            .arg("check")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{key}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{stderr}");
+    }
 }

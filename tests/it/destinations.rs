@@ -25,12 +25,14 @@ fn shipped_destination(id: &str, url: &str) -> Box<dyn Destination> {
     let config = Config::parse(EMBEDDED, "storehook.toml", &env).unwrap();
     let destination = &config.destinations[id];
     assert!(!destination.is_dry());
-    destination::build(destination).unwrap()
+    destination::build(destination)
 }
 
 fn outgoing(id: i64, operation: Operation, payload: Value) -> Outgoing {
     Outgoing {
         delivery_id: id,
+        mapping: "haravan/test".into(),
+        key: format!("haravan/{id}"),
         operation,
         payload,
         conversion_id: None,
@@ -304,4 +306,173 @@ fn shown_requests_mask_credentials_and_unconfigured_destinations_run_dry() {
         bare.destinations["legion"].unset_variables,
         ["LEGION_API_KEY"]
     );
+}
+
+/// A CRM over the generic `http` destination, as mappings/README.md configures it.
+const CRM: &str = r#"
+[destinations.crm]
+kind = "http"
+url = "${CRM_URL}"
+method = "PUT"
+headers = { Authorization = "Bearer ${CRM_TOKEN}", "X-Shop" = "shop-one" }
+"#;
+
+fn crm_config(url: &str, token: Option<&str>) -> storehook::config::DestinationConfig {
+    let url = url.to_string();
+    let token = token.map(str::to_string);
+    let env = move |name: &str| match name {
+        "CRM_URL" => Some(url.clone()),
+        "CRM_TOKEN" => token.clone(),
+        _ => None,
+    };
+    let text = format!("{EMBEDDED}{CRM}");
+    Config::parse(&text, "storehook.toml", &env)
+        .unwrap()
+        .destinations["crm"]
+        .clone()
+}
+
+#[tokio::test]
+async fn an_http_destination_sends_its_headers_a_user_agent_and_the_same_idempotency_key_on_a_retry()
+ {
+    let (double, url) = Double::start().await;
+    double.answer(503, vec![], "busy");
+    let config = crm_config(&format!("{url}/api/contacts"), Some("crm-secret-token"));
+    assert!(!config.is_dry());
+    let crm = destination::build(&config);
+    let delivery = |id| Outgoing {
+        delivery_id: id,
+        mapping: "haravan/crm-paid".into(),
+        key: "haravan/1071234501".into(),
+        operation: Operation::HttpPost,
+        payload: json!({"email": "an@example.com"}),
+        conversion_id: None,
+    };
+    let first = destination::send(&client(), crm.as_ref(), &[delivery(7)]).await;
+    assert!(matches!(first, Outcome::Retry { .. }), "{first:?}");
+    // The retry, and a replay stored under another row id: the same delivery.
+    let second = destination::send(&client(), crm.as_ref(), &[delivery(8)]).await;
+    assert!(matches!(second, Outcome::Delivered { .. }), "{second:?}");
+    let received = double.received();
+    assert_eq!(received.len(), 2);
+    for request in &received {
+        assert_eq!(request.path, "/api/contacts");
+        assert_eq!(header(request, "authorization"), "Bearer crm-secret-token");
+        assert_eq!(header(request, "x-shop"), "shop-one");
+        assert_eq!(
+            header(request, "user-agent"),
+            format!("storehook/{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(header(request, "content-type"), "application/json");
+        assert_eq!(request.body, json!({"email": "an@example.com"}));
+    }
+    let key = header(&received[0], "idempotency-key");
+    assert_eq!(key.len(), 36, "a UUID: {key}");
+    assert_eq!(key, header(&received[1], "idempotency-key"));
+    assert_eq!(
+        key,
+        destination::idempotency_key("haravan/crm-paid", "haravan/1071234501")
+    );
+    assert_ne!(
+        key,
+        destination::idempotency_key("haravan/crm-paid", "haravan/1071234502"),
+        "another order, another key"
+    );
+
+    // Shown (a dry run's record, `storehook delivery`): the method, the token masked.
+    let shown = destination::request(crm.as_ref(), &[delivery(7)])
+        .unwrap()
+        .shown();
+    assert_eq!(shown.method, "PUT");
+    assert!(
+        shown
+            .headers
+            .contains(&("Authorization".to_string(), "***".to_string()))
+    );
+    assert!(!format!("{shown:?}").contains("crm-secret-token"));
+
+    // Without its token the destination runs dry, naming the variable.
+    let dry = crm_config(&url, None);
+    assert!(dry.is_dry());
+    assert_eq!(dry.unset_variables, ["CRM_TOKEN"]);
+}
+
+#[test]
+fn a_bad_http_destination_is_refused_naming_the_key() {
+    let refused = |table: &str| {
+        let text = format!("{EMBEDDED}\n[destinations.crm]\n{table}\n");
+        let env = |name: &str| (name == "CRM_TOKEN").then(|| "t".to_string());
+        Config::parse(&text, "storehook.toml", &env)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let cases = [
+        // The spellings a newcomer tries first.
+        (
+            "kind = \"http\"\nbase_url = \"https://crm.example\"",
+            "destinations.crm.base_url",
+            "url",
+        ),
+        (
+            "kind = \"http\"\nurl = \"https://crm.example\"\ncredentials = { \"header:Authorization\" = \"${CRM_TOKEN}\" }",
+            "destinations.crm.credentials",
+            "headers",
+        ),
+        (
+            "kind = \"http\"\nurl = \"https://crm.example\"\nheader = { A = \"b\" }",
+            "header",
+            "unknown field",
+        ),
+        (
+            "kind = \"http\"\nurl = \"https://crm.example\"\nsettings = { \"header:X-Token\" = \"abc\" }",
+            "destinations.crm.settings.header:X-Token",
+            "no settings",
+        ),
+        (
+            "kind = \"htttp\"\nurl = \"https://crm.example\"",
+            "destinations.crm.kind",
+            "htttp",
+        ),
+        (
+            "kind = \"http\"\nurl = \"https://crm.example\"\nmethod = \"DELETE\"",
+            "destinations.crm.method",
+            "POST, PUT or PATCH",
+        ),
+        // Secrets in the file: a literal, and a default.
+        (
+            "kind = \"http\"\nurl = \"https://crm.example\"\nheaders = { Authorization = \"Bearer abc123\" }",
+            "destinations.crm.headers.Authorization",
+            "from the environment",
+        ),
+        (
+            "kind = \"http\"\nurl = \"https://crm.example\"\nheaders = { \"X-Api-Key\" = \"${CRM_KEY:-abc123}\" }",
+            "destinations.crm.headers.X-Api-Key",
+            "no default",
+        ),
+        (
+            "kind = \"http\"\nurl = \"https://crm.example\"\nheaders = { \"User-Agent\" = \"me\" }",
+            "destinations.crm.headers.User-Agent",
+            "itself",
+        ),
+        (
+            "kind = \"legion\"\nbase_url = \"https://x\"\nurl = \"https://x\"\ncredentials = { api_key = \"${CRM_TOKEN}\" }",
+            "destinations.crm.url",
+            "only an http destination",
+        ),
+        (
+            "kind = \"scalef\"\nbase_url = \"https://x\"\ncredentials = { user = \"${CRM_TOKEN}\", access_token = \"${CRM_TOKEN}\" }\nsettings = { create_pat = \"/x\" }",
+            "destinations.crm.settings.create_pat",
+            "create_path",
+        ),
+    ];
+    for (table, key, says) in cases {
+        let error = refused(table);
+        assert!(error.contains(key), "{table}: {error}");
+        assert!(error.contains(says), "{table}: {error}");
+        assert!(
+            !error.contains("abc123"),
+            "the secret is not repeated: {error}"
+        );
+    }
 }

@@ -32,7 +32,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
                  WHERE destination = ?3 AND status = '{in_flight}' AND lease_until < ?2 \
                  AND {not_held_back} ORDER BY next_attempt_at, id LIMIT ?4)) \
            ORDER BY next_attempt_at, id LIMIT ?4) \
-         RETURNING id, operation, payload, conversion_id, attempts",
+         RETURNING id, operation, payload, conversion_id, attempts, mapping, key",
         in_flight = DeliveryStatus::InFlight,
         pending = DeliveryStatus::Pending,
         not_held_back = *rules::NOT_HELD_BACK,
@@ -59,6 +59,8 @@ pub(super) fn claim(
                 payload: row.get(2)?,
                 conversion_id: row.get(3)?,
                 attempts: row.get(4)?,
+                mapping: row.get(5)?,
+                key: row.get(6)?,
             })
         },
     )?;
