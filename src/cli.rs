@@ -128,10 +128,19 @@ pub enum Command {
     Replay {
         #[command(flatten)]
         filter: outbox::FilterArgs,
-        /// Run the current mappings over the deliveries' stored webhooks first: deliveries
-        /// not yet delivered take the new payload, delivered ones are never sent again
+        /// Run the current mappings over the stored webhooks of the chosen deliveries, and
+        /// over the untranslated webhooks: deliveries they make that do not exist yet are
+        /// added, those not yet delivered take the new payload (a dry run only with
+        /// --status dry_run), delivered ones are never sent again
         #[arg(long)]
         retranslate: bool,
+        /// With --retranslate: write only the deliveries of this mapping (e.g.
+        /// haravan/crm-paid)
+        #[arg(long, requires = "retranslate")]
+        mapping: Option<String>,
+        /// Do it without asking (needed when there is no terminal to ask on)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Create or upgrade the store's tables, then exit.
     Migrate,
@@ -201,7 +210,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay {
             filter,
             retranslate,
-        } => outbox::replay(&config, &filter, retranslate).await,
+            mapping,
+            yes,
+        } => {
+            outbox::replay(
+                &config,
+                &filter,
+                outbox::ReplayArgs {
+                    retranslate,
+                    mapping: mapping.as_deref(),
+                    yes,
+                },
+            )
+            .await
+        }
         Command::Migrate => {
             store::open(&config.store_url).await?;
             say!("store ready: {}", describe_store(&config.store_url));

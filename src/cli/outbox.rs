@@ -129,14 +129,79 @@ fn utc_time(ms: i64) -> String {
     }
 }
 
+/// What `replay` does beyond its filter.
+pub struct ReplayArgs<'a> {
+    pub retranslate: bool,
+    pub mapping: Option<&'a str>,
+    /// Go on without asking.
+    pub yes: bool,
+}
+
+/// Asks the operator to confirm `what` on the terminal; without one, only `--yes` goes on.
+fn confirm(what: &str, yes: bool) -> anyhow::Result<bool> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    eprintln!("{what}");
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "replay changes the queue: pass --yes to do it without a terminal to confirm on"
+        );
+    }
+    eprint!("Go on? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// The filter in words, for the confirmation.
+fn described(filter: &store::DeliveryFilter, mapping: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    if let Some(status) = filter.status {
+        parts.push(format!("status {status}"));
+    }
+    if let Some(destination) = &filter.destination {
+        parts.push(format!("destination {destination}"));
+    }
+    if let Some(mapping) = mapping {
+        parts.push(format!("mapping {mapping}"));
+    }
+    if let Some(webhook) = filter.webhook_id {
+        parts.push(format!("webhook {webhook}"));
+    }
+    if filter.since_ms.is_some() {
+        parts.push("within --since".into());
+    }
+    if parts.is_empty() {
+        "any".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 pub async fn replay(
     config: &Config,
     args: &FilterArgs,
-    retranslate: bool,
+    replay: ReplayArgs<'_>,
 ) -> anyhow::Result<ExitCode> {
     let store = store::open(&config.store_url).await?;
     let filter = ops::replay_filter(args.filter()?, args.status.is_some());
-    if !retranslate {
+    let what = described(&filter, replay.mapping);
+    if !replay.retranslate {
+        let count = ops::deliveries_to_replay(store.as_ref(), &filter).await?;
+        if count == 0 {
+            say!("nothing to replay ({what})");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !confirm(
+            &format!("replay: up to {count} deliveries ({what}) go back in the queue"),
+            replay.yes,
+        )? {
+            say!("nothing done");
+            return Ok(ExitCode::FAILURE);
+        }
         let done = ops::replay(store.as_ref(), &filter).await?;
         say!(
             "requeued {} deliveries; a running `storehook serve` sends them now",
@@ -172,11 +237,37 @@ pub async fn replay(
                 listed.join("\n")
             )
         })?;
+    if let Some(mapping) = replay.mapping
+        && !catalog.mappings().iter().any(|m| m.id == mapping)
+    {
+        let known: Vec<&str> = catalog.mappings().iter().map(|m| m.id.as_str()).collect();
+        anyhow::bail!(
+            "--mapping {mapping}: no such mapping in {} (there are: {})",
+            config.mappings_dir,
+            known.join(", ")
+        );
+    }
+    let count = ops::webhooks_to_retranslate(store.as_ref(), &filter).await?;
+    if count == 0 {
+        say!("nothing to re-translate ({what})");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !confirm(
+        &format!(
+            "replay --retranslate: {count} webhooks (of the deliveries with {what}, and the untranslated ones) run through the mappings in {}; deliveries not yet delivered take the new payload",
+            config.mappings_dir
+        ),
+        replay.yes,
+    )? {
+        say!("nothing done");
+        return Ok(ExitCode::FAILURE);
+    }
     let bar = progress_bar();
     let done = ops::retranslate(
         store.as_ref(),
         &catalog,
         &filter,
+        replay.mapping,
         |webhook, error, (done, total)| {
             if let Some(error) = error {
                 bar.suspend(|| eprintln!("webhook {webhook}: {}", error.replace('\n', "; ")));

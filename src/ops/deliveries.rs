@@ -26,6 +26,23 @@ pub fn replay_filter(mut filter: DeliveryFilter, status_named: bool) -> Delivery
     filter
 }
 
+/// How many deliveries a [`replay`] with `filter` puts back in the queue, at most (those in
+/// a replayable state, never a mapping's skip; the store leaves out the ones whose payload
+/// the retention purge removed): what the operator is asked to confirm.
+pub async fn deliveries_to_replay(
+    store: &dyn Store,
+    filter: &DeliveryFilter,
+) -> Result<usize, StoreError> {
+    let matching = store.list_deliveries(filter).await?;
+    Ok(matching
+        .iter()
+        .filter(|d| {
+            DeliveryStatus::REPLAYABLE.contains(&d.status)
+                && d.skip.is_none_or(|kind| kind.replayable())
+        })
+        .count())
+}
+
 /// Puts the deliveries matching `filter` that were not delivered back in the queue, due now
 /// (see [`Store::requeue_deliveries`]); a running service sends them at once.
 pub async fn replay(store: &dyn Store, filter: &DeliveryFilter) -> Result<Requeued, StoreError> {

@@ -5,5 +5,7 @@
 mod deliveries;
 mod retranslate;
 
-pub use deliveries::{DEFAULT_LIST_LIMIT, list_deliveries, replay, replay_filter};
-pub use retranslate::{RetranslateError, Retranslated, retranslate};
+pub use deliveries::{
+    DEFAULT_LIST_LIMIT, deliveries_to_replay, list_deliveries, replay, replay_filter,
+};
+pub use retranslate::{RetranslateError, Retranslated, retranslate, webhooks_to_retranslate};

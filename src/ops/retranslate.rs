@@ -30,17 +30,27 @@ pub struct Retranslated {
     pub failed: Vec<(WebhookId, String)>,
 }
 
+/// The stored webhooks [`retranslate`] would read for `filter`.
+pub async fn webhooks_to_retranslate(
+    store: &dyn Store,
+    filter: &DeliveryFilter,
+) -> Result<usize, StoreError> {
+    Ok(store.webhooks_for(filter).await?.len())
+}
+
 /// Re-translates the stored webhooks that `filter` names (see [`Store::webhooks_for`]) with
 /// `catalog`, and writes their deliveries (see [`Store::replace_deliveries`]): new ones are
 /// added, those not yet delivered take the new payload, delivered ones are left alone so
-/// nothing is counted twice. When the filter names a destination, only that destination's
-/// deliveries are written; when it names a status, only deliveries in it are replaced.
+/// nothing is counted twice. When the filter names a destination, or `mapping` names a
+/// mapping, only the deliveries of that destination or mapping are written; when it names a
+/// status, only deliveries in it are replaced (a dry run only when that status is named).
 /// `progress` is called after each webhook with its id, its translation error if any, and
 /// (done, total).
 pub async fn retranslate(
     store: &dyn Store,
     catalog: &Catalog,
     filter: &DeliveryFilter,
+    mapping: Option<&str>,
     mut progress: impl FnMut(WebhookId, Option<&str>, (usize, usize)),
 ) -> Result<Retranslated, RetranslateError> {
     let webhooks = store.webhooks_for(filter).await?;
@@ -72,6 +82,7 @@ pub async fn retranslate(
                     .destination
                     .as_ref()
                     .is_none_or(|d| *d == delivery.destination)
+                    && mapping.is_none_or(|m| m == delivery.mapping)
             })
             .collect();
         let (added, replaced) = store

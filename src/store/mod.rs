@@ -241,8 +241,9 @@ pub trait Store: Send + Sync {
         filter: &DeliveryFilter,
         now_ms: i64,
     ) -> Result<Requeued, StoreError>;
-    /// The webhooks whose deliveries match the filter (or, filtering by webhook or time only,
-    /// those webhooks themselves, translated or not), oldest first.
+    /// The webhooks whose deliveries match the filter, and the untranslated ones (or,
+    /// filtering by webhook or time only, those webhooks themselves, translated or not),
+    /// oldest first; never purged ones.
     async fn webhooks_for(&self, filter: &DeliveryFilter)
     -> Result<Vec<StoredWebhook>, StoreError>;
     /// Stored webhooks matching the filter (purged ones included, with their body and
@@ -255,8 +256,9 @@ pub trait Store: Send + Sync {
     /// removed them).
     async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError>;
     /// Writes the deliveries of a re-translated webhook: new ones are added; existing ones
-    /// that were not delivered (and are in `only_status`, when given) take the new payload
-    /// and are due now; delivered ones are left alone, so nothing is counted twice.
+    /// that were not delivered (and are in `only_status`, when given; a `dry_run` one only
+    /// when `only_status` names it) take the new payload and are due now; delivered ones are
+    /// left alone, so nothing is counted twice.
     /// Returns (added, replaced).
     async fn replace_deliveries(
         &self,

@@ -239,7 +239,7 @@ async fn retention_purges_bodies_and_payloads_but_keeps_ids_and_keys() {
 
     // Nothing is left to send or to translate again: replay leaves them as they are.
     let mappings = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-    let output = app.cli(&mappings, &["replay", "--status", "dry_run"]);
+    let output = app.cli(&mappings, &["replay", "--yes", "--status", "dry_run"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(
@@ -249,10 +249,10 @@ async fn retention_purges_bodies_and_payloads_but_keeps_ids_and_keys() {
     );
     let output = app.cli(
         &mappings,
-        &["replay", "--retranslate", "--status", "dry_run"],
+        &["replay", "--yes", "--retranslate", "--status", "dry_run"],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("re-translated 0 webhooks"), "{stdout}");
+    assert!(stdout.contains("nothing to re-translate"), "{stdout}");
     assert!(
         app.delivery_rows()
             .await
@@ -290,6 +290,7 @@ async fn replay_retranslate_reports_progress_without_a_terminal_and_sums_up() {
         &mappings,
         &[
             "replay",
+            "--yes",
             "--retranslate",
             "--status",
             "any",
@@ -310,4 +311,120 @@ async fn replay_retranslate_reports_progress_without_a_terminal_and_sums_up() {
         stdout.contains("re-translated 120 webhooks: 0 deliveries added"),
         "{stdout}"
     );
+}
+
+/// A mapping that failed on a paid order is fixed: `replay --retranslate --mapping` makes
+/// the delivery it now produces for the untranslated webhook, and touches nothing of the
+/// other mappings (their dry runs stay as they ran). Without a terminal it asks for --yes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retranslating_a_fixed_mapping_adds_its_delivery_and_leaves_other_destinations_alone() {
+    let mappings = tempfile::tempdir().unwrap();
+    copy_tree(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
+        mappings.path(),
+    );
+    let salekit = mappings.path().join("haravan/salekit-audience.toml");
+    let shipped = std::fs::read_to_string(&salekit).unwrap();
+    let broken = shipped.replace("src     = '\"haravan\"'", "src     = '.email | tonumber'");
+    assert_ne!(broken, shipped);
+    std::fs::write(&salekit, &broken).unwrap();
+    let dir = mappings.path().display().to_string();
+    let app = spawn_app_with(|env| {
+        env.insert("STOREHOOK_MAPPINGS_DIR".into(), dir);
+    })
+    .await;
+    let order = fixture("haravan", "paid-two-items-discount");
+    let answer = json_of(
+        app.post_fixture("haravan", &order, secret_of("haravan"))
+            .await,
+    )
+    .await;
+    let webhook_id = answer["webhook_id"].as_i64().unwrap();
+    assert_eq!(app.webhook_status(webhook_id).await.0, "untranslated");
+    let before = app
+        .wait_for_deliveries(|rows| !rows.is_empty() && rows.iter().all(|r| r.status == "dry_run"))
+        .await;
+    assert!(
+        before
+            .iter()
+            .all(|r| r.mapping != "haravan/salekit-audience")
+    );
+
+    // No terminal, no --yes: refused, nothing changed.
+    std::fs::write(&salekit, &shipped).unwrap();
+    let args = [
+        "replay",
+        "--retranslate",
+        "--mapping",
+        "haravan/salekit-audience",
+    ];
+    let output = app.cli(mappings.path(), &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--yes"), "{stderr}");
+    assert_eq!(app.delivery_rows().await.len(), before.len());
+
+    let output = app.cli(mappings.path(), &[&args[..], &["--yes"]].concat());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("re-translated 1 webhooks: 1 deliveries added, 0 replaced"),
+        "{stdout}"
+    );
+    assert_eq!(
+        app.webhook_status(webhook_id).await,
+        ("translated".into(), None)
+    );
+    let after = app
+        .wait_for_deliveries(|rows| rows.len() == before.len() + 1)
+        .await;
+    let added = after
+        .iter()
+        .find(|r| r.mapping == "haravan/salekit-audience")
+        .expect("the fixed mapping's delivery");
+    assert_eq!(added.payload["src"], "haravan");
+    for old in &before {
+        let now = after.iter().find(|r| r.id == old.id).unwrap();
+        assert_eq!(
+            (&now.status, now.attempts, &now.request),
+            (&old.status, old.attempts, &old.request),
+            "{} untouched",
+            old.mapping
+        );
+    }
+
+    // An unknown mapping is named, not ignored.
+    let output = app.cli(
+        mappings.path(),
+        &[
+            "replay",
+            "--yes",
+            "--retranslate",
+            "--mapping",
+            "haravan/crm",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no such mapping"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }

@@ -157,6 +157,8 @@ pub(super) fn replace_deliveries(
             // Sent, or being sent: a new payload would count the order twice.
             Some(status) if !status.may_take_new_payload() => {}
             Some(status) if replace.only_status.is_some_and(|only| only != status) => {}
+            // A dry run is sent again only when asked for by its status.
+            Some(DeliveryStatus::DryRun) if replace.only_status.is_none() => {}
             Some(_) => {
                 let (needs_mapping, needs_key) = needs_of(&source, delivery);
                 conn.prepare_cached(

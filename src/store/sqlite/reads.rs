@@ -263,11 +263,15 @@ pub(super) fn webhooks_for(
 ) -> Result<Vec<StoredWebhook>, StoreError> {
     let by_delivery = filter.status.is_some() || filter.destination.is_some();
     let sql = if by_delivery {
+        // The untranslated ones too: a mapping that failed made no delivery to match.
         format!(
-            "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE id IN \
-             (SELECT webhook_id FROM deliveries WHERE {}) AND status != ?6 \
-             ORDER BY id LIMIT ?5",
-            filter_sql!()
+            "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE \
+             (id IN (SELECT webhook_id FROM deliveries WHERE {}) \
+              OR (status = '{untranslated}' AND (?3 IS NULL OR received_at >= ?3) \
+                  AND (?4 IS NULL OR id = ?4))) \
+             AND status != ?6 ORDER BY id LIMIT ?5",
+            filter_sql!(),
+            untranslated = WebhookStatus::Untranslated,
         )
     } else {
         "SELECT id, source, platform, topic, headers, body FROM webhooks \

@@ -36,7 +36,8 @@ pub async fn a_retranslation_gives_new_payloads_only_to_deliveries_not_delivered
     .await;
 
     // What a re-translation reads: by webhook or time, every webhook, translated or not; by
-    // the deliveries' status or destination, the webhooks of the matching deliveries.
+    // the deliveries' status or destination, the webhooks of the matching deliveries and
+    // the untranslated ones (a failed mapping made no delivery to match).
     let read = |filter: DeliveryFilter| {
         let store = store.clone();
         async move {
@@ -56,7 +57,7 @@ pub async fn a_retranslation_gives_new_payloads_only_to_deliveries_not_delivered
             ..Default::default()
         })
         .await,
-        [b]
+        [a, b]
     );
     let destination = Some("legion".to_string());
     assert_eq!(
@@ -65,7 +66,18 @@ pub async fn a_retranslation_gives_new_payloads_only_to_deliveries_not_delivered
             ..Default::default()
         })
         .await,
-        [b]
+        [a, b]
+    );
+    let (status, webhook_id) = (Some(DeliveryStatus::Dead), Some(b));
+    assert_eq!(
+        read(DeliveryFilter {
+            status,
+            webhook_id,
+            ..Default::default()
+        })
+        .await,
+        [b],
+        "an untranslated webhook outside the filter's webhook is not read"
     );
     let webhook_id = Some(a);
     assert_eq!(
@@ -185,4 +197,29 @@ pub async fn a_retranslation_gives_new_payloads_only_to_deliveries_not_delivered
         (b_now.status, b_now.error.as_deref()),
         (WebhookStatus::Untranslated, Some("price is not a number"))
     );
+
+    // A dry run keeps what it recorded unless its status is named: a re-translation for a
+    // fixed mapping does not resend what ran dry on purpose.
+    let c = accept(&store, webhook_at("s", "c", T0 + 2, vec![http("3")])).await;
+    let claimed = claim(&store, "http", T0 + 400).await;
+    let dry = [id_of(&store, HTTP_MAPPING, "s/3").await];
+    assert!(claimed.contains(&dry[0]));
+    let request = Recorded::DryRun {
+        request: "POST https://example.test/orders".into(),
+    };
+    record(&store, &claimed, attempt(T0 + 400, None, request)).await;
+    let mut new_dry = http("3");
+    new_dry.payload = r#"{"order":"3","v":2}"#.into();
+    let kept = store
+        .replace_deliveries(c, std::slice::from_ref(&new_dry), None, None, T0 + 500)
+        .await
+        .unwrap();
+    assert_eq!(kept, (0, 0));
+    assert_eq!(status_of(&store, dry[0]).await, DeliveryStatus::DryRun);
+    let asked = store
+        .replace_deliveries(c, &[new_dry], None, Some(DeliveryStatus::DryRun), T0 + 500)
+        .await
+        .unwrap();
+    assert_eq!(asked, (0, 1));
+    assert_eq!(status_of(&store, dry[0]).await, DeliveryStatus::Pending);
 }
