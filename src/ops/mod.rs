@@ -1,9 +1,14 @@
 //! What an operator can do, as library functions: list deliveries, replay them, re-translate
-//! stored webhooks with the current mappings. Typed results, no printing and no SQL: the CLI
+//! stored webhooks with the current mappings, see a webhook or a delivery in full. Typed results, no printing and no SQL: the CLI
 //! prints what these return, and an admin HTTP surface calls the same functions.
 
 mod deliveries;
 mod retranslate;
+mod views;
 
 pub use deliveries::{DEFAULT_LIST_LIMIT, list_deliveries, replay, replay_filter};
 pub use retranslate::{RetranslateError, Retranslated, retranslate};
+pub use views::{
+    Body, DeliveryAttempts, DeliveryDetail, DeliveryRequest, REDACTED, RequestShown, WaitsFor,
+    WebhookDetail, WebhookSummary, delivery, list_webhooks, webhook,
+};
