@@ -1,5 +1,5 @@
 //! The command line: `serve`, `send`, `sign`, `check`, `translate`, `deliveries`, `replay`,
-//! `migrate`.
+//! `webhooks`, `webhook`, `delivery`, `migrate`.
 
 /// Writes a line of the command's output to stdout. A closed pipe (`storehook … | head`)
 /// ends the process quietly, with success: whoever read the output has what it wanted.
@@ -11,6 +11,7 @@ macro_rules! say {
 
 mod mapping;
 mod outbox;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -142,6 +143,31 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// List stored webhooks (newest first, 50 unless --limit says otherwise), with how many
+    /// deliveries and skips each made and why its translation failed. A repeated webhook
+    /// (the same source and dedupe id) is refused, not stored: it has no row.
+    Webhooks {
+        #[command(flatten)]
+        args: views::WebhooksArgs,
+    },
+    /// Show one stored webhook: its headers (signatures redacted), its body, its status, and
+    /// each delivery made from it with every attempt.
+    Webhook {
+        /// The webhook's id (as `webhooks` lists it)
+        id: i64,
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one delivery: its payload, the request it is sent as (secrets shown as ***),
+    /// every attempt, and what it waits for.
+    Delivery {
+        /// The delivery's id (as `deliveries` lists it)
+        id: i64,
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade the store's tables, then exit.
     Migrate,
 }
@@ -224,6 +250,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Webhooks { args } => views::webhooks(&config, &args).await,
+        Command::Webhook { id, json } => views::webhook(&config, id, json).await,
+        Command::Delivery { id, json } => views::delivery(&config, id, json).await,
         Command::Migrate => {
             store::open(&config.store_url).await?;
             say!("store ready: {}", describe_store(&config.store_url));

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::domain::{DeliveryStatus, WebhookId};
+use crate::domain::{DeliveryStatus, WebhookId, WebhookStatus};
 use crate::mapping::Catalog;
 use crate::ops;
 use crate::store::{self, DeliveryFilter, now_ms};
@@ -37,24 +37,9 @@ impl FilterArgs {
     fn filter(&self) -> anyhow::Result<DeliveryFilter> {
         let status = match self.status.as_deref() {
             Some("any") | None => None,
-            Some(status) => Some(
-                status
-                    .parse::<DeliveryStatus>()
-                    .with_context(|| format!("--status {status}"))?,
-            ),
+            Some(status) => Some(delivery_status(status)?),
         };
-        let since_ms = match &self.since {
-            Some(text) => {
-                let span: jiff::Span = text.parse().with_context(|| {
-                    format!("--since {text}: not a duration like 30m, 2h or 7d")
-                })?;
-                let ago = span
-                    .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-                    .with_context(|| format!("--since {text}"))?;
-                Some(now_ms() - ago.as_millis() as i64)
-            }
-            None => None,
-        };
+        let since_ms = self.since.as_deref().map(since_ms).transpose()?;
         Ok(DeliveryFilter {
             status,
             destination: self.destination.clone(),
@@ -63,6 +48,28 @@ impl FilterArgs {
             limit: self.limit,
         })
     }
+}
+
+/// The delivery status `--status` names; a webhook's status word points to `webhooks`.
+fn delivery_status(word: &str) -> anyhow::Result<DeliveryStatus> {
+    if word.parse::<WebhookStatus>().is_ok() {
+        anyhow::bail!(
+            "--status {word}: `{word}` is a webhook status, not a delivery's: use `storehook webhooks --status {word}`"
+        );
+    }
+    word.parse::<DeliveryStatus>()
+        .map_err(|unknown| anyhow::anyhow!("--status {word}: {unknown}, or `any` for all"))
+}
+
+/// `--since TEXT`: the Unix time in milliseconds that long ago.
+pub(super) fn since_ms(text: &str) -> anyhow::Result<i64> {
+    let span: jiff::Span = text
+        .parse()
+        .with_context(|| format!("--since {text}: not a duration like 30m, 2h or 7d"))?;
+    let ago = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .with_context(|| format!("--since {text}"))?;
+    Ok(now_ms() - ago.as_millis() as i64)
 }
 
 pub async fn deliveries(
@@ -113,7 +120,7 @@ pub async fn deliveries(
 
 /// `text` in at most `width` characters: cut with `…` when longer, so the columns after it
 /// stay where the header says.
-fn fit(text: &str, width: usize) -> String {
+pub(super) fn fit(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }
@@ -122,7 +129,7 @@ fn fit(text: &str, width: usize) -> String {
 }
 
 /// A time column's text: Unix milliseconds as `YYYY-MM-DD HH:MM:SS` in UTC.
-fn utc_time(ms: i64) -> String {
+pub(super) fn utc_time(ms: i64) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
         Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S").to_string(),
         Err(_) => ms.to_string(),

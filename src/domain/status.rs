@@ -235,6 +235,8 @@ mod tests {
         for status in WebhookStatus::ALL {
             assert_eq!(status.as_str().parse::<WebhookStatus>().unwrap(), status);
         }
+        // A table's width applies to a word as to any text.
+        assert_eq!(format!("{:<10}|", DeliveryStatus::Dead), "dead      |");
         let err = "sent".parse::<DeliveryStatus>().unwrap_err();
         assert_eq!(
             err.to_string(),

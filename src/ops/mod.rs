@@ -1,11 +1,17 @@
 //! What an operator can do, as library functions: list deliveries, replay them, re-translate
-//! stored webhooks with the current mappings. Typed results, no printing and no SQL: the CLI
-//! prints what these return, and an admin HTTP surface calls the same functions.
+//! stored webhooks with the current mappings, see a webhook or a delivery in full. Typed
+//! results, no printing and no SQL: the CLI prints what these return, and an admin HTTP
+//! surface calls the same functions.
 
 mod deliveries;
 mod retranslate;
+mod views;
 
 pub use deliveries::{
     DEFAULT_LIST_LIMIT, deliveries_to_replay, list_deliveries, replay, replay_filter,
 };
 pub use retranslate::{RetranslateError, Retranslated, retranslate, webhooks_to_retranslate};
+pub use views::{
+    Body, DeliveryAttempts, DeliveryDetail, DeliveryRequest, REDACTED, RequestShown, WaitsFor,
+    WebhookDetail, WebhookSummary, delivery, list_webhooks, webhook,
+};

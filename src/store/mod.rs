@@ -250,6 +250,16 @@ pub trait Store: Send + Sync {
     /// headers empty), newest first.
     async fn list_webhooks(&self, filter: &WebhookFilter)
     -> Result<Vec<WebhookRecord>, StoreError>;
+    /// One stored webhook (a purged one with its body and headers empty), if there is one
+    /// with this id.
+    async fn get_webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError>;
+    /// The delivery of `mapping` with this stored key (see [`stored_key`]), if there is one:
+    /// what a `waiting` delivery's `needs` names.
+    async fn delivery_by_key(
+        &self,
+        mapping: &str,
+        key: &str,
+    ) -> Result<Option<DeliverySummary>, StoreError>;
     /// One delivery in full, if there is one with this id.
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
     /// The attempts recorded for a delivery, oldest first (none once the retention purge

@@ -91,6 +91,7 @@ pub struct AttemptRecord {
 pub struct WebhookFilter {
     pub status: Option<WebhookStatus>,
     pub source: Option<String>,
+    pub topic: Option<String>,
     /// Received at or after this Unix time in milliseconds.
     pub since_ms: Option<i64>,
     pub limit: Option<i64>,

@@ -309,6 +309,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn get_webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
+        self.readers
+            .read(move |conn| reads::get_webhook(conn, id))
+            .await
+    }
+
+    async fn delivery_by_key(
+        &self,
+        mapping: &str,
+        key: &str,
+    ) -> Result<Option<DeliverySummary>, StoreError> {
+        let (mapping, key) = (mapping.to_string(), key.to_string());
+        self.readers
+            .read(move |conn| reads::delivery_by_key(conn, &mapping, &key))
+            .await
+    }
+
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
         self.readers
             .read(move |conn| reads::get_delivery(conn, id))

@@ -14,4 +14,5 @@ mod refusals;
 mod rooms;
 mod store_contract;
 mod translate;
+mod views;
 mod workers;

@@ -220,40 +220,72 @@ fn headers(
     })
 }
 
+const WEBHOOK_COLUMNS: &str =
+    "id, source, platform, topic, dedupe_id, headers, body, status, error, received_at";
+
+/// A [`WebhookRecord`] from a row of [`WEBHOOK_COLUMNS`].
+fn webhook_record(row: &Row<'_>) -> rusqlite::Result<WebhookRecord> {
+    Ok(WebhookRecord {
+        id: row.get(0)?,
+        source: row.get(1)?,
+        platform: row.get(2)?,
+        topic: row.get(3)?,
+        dedupe_id: row.get(4)?,
+        headers: headers(row, 5)?,
+        body: row.get(6)?,
+        status: row.get(7)?,
+        error: row.get(8)?,
+        received_at: row.get(9)?,
+    })
+}
+
 /// Webhooks matching the filter, newest first.
 pub(super) fn list_webhooks(
     conn: &Connection,
     filter: &WebhookFilter,
 ) -> Result<Vec<WebhookRecord>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, source, platform, topic, dedupe_id, headers, body, status, error, \
-         received_at FROM webhooks WHERE (?1 IS NULL OR status = ?1) \
-         AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR received_at >= ?3) \
-         ORDER BY id DESC LIMIT ?4",
-    )?;
+    let sql = format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE (?1 IS NULL OR status = ?1) \
+         AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR topic = ?3) \
+         AND (?4 IS NULL OR received_at >= ?4) ORDER BY id DESC LIMIT ?5"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(
         params![
             filter.status,
             filter.source,
+            filter.topic,
             filter.since_ms,
             filter.limit.unwrap_or(-1)
         ],
-        |row| {
-            Ok(WebhookRecord {
-                id: row.get(0)?,
-                source: row.get(1)?,
-                platform: row.get(2)?,
-                topic: row.get(3)?,
-                dedupe_id: row.get(4)?,
-                headers: headers(row, 5)?,
-                body: row.get(6)?,
-                status: row.get(7)?,
-                error: row.get(8)?,
-                received_at: row.get(9)?,
-            })
-        },
+        webhook_record,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One webhook.
+pub(super) fn get_webhook(
+    conn: &Connection,
+    id: WebhookId,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], webhook_record)
+        .optional()?)
+}
+
+/// The delivery of `mapping` with the stored `key`: (mapping, key) is unique.
+pub(super) fn delivery_by_key(
+    conn: &Connection,
+    mapping: &str,
+    key: &str,
+) -> Result<Option<DeliverySummary>, StoreError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE mapping = ? AND key = ?");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([mapping, key], summary)
+        .optional()?)
 }
 
 /// The webhooks a re-translation reads (see `Store::webhooks_for`), oldest first.

@@ -36,6 +36,7 @@ macro_rules! with_every_rule {
             receive::one_delivery_per_mapping_and_key,
             receive::an_opened_store_is_ready_and_holds_nothing,
             receive::listings_read_back_what_was_accepted_newest_first_by_filter,
+            receive::a_webhook_reads_back_by_its_id_as_listed_and_an_unknown_id_is_none,
             retranslate::a_retranslation_gives_new_payloads_only_to_deliveries_not_delivered,
             rounds::a_claim_leases_a_delivery_to_one_worker_and_an_expired_lease_is_claimed_again,
             rounds::retry_scheduling_and_dead,
@@ -47,11 +48,13 @@ macro_rules! with_every_rule {
             waiting::waiting_that_times_out_becomes_skipped,
             waiting::a_replayed_conversion_re_queues_its_skipped_status_updates,
             waiting::a_replayed_status_update_older_than_one_already_delivered_is_superseded,
+            waiting::the_delivery_a_waiting_one_needs_is_found_by_its_mapping_and_key,
             skips::a_mapping_skip_is_stored_with_its_reason_and_never_sent_nor_replayed,
             skips::a_later_plan_of_the_same_key_replaces_a_mapping_skip_and_a_skip_never_replaces_a_plan,
             skips::a_replayed_conversion_re_arms_only_updates_skipped_for_an_unmet_need,
             upkeep::retention_purges_bodies_and_payloads_but_keeps_ids_and_keys,
             upkeep::replay_touches_only_what_its_filter_names,
+            upkeep::a_replay_keeps_the_attempt_log_and_counts_attempts_anew,
         );
     };
 }

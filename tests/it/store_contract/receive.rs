@@ -140,7 +140,8 @@ pub async fn an_opened_store_is_ready_and_holds_nothing(store: Arc<dyn Store>) {
 
 pub async fn listings_read_back_what_was_accepted_newest_first_by_filter(store: Arc<dyn Store>) {
     let mut failed = webhook_at("s", "a", T0, vec![]);
-    failed.translation_error = Some("no mapping for orders/paid".into());
+    failed.topic = "orders/create".into();
+    failed.translation_error = Some("no mapping for orders/create".into());
     let a = accept(&store, failed).await;
     let b = accept(
         &store,
@@ -173,7 +174,7 @@ pub async fn listings_read_back_what_was_accepted_newest_first_by_filter(store: 
         (all[1].status, all[1].error.as_deref()),
         (
             WebhookStatus::Untranslated,
-            Some("no mapping for orders/paid")
+            Some("no mapping for orders/create")
         )
     );
     let webhooks = |filter: WebhookFilter| {
@@ -188,6 +189,10 @@ pub async fn listings_read_back_what_was_accepted_newest_first_by_filter(store: 
     assert_eq!(webhooks(WebhookFilter { source, ..by() }).await, [a]);
     let status = Some(WebhookStatus::Untranslated);
     assert_eq!(webhooks(WebhookFilter { status, ..by() }).await, [a]);
+    let topic = Some("orders/create".to_string());
+    assert_eq!(webhooks(WebhookFilter { topic, ..by() }).await, [a]);
+    let topic = Some("orders/paid".to_string());
+    assert_eq!(webhooks(WebhookFilter { topic, ..by() }).await, [b]);
     let since_ms = Some(T0 + 1_000);
     assert_eq!(webhooks(WebhookFilter { since_ms, ..by() }).await, [b]);
     assert_eq!(
@@ -288,4 +293,29 @@ pub async fn listings_read_back_what_was_accepted_newest_first_by_filter(store: 
             .await
             .is_empty()
     );
+}
+
+pub async fn a_webhook_reads_back_by_its_id_as_listed_and_an_unknown_id_is_none(
+    store: Arc<dyn Store>,
+) {
+    let a = accept(&store, webhook("s", "a", vec![legion("1")])).await;
+    let mut failed = webhook_at("s", "b", T0 + 1, vec![]);
+    failed.translation_error = Some("no mapping for orders/paid".into());
+    let b = accept(&store, failed).await;
+    let listed = store
+        .list_webhooks(&WebhookFilter::default())
+        .await
+        .unwrap();
+    for (id, record) in [(b, &listed[0]), (a, &listed[1])] {
+        assert_eq!(
+            store.get_webhook(id).await.unwrap().as_ref(),
+            Some(record),
+            "webhook {id}"
+        );
+    }
+    let one = store.get_webhook(a).await.unwrap().unwrap();
+    assert_eq!(one.body, br#"{"event":"a"}"#);
+    assert_eq!(one.headers["x-haravan-topic"], "orders/paid");
+    let unknown = WebhookId(b.0 + 100);
+    assert_eq!(store.get_webhook(unknown).await.unwrap(), None);
 }

@@ -16,7 +16,7 @@ use storehook::store::{
 /// Every method of [`Store`]. [`Recording`] must override each one: a method added to the
 /// trait without a default body does not compile here until it is, and this list must then
 /// name it for the check to pass.
-const EVERY_METHOD: [&str; 16] = [
+const EVERY_METHOD: [&str; 18] = [
     "accept",
     "check_ready",
     "claim_due_deliveries",
@@ -27,6 +27,8 @@ const EVERY_METHOD: [&str; 16] = [
     "requeue_deliveries",
     "webhooks_for",
     "list_webhooks",
+    "get_webhook",
+    "delivery_by_key",
     "get_delivery",
     "list_attempts",
     "replace_deliveries",
@@ -157,6 +159,20 @@ impl Store for Recording {
     ) -> Result<Vec<WebhookRecord>, StoreError> {
         self.called.note("list_webhooks");
         self.store.list_webhooks(filter).await
+    }
+
+    async fn get_webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
+        self.called.note("get_webhook");
+        self.store.get_webhook(id).await
+    }
+
+    async fn delivery_by_key(
+        &self,
+        mapping: &str,
+        key: &str,
+    ) -> Result<Option<DeliverySummary>, StoreError> {
+        self.called.note("delivery_by_key");
+        self.store.delivery_by_key(mapping, key).await
     }
 
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {

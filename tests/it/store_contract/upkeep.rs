@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use storehook::store::{
-    Accepted, DeliveryFilter, DeliveryStatus, Recorded, Requeued, Store, WebhookFilter,
-    WebhookStatus,
+    Accepted, AttemptOutcome, DeliveryFilter, DeliveryStatus, Recorded, Requeued, Store,
+    WebhookFilter, WebhookStatus,
 };
 
 use super::*;
@@ -289,4 +289,50 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
         );
         assert_eq!(replayed.summary.webhook_id, w1);
     }
+}
+
+pub async fn a_replay_keeps_the_attempt_log_and_counts_attempts_anew(store: Arc<dyn Store>) {
+    accept(&store, webhook("s", "a", vec![legion("1")])).await;
+    let id = id_of(&store, LEGION_MAPPING, "s/1").await;
+    assert_eq!(claim(&store, "legion", T0 + 10).await, [id]);
+    record(
+        &store,
+        &[id],
+        attempt(T0 + 10, Some(400), dead("bad request")),
+    )
+    .await;
+    let replayed = store
+        .requeue_deliveries(
+            &DeliveryFilter {
+                status: Some(DeliveryStatus::Dead),
+                ..DeliveryFilter::default()
+            },
+            T0 + 20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(replayed.requeued, 1);
+    let requeued = get(&store, id).await.summary;
+    assert_eq!(
+        (requeued.status, requeued.attempts),
+        (DeliveryStatus::Pending, 0)
+    );
+    assert_eq!(store.list_attempts(id).await.unwrap().len(), 1, "kept");
+
+    assert_eq!(claim(&store, "legion", T0 + 30).await, [id]);
+    record(&store, &[id], attempt(T0 + 30, Some(200), delivered(None))).await;
+    let log = store.list_attempts(id).await.unwrap();
+    let outcomes: Vec<_> = log
+        .iter()
+        .map(|a| (a.outcome, a.http_status, a.started_at))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (AttemptOutcome::Dead, Some(400), T0 + 10),
+            (AttemptOutcome::Delivered, Some(200), T0 + 30)
+        ],
+        "the attempt before the replay, then the one after it"
+    );
+    assert_eq!(get(&store, id).await.summary.attempts, 1, "counted anew");
 }

@@ -270,3 +270,26 @@ pub async fn a_replayed_status_update_older_than_one_already_delivered_is_supers
     assert_eq!(status_of(&store, rejected).await, DeliveryStatus::Delivered);
     assert!(claim(&store, "scalef", T0 + 60).await.is_empty());
 }
+
+pub async fn the_delivery_a_waiting_one_needs_is_found_by_its_mapping_and_key(
+    store: Arc<dyn Store>,
+) {
+    let [create, approved, _] = conversion_and_two_updates(&store).await;
+    let (mapping, key) = get(&store, approved)
+        .await
+        .needs
+        .expect("it needs its create");
+    let needed = store
+        .delivery_by_key(&mapping, &key)
+        .await
+        .unwrap()
+        .expect("its create is stored");
+    assert_eq!(needed, get(&store, create).await.summary);
+    assert_eq!(needed.status, DeliveryStatus::Pending);
+    // The key is the stored one (`source/key`), and the mapping is part of it.
+    assert_eq!(store.delivery_by_key(&mapping, "1001").await.unwrap(), None);
+    assert_eq!(
+        store.delivery_by_key(STATUS_MAPPING, &key).await.unwrap(),
+        None
+    );
+}
