@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -20,6 +21,7 @@ use crate::store;
 
 pub struct App {
     listener: TcpListener,
+    mappings: Mappings,
     router: axum::Router,
     workers: Vec<Worker>,
     store: Arc<dyn store::Store>,
@@ -54,6 +56,10 @@ impl App {
         log_sources(&config);
         let catalog = load_catalog(&config.mappings_dir)?.with_source_vars(config.source_vars());
         check_destinations(&config, &catalog)?;
+        let mappings = Mappings {
+            live: Arc::new(ArcSwap::from_pointee(catalog)),
+            config: Arc::new(config.clone()),
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -72,12 +78,13 @@ impl App {
         let state = AppState {
             sources: Arc::new(config.sources),
             store: store.clone(),
-            catalog: Arc::new(catalog),
+            catalog: mappings.live.clone(),
             wake: Arc::new(wake),
             max_body_bytes: config.max_body_bytes,
         };
         Ok(Self {
             listener,
+            mappings,
             router: router(state),
             workers,
             store,
@@ -95,6 +102,11 @@ impl App {
             .iter()
             .position(|worker| worker.destination_id() == destination)?;
         Some(self.workers.remove(at))
+    }
+
+    /// The live mappings, to load again ([`Mappings::reload`]).
+    pub fn mappings(&self) -> Mappings {
+        self.mappings.clone()
     }
 
     /// The store the app writes, for tests and tools that check state through it.
@@ -121,6 +133,10 @@ impl App {
             .into_iter()
             .map(|worker| delivery.spawn(worker.run(stopped.clone())))
             .collect();
+        workers.push(tokio::spawn(reload_on_hangup(
+            self.mappings,
+            stopped.clone(),
+        )));
         workers.push(tokio::spawn(purge_periodically(
             self.store,
             self.retention,
@@ -237,6 +253,90 @@ pub fn describe_store(url: &str) -> String {
     }
 }
 
+/// The mappings the receive path translates with, and how to load them again while the
+/// service runs (`SIGHUP`, and whatever else asks for it).
+#[derive(Clone)]
+pub struct Mappings {
+    live: Arc<ArcSwap<Catalog>>,
+    /// The configuration the service started with: the directory, each source's values, the
+    /// destinations the mappings must name.
+    config: Arc<Config>,
+}
+
+impl Mappings {
+    /// Loads the mappings directory again. When every file loads and every mapping names a
+    /// configured destination that performs its operation, the new catalog is live for the
+    /// next webhook and the count of its mappings is returned; otherwise the catalog in force
+    /// stays, and the error lists every problem.
+    pub fn reload(&self) -> Result<usize, String> {
+        let dir = Path::new(&self.config.mappings_dir);
+        if !dir.is_dir() {
+            return Err(format!("mappings directory {} not found", dir.display()));
+        }
+        let catalog = Catalog::load(dir)
+            .map_err(|errors| {
+                let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                format!(
+                    "{} error(s) in the mapping files:\n{}",
+                    errors.len(),
+                    listed.join("\n")
+                )
+            })?
+            .with_source_vars(self.config.source_vars());
+        let problems = wiring_problems(&self.config, &catalog);
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        let count = catalog.mappings().len();
+        self.live.store(Arc::new(catalog));
+        Ok(count)
+    }
+
+    /// How many mappings are live.
+    pub fn count(&self) -> usize {
+        self.live.load().mappings().len()
+    }
+}
+
+/// Loads the mappings again on every `SIGHUP` until the stop, logging how many are live, or
+/// why the ones in force stay.
+async fn reload_on_hangup(mappings: Mappings, mut stopped: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP: mappings reload only with a restart");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+            let dir = &mappings.config.mappings_dir;
+            match mappings.reload() {
+                Ok(count) => {
+                    tracing::info!(mappings = %dir, count, "SIGHUP: mappings reloaded; {count} live")
+                }
+                // On one line: the log reader sees every file it names.
+                Err(error) => tracing::error!(
+                    mappings = %dir,
+                    count = mappings.count(),
+                    error = %error.replace('\n', "; "),
+                    "SIGHUP: mappings not reloaded; the ones in force stay live"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (mappings, stopped.wait_for(|stop| *stop).await);
+    }
+}
+
 /// Loads the mapping files; every problem in them stops the start, listed in full. A missing
 /// directory leaves the catalog empty (webhooks are then stored as untranslated) and says so.
 fn load_catalog(dir: &str) -> anyhow::Result<Catalog> {
@@ -250,11 +350,8 @@ fn load_catalog(dir: &str) -> anyhow::Result<Catalog> {
     }
     match Catalog::load(path) {
         Ok(catalog) => {
-            tracing::info!(
-                mappings = dir,
-                count = catalog.mappings().len(),
-                "mappings loaded"
-            );
+            let count = catalog.mappings().len();
+            tracing::info!(mappings = dir, count, "mappings loaded; {count} live");
             Ok(catalog)
         }
         Err(errors) => {

@@ -24,7 +24,8 @@ use crate::store::Store;
 pub struct AppState {
     pub sources: Arc<BTreeMap<String, SourceConfig>>,
     pub store: Arc<dyn Store>,
-    pub catalog: Arc<Catalog>,
+    /// The live mappings: a reload swaps them, a request in progress keeps the ones it took.
+    pub catalog: Arc<arc_swap::ArcSwap<Catalog>>,
     /// One per destination: notified when deliveries for it were stored.
     pub wake: Arc<HashMap<String, Arc<Notify>>>,
     pub max_body_bytes: usize,

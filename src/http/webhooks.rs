@@ -78,7 +78,7 @@ async fn receive_webhook(
         );
     }
     let kept = kept_headers(platform, headers);
-    let (plans, translation_error) = state.catalog.plans_and_error(&Webhook {
+    let (plans, translation_error) = state.catalog.load().plans_and_error(&Webhook {
         source: source_id,
         platform: source.platform,
         topic,

@@ -549,3 +549,89 @@ fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error(
         assert!(stderr.contains(key), "{stderr}");
     }
 }
+
+/// `SIGHUP` loads the mappings directory again: a new mapping is live for the next webhook;
+/// a broken file leaves the catalog in force, and the log says which and how many are live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_mappings_and_a_broken_file_keeps_the_ones_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir_all(mappings.join("haravan")).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/haravan");
+    std::fs::copy(
+        shipped.join("legion-purchase.toml"),
+        mappings.join("haravan/legion-purchase.toml"),
+    )
+    .unwrap();
+    let mut command = storehook(dir.path());
+    command
+        .env("HARAVAN_WEBHOOK_SECRET", secret_of("haravan"))
+        .env("STOREHOOK_MAPPINGS_DIR", &mappings);
+    let (child, rx, log, port) = serve(command);
+    assert!(
+        log.iter()
+            .any(|line| line.contains("mappings loaded; 1 live")),
+        "{log:?}"
+    );
+    let fixture = fixture("haravan", "paid-two-items-discount");
+    let post = |order_id: u64| {
+        let mut order: serde_json::Value = serde_json::from_slice(&fixture.body).unwrap();
+        order["id"] = order_id.into();
+        let body = serde_json::to_vec(&order).unwrap();
+        let mut request = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/webhooks/haravan"))
+            .header(
+                signature_header("haravan"),
+                platform_signature(secret_of("haravan"), &body),
+            )
+            .body(body);
+        for (name, value) in recorded_headers_without_signature(&fixture) {
+            if !name.eq_ignore_ascii_case("x-haravan-webhook-id") {
+                request = request.header(name, value);
+            }
+        }
+        async move {
+            let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            answer["deliveries"].as_u64().expect("stored")
+        }
+    };
+    let hang_up = || {
+        let sent = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let wait_for_log = |says: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the log says `{says}`"));
+        if line.contains(says) {
+            break line;
+        }
+    };
+    assert_eq!(post(7_100_001).await, 1, "the Legion event only");
+
+    std::fs::copy(
+        shipped.join("salekit-audience.toml"),
+        mappings.join("haravan/salekit-audience.toml"),
+    )
+    .unwrap();
+    hang_up();
+    wait_for_log("mappings reloaded; 2 live");
+    assert_eq!(post(7_100_002).await, 2, "the new mapping is live");
+
+    std::fs::write(
+        mappings.join("haravan/broken.toml"),
+        "description = \"half written\"\nplatform = ",
+    )
+    .unwrap();
+    hang_up();
+    let line = wait_for_log("mappings not reloaded");
+    assert!(
+        line.contains("broken.toml") && line.contains("count=2"),
+        "{line}"
+    );
+    assert_eq!(post(7_100_003).await, 2, "the catalog in force stays");
+    stop(child);
+}
