@@ -1,5 +1,5 @@
-//! The command line: `serve`, `send`, `sign`, `check`, `translate`, `deliveries`, `replay`,
-//! `webhooks`, `webhook`, `delivery`, `migrate`.
+//! The command line: `serve`, `send`, `sign`, `check`, `test`, `translate`, `deliveries`,
+//! `replay`, `webhooks`, `webhook`, `delivery`, `migrate`.
 
 /// Writes a line of the command's output to stdout. A closed pipe (`storehook … | head`)
 /// ends the process quietly, with success: whoever read the output has what it wanted.
@@ -11,6 +11,7 @@ macro_rules! say {
 
 mod mapping;
 mod outbox;
+mod test;
 mod views;
 
 use std::path::PathBuf;
@@ -98,6 +99,13 @@ pub enum Command {
         #[arg(long)]
         source: Option<String>,
     },
+    /// Run the tests written beside the mappings (NAME.test.toml tests NAME.toml): one line
+    /// per case, a diff for each that fails; exit 1 on any failure or invalid test file.
+    Test {
+        /// Directory of mapping files, searched for *.test.toml below it
+        #[arg(long, default_value = "mappings")]
+        mappings: PathBuf,
+    },
     /// Print the delivery plans a recorded webhook becomes, as a JSON array.
     Translate {
         /// Body file of a recorded webhook (e.g. fixtures/haravan/paid-two-items-discount.json)
@@ -175,8 +183,8 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
-        // `check` finds problems: a configuration that does not load is one, exit 1.
-        Err(error) if matches!(cli.command, Command::Check { .. }) => {
+        // `check` and `test` find problems: a configuration that does not load is one, exit 1.
+        Err(error) if matches!(cli.command, Command::Check { .. } | Command::Test { .. }) => {
             eprintln!("error: {error}");
             return Ok(ExitCode::FAILURE);
         }
@@ -213,6 +221,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             source,
         } => mapping::check(&config, &mappings, &fixtures, source.as_deref()).or_else(|error| {
             // Whatever stops `check` is an error it found: exit 1, as for any other.
+            eprintln!("error: {error:#}");
+            Ok(ExitCode::FAILURE)
+        }),
+        Command::Test { mappings } => test::test(&config, &mappings).or_else(|error| {
             eprintln!("error: {error:#}");
             Ok(ExitCode::FAILURE)
         }),

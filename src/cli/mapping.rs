@@ -1,4 +1,5 @@
-//! `storehook check` and `storehook translate`: mapping files against recorded webhooks.
+//! `storehook check` and `storehook translate`: mapping files against recorded webhooks;
+//! what they share with `storehook test`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +14,7 @@ use crate::mapping::{Catalog, LoadError, Outcome, Webhook, files_below};
 
 /// Loads the catalog with the configuration's per-source values, printing every load error;
 /// `None` when there was any.
-fn load_catalog(dir: &Path, config: &Config) -> Option<Catalog> {
+pub(super) fn load_catalog(dir: &Path, config: &Config) -> Option<Catalog> {
     match Catalog::load(dir) {
         Ok(catalog) => Some(catalog.with_source_vars(config.source_vars())),
         Err(errors) => {
@@ -31,7 +32,7 @@ fn print_load_errors(errors: &[LoadError]) {
 }
 
 /// A recorded webhook with what translation needs to know about it.
-struct Recorded {
+pub(super) struct Recorded {
     fixture: Fixture,
     platform: PlatformKind,
     topic: String,
@@ -39,7 +40,11 @@ struct Recorded {
 }
 
 impl Recorded {
-    fn new(fixture: Fixture, platform: PlatformKind, topic: Option<&str>) -> anyhow::Result<Self> {
+    pub(super) fn new(
+        fixture: Fixture,
+        platform: PlatformKind,
+        topic: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let topic_header = crate::source::platform(platform).topic_header();
         let topic = match topic {
             Some(topic) => topic.to_string(),
@@ -66,7 +71,7 @@ impl Recorded {
         })
     }
 
-    fn webhook<'a>(&'a self, source: &'a str) -> Webhook<'a> {
+    pub(super) fn webhook<'a>(&'a self, source: &'a str) -> Webhook<'a> {
         Webhook {
             source,
             platform: self.platform,
@@ -86,7 +91,7 @@ fn platform_of_path(path: &Path) -> Option<PlatformKind> {
 /// The source a webhook of `platform` is translated as: `chosen` (`--source`) when it is
 /// of that platform, else the one the fixture names, else the platform's name. A source
 /// that is not in the configuration, or of another platform, is an error.
-fn source_of<'a>(
+pub(super) fn source_of<'a>(
     config: &Config,
     platform: PlatformKind,
     chosen: Option<&'a str>,

@@ -163,8 +163,9 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Loads every `*.toml` below `dir` (sorted by path), with `$vars` expanded from the
-    /// process environment. All problems of all files are returned together.
+    /// Loads every `*.toml` below `dir` (sorted by path) but the tests beside them
+    /// (`*.test.toml`, see [`is_test_file`]), with `$vars` expanded from the process
+    /// environment. All problems of all files are returned together.
     pub fn load(dir: &Path) -> Result<Catalog, Vec<LoadError>> {
         Self::load_with_env(dir, &|name| std::env::var(name).ok())
     }
@@ -173,7 +174,7 @@ impl Catalog {
         dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Catalog, Vec<LoadError>> {
-        let files = files_below(dir, "toml").map_err(|e| {
+        let files = mapping_files(dir).map_err(|e| {
             vec![LoadError {
                 file: dir.to_path_buf(),
                 line: None,
@@ -400,6 +401,24 @@ impl Catalog {
     }
 }
 
+/// The name ending of a mapping's test file, written beside it: `salekit-audience.test.toml`
+/// tests `salekit-audience.toml` (`storehook test`).
+pub const TEST_FILE_SUFFIX: &str = ".test.toml";
+
+/// Whether a file is a mapping's test file (`*.test.toml`) rather than a mapping.
+pub fn is_test_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.ends_with(TEST_FILE_SUFFIX))
+}
+
+/// The mapping files below `dir`, sorted by path: every `*.toml` but the test files.
+pub fn mapping_files(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = files_below(dir, "toml")?;
+    files.retain(|path| !is_test_file(path));
+    Ok(files)
+}
+
 /// Every file below `dir` (recursively) whose extension is `extension`, sorted by path.
 pub fn files_below(dir: &Path, extension: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
     fn walk(dir: &Path, extension: &str, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
@@ -457,6 +476,26 @@ key         = '.id'
             headers: &headers,
             body: &body,
         })
+    }
+
+    #[test]
+    fn test_files_beside_the_mappings_are_not_mappings() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "shopify/m.toml", &format!("{BASE}[output]\n"));
+        write(
+            dir.path(),
+            "shopify/m.test.toml",
+            "[[case]]\nnot = 'a mapping'\n",
+        );
+        let catalog = Catalog::load_with_env(dir.path(), &|_| None).unwrap();
+        let ids: Vec<_> = catalog.mappings().iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["shopify/m"]);
+        assert!(is_test_file(Path::new("a/m.test.toml")));
+        assert!(!is_test_file(Path::new("a/m.toml")));
+        assert!(
+            !is_test_file(Path::new("a/test.toml")),
+            "a mapping named `test`"
+        );
     }
 
     #[test]

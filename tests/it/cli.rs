@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn storehook(dir: &Path) -> Command {
+pub fn storehook(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_storehook"));
     command
         .current_dir(dir)
@@ -17,7 +17,7 @@ fn storehook(dir: &Path) -> Command {
     command
 }
 
-fn shipped_config() -> std::path::PathBuf {
+pub fn shipped_config() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("storehook.toml")
 }
 

@@ -8,6 +8,7 @@ mod doubles;
 mod durability;
 mod handshakes;
 mod harness;
+mod mapping_tests;
 mod outbox;
 mod receive;
 mod refusals;
