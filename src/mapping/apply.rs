@@ -22,10 +22,9 @@ pub(super) fn apply(
             Some(Value::Bool(true)) => {}
             Some(Value::Bool(false)) => return Ok(None),
             other => {
-                return Err(error(
+                return Err(field_error(
                     mapping,
-                    &when.path,
-                    &when.code,
+                    when,
                     format!(
                         "must yield true or false, yielded {}",
                         describe(other.as_ref())
@@ -53,22 +52,33 @@ pub(super) fn apply(
         None => None,
     };
     let payload = build(mapping, &mapping.output, input, bindings, limits)?.unwrap_or(Value::Null);
-    if let Some((pointer, message)) = mapping.operation.violations(&payload).into_iter().next() {
+    // the operation's schema, then the mapping's own (`required`, `schema`)
+    let violation = match mapping.operation.violations(&payload).into_iter().next() {
+        Some((pointer, message)) => {
+            Some((pointer, format!("{} schema: {message}", mapping.operation)))
+        }
+        None => mapping.output_schema.as_ref().and_then(|own| {
+            let (pointer, message) = own.violations(&payload).into_iter().next()?;
+            Some((
+                pointer,
+                format!("the mapping's {}: {message}", own.declared_by),
+            ))
+        }),
+    };
+    if let Some((pointer, message)) = violation {
         let segments: Vec<&str> = pointer.split('/').filter(|s| !s.is_empty()).collect();
         let field = std::iter::once("output")
             .chain(segments.iter().copied())
             .collect::<Vec<_>>()
             .join(".");
-        let expression = mapping
-            .output_field(&segments)
-            .map(|f| f.code.clone())
-            .unwrap_or_default();
-        return Err(error(
-            mapping,
-            &field,
-            &expression,
-            format!("{} schema: {message}", mapping.operation),
-        ));
+        return Err(match mapping.output_field(&segments) {
+            Some(behind) => {
+                let mut error = field_error(mapping, behind, message);
+                error.field = field;
+                error
+            }
+            None => error(mapping, &field, "", message),
+        });
     }
     let payload_json =
         serde_json::to_string(&payload).map_err(|e| error(mapping, "output", "", e.to_string()))?;
@@ -108,10 +118,9 @@ fn skip_reason(
             None | Some(Value::Null | Value::Bool(false)) => {}
             Some(Value::String(reason)) if !reason.trim().is_empty() => return Ok(Some(reason)),
             other => {
-                return Err(error(
+                return Err(field_error(
                     mapping,
-                    &skip.path,
-                    &skip.code,
+                    skip,
                     format!(
                         "must yield the reason to skip (a non-empty string), or null or false to go on; yielded {}",
                         describe(other.as_ref())
@@ -164,15 +173,14 @@ fn single(
         .expr
         .eval(input, bindings, limits)
         .map_err(|message| {
-            let mut error = error(mapping, &field.path, &field.code, message);
+            let mut error = field_error(mapping, field, message);
             error.evaluating = true;
             error
         })?;
     if values.len() > 1 {
-        return Err(error(
+        return Err(field_error(
             mapping,
-            &field.path,
-            &field.code,
+            field,
             format!(
                 "yields {} values where one is expected; wrap it in [ … ] to make an array",
                 values.len()
@@ -193,10 +201,9 @@ fn key_text(
     match single(mapping, field, input, bindings, limits)? {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        other => Err(error(
+        other => Err(field_error(
             mapping,
-            &field.path,
-            &field.code,
+            field,
             format!(
                 "a key must be a non-empty string or a number, got {}",
                 describe(other.as_ref())
@@ -219,6 +226,13 @@ fn describe(value: Option<&Value>) -> String {
     }
 }
 
+/// An error of one expression: its field, line and code.
+fn field_error(mapping: &Mapping, field: &Field, message: String) -> Box<TranslateError> {
+    let mut error = error(mapping, &field.path, &field.code, message);
+    error.line = field.line;
+    error
+}
+
 /// Boxed: translating returns errors rarely, and a result that holds one unboxed is large.
 pub(super) fn error(
     mapping: &Mapping,
@@ -229,6 +243,7 @@ pub(super) fn error(
     Box::new(TranslateError {
         mapping: mapping.id.clone(),
         file: mapping.file.display().to_string(),
+        line: None,
         field: field.to_string(),
         expression: expression.to_string(),
         message,

@@ -187,6 +187,30 @@ const _: () = {
     shared::<Expr>();
 };
 
+/// Why an expression does not compile: a readable message, and the byte offset in the code
+/// of the part it stops at, where jaq gives one (a syntax error, an undefined name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CompileError {
+    pub message: String,
+    pub offset: Option<usize>,
+}
+
+impl From<String> for CompileError {
+    fn from(message: String) -> Self {
+        CompileError {
+            message,
+            offset: None,
+        }
+    }
+}
+
+impl From<CompileError> for String {
+    fn from(error: CompileError) -> Self {
+        error.message
+    }
+}
+
 impl fmt::Debug for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Expr").finish_non_exhaustive()
@@ -195,13 +219,15 @@ impl fmt::Debug for Expr {
 
 impl Expr {
     /// Compiles `code`. Errors (parse errors, undefined functions/variables, refused
-    /// constructs) come back as a readable message that quotes the offending part.
-    pub fn compile(code: &str) -> Result<Expr, String> {
+    /// constructs) come back as a readable message that quotes the offending part, with
+    /// where in `code` that part starts when jaq says.
+    pub fn compile(code: &str) -> Result<Expr, CompileError> {
         if code.len() > MAX_CODE_BYTES {
             let size = code.len();
             return Err(format!(
                 "the expression is {size} bytes, over the {MAX_CODE_BYTES} allowed"
-            ));
+            )
+            .into());
         }
         std::thread::scope(|scope| {
             let compiler = std::thread::Builder::new()
@@ -210,17 +236,21 @@ impl Expr {
                 .spawn_scoped(scope, || {
                     let filter = compile_in(&Arena::default(), code)?;
                     // it compiled, so it lexes and parses
-                    let tokens = lex::Lexer::new(code).lex().map_err(|_| "syntax error")?;
+                    let tokens = lex::Lexer::new(code)
+                        .lex()
+                        .map_err(|_| CompileError::from("syntax error".to_string()))?;
                     let term = load::parse::Parser::new(&tokens)
                         .parse(|p| p.term())
-                        .map_err(|_| "syntax error")?;
+                        .map_err(|_| CompileError::from("syntax error".to_string()))?;
                     check_program(&term)?;
                     let fast = Fast::compile(&term);
                     Ok(Expr { filter, fast })
                 })
                 .map_err(|e| format!("cannot start the jq compiler: {e}"))?;
             compiler.join().unwrap_or_else(|_| {
-                Err("the jq compiler failed on this expression (panic caught)".into())
+                Err("the jq compiler failed on this expression (panic caught)"
+                    .to_string()
+                    .into())
             })
         })
     }
@@ -310,17 +340,17 @@ impl Expr {
     }
 }
 
-fn compile_in<'s>(arena: &'s Arena, code: &'s str) -> Result<jaq_core::Filter<Data>, String> {
+fn compile_in<'s>(arena: &'s Arena, code: &'s str) -> Result<jaq_core::Filter<Data>, CompileError> {
     let prelude = PRELUDE.iter().cloned();
     let modules = Loader::new(prelude)
         .load(arena, File { code, path: () })
-        .map_err(|errors| load_errors(errors.into_iter().map(|(_, e)| e)))?;
+        .map_err(|errors| load_errors(code, errors.into_iter().map(|(_, e)| e)))?;
     let globals = VARIABLES.map(|name| &**arena.alloc(format!("${name}")));
     Compiler::default()
         .with_global_vars(globals)
         .with_funs(natives().map(|(name, args, f)| (name as &'s str, args, f)))
         .compile(modules)
-        .map_err(|errors| compile_errors(errors.into_iter().flat_map(|(_, e)| e)))
+        .map_err(|errors| compile_errors(code, errors.into_iter().flat_map(|(_, e)| e)))
 }
 
 /// jaq's natives but those [`functions::REPLACED`], then the replacements and ours.
@@ -358,6 +388,7 @@ pub(super) mod tests {
         Expr::compile(code)
             .err()
             .unwrap_or_else(|| panic!("{code} compiled"))
+            .message
     }
 
     #[test]
@@ -497,8 +528,11 @@ pub(super) mod tests {
         };
         let bindings = Bindings::new("t", "s", &Value::Null, &Value::Null);
         let input = Input::from_value(&Value::Null);
-        let eval =
-            |code: &str| Expr::compile(code).and_then(|e| e.eval(&input, &bindings, &limits));
+        let eval = |code: &str| {
+            Expr::compile(code)
+                .map_err(String::from)
+                .and_then(|e| e.eval(&input, &bindings, &limits))
+        };
         assert_eq!(eval("1, 2, 3"), Ok(vec![json!(1), json!(2), json!(3)]));
         assert!(
             eval("1, 2, 3, 4")

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::expr::Expr;
+use super::output_schema::{OutputSchema, required_paths};
 use crate::config::{expand_vars, toml_to_json};
 use crate::domain::Operation;
 use crate::domain::PlatformKind;
@@ -28,6 +29,8 @@ pub struct LoadError {
 pub struct Field {
     /// Dotted path in the file: `key`, `when`, `output.payload.uid`.
     pub path: String,
+    /// 1-based line of the file where the expression's text begins.
+    pub line: Option<usize>,
     pub code: String,
     pub expr: Expr,
 }
@@ -68,6 +71,9 @@ pub struct Mapping {
     /// `$vars`: per-shop values that are not secrets, expanded from the environment at load.
     pub vars: Value,
     pub output: OutputNode,
+    /// The mapping's own rules for its output (`required`, `schema`), checked after its
+    /// operation's schema.
+    pub output_schema: Option<OutputSchema>,
 }
 
 #[derive(Deserialize)]
@@ -84,7 +90,22 @@ struct RawMapping {
     needs: Option<RawNeeds>,
     #[serde(default)]
     vars: toml::Table,
+    /// Dotted paths of output fields that must be present: `["email", "contact.phone"]`.
+    #[serde(default)]
+    required: Vec<String>,
+    schema: Option<RawSchema>,
     output: toml::Table,
+}
+
+/// `schema = "crm.schema.json"` (a file beside the mapping), or `[schema]` written inline.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "the name of a JSON Schema file beside the mapping, or a table holding the schema"
+)]
+enum RawSchema {
+    File(String),
+    Inline(toml::Table),
 }
 
 /// `skip = '…'`, or `skip = ['…', '…']`.
@@ -145,19 +166,30 @@ impl Mapping {
         })?;
 
         let mut errors = Vec::new();
+        let starts = string_starts(text);
         let mut compile = |path: &str, code: &str| -> Option<Field> {
+            let start = starts.get(path).copied();
+            let line = start
+                .map(|offset| line_at(text, offset))
+                .or_else(|| line_of(text, code));
             match Expr::compile(code) {
                 Ok(expr) => Some(Field {
                     path: path.to_string(),
+                    line,
                     code: code.to_string(),
                     expr,
                 }),
-                Err(message) => {
+                Err(e) => {
+                    // the line of the part jaq stops at, within a multi-line expression
+                    let at = e
+                        .offset
+                        .zip(line)
+                        .map(|(offset, line)| line + code[..offset].matches('\n').count());
                     errors.push(error(
-                        line_of(text, code),
+                        at.or(line),
                         path,
                         Some(code),
-                        with_hint(code, message),
+                        with_hint(code, e.message),
                     ));
                     None
                 }
@@ -205,6 +237,34 @@ impl Mapping {
                 Value::Null
             }
         };
+        let output_schema = match own_schema(file, &raw.schema) {
+            Ok(schema) => {
+                let declared = schema
+                    .as_ref()
+                    .map(|(schema, _)| required_paths(schema))
+                    .unwrap_or_default();
+                if let Some(output) = &output {
+                    for path in raw.required.iter().chain(&declared) {
+                        if !output.has_field(path) {
+                            errors.push(error(
+                                line_of(text, path),
+                                if raw.required.contains(path) { "required" } else { "schema" },
+                                None,
+                                format!("`{path}` is not a field of [output], so it could never be present"),
+                            ));
+                        }
+                    }
+                }
+                OutputSchema::build(&raw.required, schema).unwrap_or_else(|message| {
+                    errors.push(error(line_of(text, "schema"), "schema", None, message));
+                    None
+                })
+            }
+            Err(message) => {
+                errors.push(error(line_of(text, "schema"), "schema", None, message));
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -225,6 +285,7 @@ impl Mapping {
             }),
             vars,
             output: output.expect("no errors, so compiled"),
+            output_schema,
         })
     }
 
@@ -264,6 +325,109 @@ impl Mapping {
             _ => None,
         }
     }
+}
+
+impl OutputNode {
+    /// Whether the tree has a field (an expression, a constant or a table) at the dotted
+    /// `path`: `email`, `contact.phone`.
+    pub fn has_field(&self, path: &str) -> bool {
+        let mut node = self;
+        for segment in path.split('.') {
+            match node {
+                OutputNode::Object(children) => {
+                    match children.iter().find(|(name, _)| name == segment) {
+                        Some((_, child)) => node = child,
+                        None => return false,
+                    }
+                }
+                // an expression may yield an object with any fields
+                OutputNode::Expr(_) => return true,
+                OutputNode::Constant(value) => {
+                    return value.pointer(&format!("/{segment}")).is_some();
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The mapping's own JSON Schema, if it declares one, with how it was declared: read from
+/// the file it names (relative to the mapping's folder), or written inline.
+fn own_schema(file: &Path, raw: &Option<RawSchema>) -> Result<Option<(Value, String)>, String> {
+    match raw {
+        None => Ok(None),
+        Some(RawSchema::Inline(table)) => Ok(Some((
+            toml_to_json(&toml::Value::Table(table.clone())),
+            "schema".into(),
+        ))),
+        Some(RawSchema::File(name)) => {
+            let path = file.parent().unwrap_or(Path::new(".")).join(name);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read the schema file {}: {e}", path.display()))?;
+            let schema = serde_json::from_str(&text)
+                .map_err(|e| format!("the schema file {} is not JSON: {e}", path.display()))?;
+            Ok(Some((schema, format!("schema {name}"))))
+        }
+    }
+}
+
+/// Where the text of each string value of the file begins (past its opening quotes, and
+/// past the newline that may follow `'''`), by its dotted path: `when`, `skip[1]`,
+/// `needs.key`, `output.payload.uid`. Empty when the file does not parse (its error is
+/// reported elsewhere).
+fn string_starts(text: &str) -> std::collections::HashMap<String, usize> {
+    use toml::de::{DeTable, DeValue};
+    fn value(
+        text: &str,
+        path: String,
+        item: &toml::Spanned<DeValue<'_>>,
+        out: &mut std::collections::HashMap<String, usize>,
+    ) {
+        match item.get_ref() {
+            DeValue::String(_) => {
+                let start = item.span().start;
+                let rest = &text[start.min(text.len())..];
+                let open = if rest.starts_with("'''") || rest.starts_with("\"\"\"") {
+                    let after = &rest[3..];
+                    3 + if after.starts_with("\r\n") {
+                        2
+                    } else {
+                        usize::from(after.starts_with('\n'))
+                    }
+                } else {
+                    1
+                };
+                out.insert(path, start + open);
+            }
+            DeValue::Array(items) => {
+                for (i, element) in items.iter().enumerate() {
+                    value(text, format!("{path}[{i}]"), element, out);
+                }
+            }
+            DeValue::Table(inner) => table(text, &path, inner, out),
+            _ => {}
+        }
+    }
+    fn table(
+        text: &str,
+        prefix: &str,
+        table: &DeTable<'_>,
+        out: &mut std::collections::HashMap<String, usize>,
+    ) {
+        for (key, item) in table {
+            let path = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            value(text, path, item, out);
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    if let Ok(root) = DeTable::parse(text) {
+        table(text, "", root.get_ref(), &mut out);
+    }
+    out
 }
 
 fn compile_tree(

@@ -10,6 +10,7 @@ mod file;
 mod functions;
 mod guard;
 mod operation;
+mod output_schema;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -121,12 +122,15 @@ pub struct Dependency {
     pub key: String,
 }
 
-/// Why a mapping could not build its payload: the file, the field, the expression, the cause.
+/// Why a mapping could not build its payload: the file, the line, the field, the expression,
+/// the cause. The line is where the failing expression begins: jaq reports no position for
+/// an error while it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{file}: {field}: {message}{}", if expression.is_empty() { String::new() } else { format!(" (expression: {expression})") })]
+#[error("{file}{}: {field}: {message}{}", line.map(|l| format!(":{l}")).unwrap_or_default(), if expression.is_empty() { String::new() } else { format!(" (expression: {expression})") })]
 pub struct TranslateError {
     pub mapping: String,
     pub file: String,
+    pub line: Option<usize>,
     pub field: String,
     pub expression: String,
     pub message: String,
@@ -706,7 +710,10 @@ key         = '.id'
             .unwrap_err();
         assert_eq!(err.field, "output.email");
         assert_eq!(err.expression, ".email");
-        assert!(err.to_string().contains("m.toml: output.email:"), "{err}");
+        assert!(
+            err.to_string().contains("m.toml:10: output.email:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -735,6 +742,109 @@ key         = '.id'
         assert!(err.message.contains("over the 32 allowed"), "{err}");
         let outcome = translate_one(&catalog, json!({"id": 1})).remove(0).unwrap();
         assert_eq!(outcome.plan().unwrap().payload_json, r#"{"all":{"id":1}}"#);
+    }
+
+    #[test]
+    fn a_required_field_a_typo_leaves_out_is_an_error_naming_its_line_and_expression() {
+        let text = format!(
+            "{BASE}required = [\"email\", \"contact.phone\"]\n[output]\nemail = '.customer.emial'\n[output.contact]\nphone = '.phone'\n"
+        );
+        let catalog = load(&text).unwrap();
+        let body = json!({"id": 1, "phone": "0912", "customer": {"email": "a@b.vn"}});
+        let err = translate_one(&catalog, body).remove(0).unwrap_err();
+        assert_eq!(err.field, "output.email");
+        assert_eq!(err.expression, ".customer.emial");
+        assert_eq!(err.line, Some(10));
+        assert!(err.message.contains("the mapping's required"), "{err}");
+        assert!(
+            err.to_string().contains("m.toml:10: output.email:"),
+            "{err}"
+        );
+        let err = translate_one(&catalog, json!({"id": 1, "customer": {"emial": "a@b.vn"}}))
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(err.field, "output.contact.phone", "{err}");
+
+        let errors = load(&format!(
+            "{BASE}required = [\"emial\"]\n[output]\nemail = '.email'\n"
+        ))
+        .unwrap_err();
+        assert_eq!(errors[0].field, "required");
+        assert!(
+            errors[0].message.contains("`emial` is not a field"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn a_schema_inline_or_in_a_file_beside_the_mapping_is_enforced() {
+        let inline = format!(
+            "{BASE}[schema]\nrequired = [\"email\"]\nproperties.email = {{ type = \"string\", format = \"email\" }}\n[output]\nemail = '.email'\n"
+        );
+        let catalog = load(&inline).unwrap();
+        assert!(translate_one(&catalog, json!({"id": 1, "email": "a@b.vn"}))[0].is_ok());
+        let err = translate_one(&catalog, json!({"id": 1, "email": "not an address"}))
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(err.field, "output.email");
+        assert!(err.message.contains("the mapping's schema"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{BASE}schema = \"m.schema.json\"\n[output]\nid = '.id'\n");
+        write(dir.path(), "shopify/m.toml", &text);
+        let err = Catalog::load_with_env(dir.path(), &|_| None).unwrap_err();
+        assert_eq!(err[0].field, "schema");
+        assert!(
+            err[0].message.contains("cannot read the schema file"),
+            "{}",
+            err[0]
+        );
+        write(
+            dir.path(),
+            "shopify/m.schema.json",
+            r#"{"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}"#,
+        );
+        let catalog = Catalog::load_with_env(dir.path(), &|_| None).unwrap();
+        assert_eq!(
+            catalog.mappings().len(),
+            1,
+            "the schema file is not a mapping"
+        );
+        let err = translate_one(&catalog, json!({"id": "1"}))
+            .remove(0)
+            .unwrap_err();
+        assert!(
+            err.message.contains("the mapping's schema m.schema.json"),
+            "{err}"
+        );
+        write(dir.path(), "shopify/m.schema.json", r#"{"type": 5}"#);
+        let err = Catalog::load_with_env(dir.path(), &|_| None).unwrap_err();
+        assert!(
+            err[0].message.contains("not a valid JSON Schema"),
+            "{}",
+            err[0]
+        );
+    }
+
+    #[test]
+    fn a_multi_line_expression_reports_the_line_of_its_failing_part() {
+        let text = format!("{BASE}[output]\ntotal = '''\n.total_price\n| tonumber\n| mony\n'''\n");
+        let errors = load(&text).unwrap_err();
+        assert_eq!(errors[0].field, "output.total");
+        assert_eq!(errors[0].line, Some(12), "{}", errors[0]);
+        assert!(errors[0].message.contains("mony"), "{}", errors[0]);
+
+        let text = format!("{BASE}[output]\ntotal = '''\n.total_price\n| tonumber\n'''\n");
+        let catalog = load(&text).unwrap();
+        let err = translate_one(&catalog, json!({"id": 1, "total_price": "abc"}))
+            .remove(0)
+            .unwrap_err();
+        assert_eq!(err.line, Some(10), "where the expression begins: {err}");
+        assert!(
+            err.to_string().contains("m.toml:10: output.total:"),
+            "{err}"
+        );
     }
 
     #[test]

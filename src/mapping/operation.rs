@@ -3,9 +3,9 @@
 
 use std::sync::LazyLock;
 
-use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
+use super::output_schema::violations_of;
 use crate::domain::Operation;
 
 /// The schema every payload of an operation must pass: validation is the mapping's check,
@@ -32,23 +32,7 @@ fn schema_text(op: Operation) -> &'static str {
 
 impl OperationSchema for Operation {
     fn violations(self, payload: &Value) -> Vec<(String, String)> {
-        let validator = &VALIDATORS[self as usize];
-        // the yes-or-no check stops at the first failure and builds no error: nearly every
-        // payload is valid, and collecting its (no) errors took nearly twice as long
-        if validator.is_valid(payload) {
-            return Vec::new();
-        }
-        validator
-            .iter_errors(payload)
-            .map(|e| {
-                let mut pointer = e.instance_path().to_string();
-                if let ValidationErrorKind::Required { property } = e.kind() {
-                    pointer.push('/');
-                    pointer.push_str(property.as_str().unwrap_or_default());
-                }
-                (pointer, e.to_string())
-            })
-            .collect()
+        violations_of(&VALIDATORS[self as usize], payload)
     }
 }
 

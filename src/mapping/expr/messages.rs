@@ -5,7 +5,7 @@ use jaq_core::compile::Undefined;
 use jaq_core::load::{self, lex};
 use jaq_json::Val;
 
-use super::VARIABLES;
+use super::{CompileError, VARIABLES};
 
 /// Longest error message returned, in bytes; jaq quotes whole values in its messages.
 pub(super) const MAX_MESSAGE_BYTES: usize = 300;
@@ -39,13 +39,24 @@ fn near(rest: &str) -> String {
     }
 }
 
-pub(super) fn load_errors<'s>(errors: impl Iterator<Item = load::Error<&'s str>>) -> String {
+/// Where `part`, a slice of `code`, starts in it.
+fn offset_in(code: &str, part: &str) -> Option<usize> {
+    let offset = (part.as_ptr() as usize).checked_sub(code.as_ptr() as usize)?;
+    (offset <= code.len()).then_some(offset)
+}
+
+pub(super) fn load_errors<'s>(
+    code: &str,
+    errors: impl Iterator<Item = load::Error<&'s str>>,
+) -> CompileError {
     let mut messages = Vec::new();
+    let mut offset = None;
     for error in errors {
         match error {
             load::Error::Io(_) => messages.push("imports and includes are not supported".into()),
             load::Error::Lex(errors) => {
                 messages.extend(errors.into_iter().map(|(expect, rest)| {
+                    offset = offset.or_else(|| offset_in(code, rest));
                     let expected = match expect {
                         lex::Expect::Delim("(") => "a closing parenthesis",
                         lex::Expect::Delim("[") => "a closing bracket",
@@ -63,6 +74,7 @@ pub(super) fn load_errors<'s>(errors: impl Iterator<Item = load::Error<&'s str>>
             }
             load::Error::Parse(errors) => {
                 messages.extend(errors.into_iter().map(|(expect, found)| {
+                    offset = offset.or_else(|| offset_in(code, found));
                     format!(
                         "syntax error: expected {} near {}",
                         expect.as_str(),
@@ -72,19 +84,36 @@ pub(super) fn load_errors<'s>(errors: impl Iterator<Item = load::Error<&'s str>>
             }
         }
     }
-    messages.join("; ")
+    CompileError {
+        message: messages.join("; "),
+        offset,
+    }
 }
 
-pub(super) fn compile_errors<'s>(errors: impl Iterator<Item = (&'s str, Undefined)>) -> String {
+pub(super) fn compile_errors<'s>(
+    code: &str,
+    errors: impl Iterator<Item = (&'s str, Undefined)>,
+) -> CompileError {
+    let mut offset = None;
     let messages: Vec<String> = errors
-        .map(|(name, undefined)| match undefined {
-            Undefined::Filter(arity) => format!("undefined function `{name}/{arity}`"),
-            Undefined::Var => format!(
-                "undefined variable `{name}` (bound: {})",
-                VARIABLES.map(|v| format!("${v}")).join(", ")
-            ),
-            other => format!("undefined {} `{name}`", other.as_str()),
+        .map(|(name, undefined)| {
+            offset = offset.or_else(|| offset_in(code, name));
+            undefined_message(name, undefined)
         })
         .collect();
-    messages.join("; ")
+    CompileError {
+        message: messages.join("; "),
+        offset,
+    }
+}
+
+fn undefined_message(name: &str, undefined: Undefined) -> String {
+    match undefined {
+        Undefined::Filter(arity) => format!("undefined function `{name}/{arity}`"),
+        Undefined::Var => format!(
+            "undefined variable `{name}` (bound: {})",
+            VARIABLES.map(|v| format!("${v}")).join(", ")
+        ),
+        other => format!("undefined {} `{name}`", other.as_str()),
+    }
 }
