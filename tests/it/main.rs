@@ -16,4 +16,5 @@ mod rooms;
 mod store_contract;
 mod translate;
 mod views;
+mod walkthrough;
 mod workers;
