@@ -254,7 +254,8 @@ pub async fn replay(
             known.join(", ")
         );
     }
-    let count = ops::webhooks_to_retranslate(store.as_ref(), &filter).await?;
+    let retranslation = ops::Retranslation::load(store.as_ref(), &filter).await?;
+    let count = retranslation.len();
     if count == 0 {
         say!("nothing to re-translate ({what})");
         return Ok(ExitCode::SUCCESS);
@@ -270,24 +271,24 @@ pub async fn replay(
         return Ok(ExitCode::FAILURE);
     }
     let bar = progress_bar();
-    let done = ops::retranslate(
-        store.as_ref(),
-        &catalog,
-        &filter,
-        replay.mapping,
-        |webhook, error, (done, total)| {
-            if let Some(error) = error {
-                bar.suspend(|| eprintln!("webhook {webhook}: {}", error.replace('\n', "; ")));
-            }
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            // Without a terminal (a log, CI) the bar is hidden: a line every 100 instead.
-            if bar.is_hidden() && done % 100 == 0 {
-                eprintln!("… {done}/{total} webhooks re-translated");
-            }
-        },
-    )
-    .await?;
+    let done = retranslation
+        .run(
+            store.as_ref(),
+            &catalog,
+            replay.mapping,
+            |webhook, error, (done, total)| {
+                if let Some(error) = error {
+                    bar.suspend(|| eprintln!("webhook {webhook}: {}", error.replace('\n', "; ")));
+                }
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                // Without a terminal (a log, CI) the bar is hidden: a line every 100 instead.
+                if bar.is_hidden() && done % 100 == 0 {
+                    eprintln!("… {done}/{total} webhooks re-translated");
+                }
+            },
+        )
+        .await?;
     bar.finish_and_clear();
     say!(
         "re-translated {} webhooks: {} deliveries added, {} replaced and requeued, {} webhooks with errors",

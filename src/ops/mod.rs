@@ -10,7 +10,7 @@ mod views;
 pub use deliveries::{
     DEFAULT_LIST_LIMIT, deliveries_to_replay, list_deliveries, replay, replay_filter,
 };
-pub use retranslate::{RetranslateError, Retranslated, retranslate, webhooks_to_retranslate};
+pub use retranslate::{RetranslateError, Retranslated, Retranslation, retranslate};
 pub use views::{
     Body, DeliveryAttempts, DeliveryDetail, DeliveryRequest, REDACTED, RequestShown, WaitsFor,
     WebhookDetail, WebhookSummary, delivery, list_webhooks, webhook,

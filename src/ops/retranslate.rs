@@ -30,12 +30,49 @@ pub struct Retranslated {
     pub failed: Vec<(WebhookId, String)>,
 }
 
-/// The stored webhooks [`retranslate`] would read for `filter`.
-pub async fn webhooks_to_retranslate(
-    store: &dyn Store,
-    filter: &DeliveryFilter,
-) -> Result<usize, StoreError> {
-    Ok(store.webhooks_for(filter).await?.len())
+/// The stored webhooks a re-translation will read, loaded once: count them (to say what will
+/// be done and ask first), then [`Retranslation::run`] them.
+pub struct Retranslation<'f> {
+    filter: &'f DeliveryFilter,
+    webhooks: Vec<crate::store::StoredWebhook>,
+}
+
+impl<'f> Retranslation<'f> {
+    /// Reads the stored webhooks that `filter` names (see [`Store::webhooks_for`]).
+    pub async fn load(store: &dyn Store, filter: &'f DeliveryFilter) -> Result<Self, StoreError> {
+        Ok(Self {
+            filter,
+            webhooks: store.webhooks_for(filter).await?,
+        })
+    }
+
+    /// How many webhooks it will run through the mappings.
+    pub fn len(&self) -> usize {
+        self.webhooks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.webhooks.is_empty()
+    }
+
+    /// Runs them through `catalog` and writes their deliveries: see [`retranslate`].
+    pub async fn run(
+        self,
+        store: &dyn Store,
+        catalog: &Catalog,
+        mapping: Option<&str>,
+        progress: impl FnMut(WebhookId, Option<&str>, (usize, usize)),
+    ) -> Result<Retranslated, RetranslateError> {
+        run(
+            store,
+            catalog,
+            self.filter,
+            &self.webhooks,
+            mapping,
+            progress,
+        )
+        .await
+    }
 }
 
 /// Re-translates the stored webhooks that `filter` names (see [`Store::webhooks_for`]) with
@@ -51,9 +88,22 @@ pub async fn retranslate(
     catalog: &Catalog,
     filter: &DeliveryFilter,
     mapping: Option<&str>,
+    progress: impl FnMut(WebhookId, Option<&str>, (usize, usize)),
+) -> Result<Retranslated, RetranslateError> {
+    Retranslation::load(store, filter)
+        .await?
+        .run(store, catalog, mapping, progress)
+        .await
+}
+
+async fn run(
+    store: &dyn Store,
+    catalog: &Catalog,
+    filter: &DeliveryFilter,
+    webhooks: &[crate::store::StoredWebhook],
+    mapping: Option<&str>,
     mut progress: impl FnMut(WebhookId, Option<&str>, (usize, usize)),
 ) -> Result<Retranslated, RetranslateError> {
-    let webhooks = store.webhooks_for(filter).await?;
     let mut done = Retranslated {
         webhooks: webhooks.len() as u64,
         ..Retranslated::default()

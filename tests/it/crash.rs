@@ -16,14 +16,6 @@ use crate::harness::*;
 const ORDERS_PER_ROUND: usize = 150;
 const ROUNDS: usize = 3;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The lease of a claimed delivery in these runs. A delivery in flight when the process is
 /// killed is claimed again once its lease has expired: with the shipped 60 s, the final run
 /// waited up to a minute for them (the whole suite took 60 s instead of 20), at the edge of

@@ -441,6 +441,15 @@ impl SqliteFaults {
     }
 }
 
+/// A port free on 127.0.0.1 a moment ago, for a server the test starts as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::doubles::Double;
-use crate::harness::secret_of;
+use crate::harness::{free_port, secret_of};
 
 const CRM_TOKEN: &str = "crm-token-for-the-walkthrough";
 
@@ -112,14 +112,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A shell in the copy of the checkout, with `storehook` on its `PATH` and only the
