@@ -17,6 +17,7 @@
 //!   an operation and how their answers become outcomes (the Destination seam).
 //! - [`ops`]: what an operator can do (list, replay, re-translate), for the CLI and any other
 //!   surface.
+//! - [`logging`]: the log lines, text or JSON, with phones and e-mail addresses masked.
 //! - [`app`] builds and runs the service; [`cli`] is the command line; [`fixture`] reads
 //!   recorded webhooks.
 
@@ -29,6 +30,7 @@ pub mod domain;
 pub mod error;
 pub mod fixture;
 pub mod http;
+pub mod logging;
 pub mod mapping;
 pub mod ops;
 pub mod source;

@@ -168,7 +168,7 @@ fn a_bad_configuration_stops_the_program_naming_the_file_and_key() {
 
 /// `storehook serve` started by `command` on a free port; the child, its log lines as they
 /// come, the lines up to the one with its address, and its port.
-fn serve(
+pub fn serve(
     mut command: Command,
 ) -> (
     std::process::Child,
@@ -196,21 +196,27 @@ fn serve(
             .recv_timeout(Duration::from_secs(60))
             .expect("the server logs its address");
         log.push(line.clone());
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest
+        // `address=127.0.0.1:PORT` in text, `"address":"127.0.0.1:PORT"` in JSON
+        if let Some(rest) = line
+            .split("address=")
+            .nth(1)
+            .or_else(|| line.split("\"address\":\"").nth(1))
+        {
+            let digits: String = rest
                 .split(':')
                 .nth(1)
                 .unwrap()
-                .trim()
-                .parse::<u16>()
-                .unwrap();
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            break digits.parse::<u16>().unwrap();
         }
     };
     (child, rx, log, port)
 }
 
 /// Stops a `serve` child with SIGTERM; it must exit cleanly.
-fn stop(mut child: std::process::Child) {
+pub fn stop(mut child: std::process::Child) {
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

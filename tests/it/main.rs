@@ -8,6 +8,7 @@ mod doubles;
 mod durability;
 mod handshakes;
 mod harness;
+mod logs;
 mod mapping_tests;
 mod outbox;
 mod receive;
