@@ -81,6 +81,7 @@ impl App {
             catalog: mappings.live.clone(),
             wake: Arc::new(wake),
             max_body_bytes: config.max_body_bytes,
+            metrics: config.metrics.then(crate::observe::install),
         };
         Ok(Self {
             listener,

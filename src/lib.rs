@@ -17,6 +17,7 @@
 //!   an operation and how their answers become outcomes (the Destination seam).
 //! - [`ops`]: what an operator can do (list, replay, re-translate), for the CLI and any other
 //!   surface.
+//! - [`observe`]: the metrics every room counts, and their Prometheus text at `/metrics`.
 //! - [`logging`]: the log lines, text or JSON, with phones and e-mail addresses masked.
 //! - [`app`] builds and runs the service; [`cli`] is the command line; [`fixture`] reads
 //!   recorded webhooks.
@@ -32,6 +33,7 @@ pub mod fixture;
 pub mod http;
 pub mod logging;
 pub mod mapping;
+pub mod observe;
 pub mod ops;
 pub mod source;
 pub mod store;

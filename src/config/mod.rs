@@ -90,6 +90,8 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     pub delivery: DeliveryConfig,
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Whether `GET /metrics` serves the Prometheus metrics (`[metrics] enabled`, default on).
+    pub metrics: bool,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -175,6 +177,7 @@ impl Config {
             destinations,
             delivery,
             sources,
+            metrics: raw.metrics.as_ref().is_none_or(|m| m.enabled),
         })
     }
 

@@ -17,6 +17,13 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) destinations: BTreeMap<String, RawDestination>,
     pub(super) delivery: Option<RawDelivery>,
+    pub(super) metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) enabled: bool,
 }
 
 #[derive(Deserialize)]

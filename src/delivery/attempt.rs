@@ -67,8 +67,12 @@ impl Sender {
             http_status,
             recorded,
         };
-        let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
-        log_attempt(&self.destination_id, &ids, &attempt);
+        log_attempt(&self.destination_id, batch, &attempt);
+        let ages: Vec<i64> = batch
+            .iter()
+            .map(|d| (started_at_ms - d.created_at_ms).max(0) + attempt.duration_ms)
+            .collect();
+        crate::observe::attempted(&self.destination_id, &attempt.recorded, &ages);
         (batch, attempt)
     }
 
@@ -95,6 +99,7 @@ impl Sender {
         }
         let outcome = destination::send(&self.client, self.destination.as_ref(), outgoing).await;
         breaker.count(&outcome);
+        crate::observe::circuit(&self.destination_id, breaker.is_open());
         let http_status = outcome.http_status();
         let recorded = match outcome {
             Outcome::Delivered {
@@ -160,23 +165,26 @@ fn outgoing(batch: &[ClaimedDelivery]) -> Result<Vec<Outgoing>, String> {
         .collect()
 }
 
-fn log_attempt(destination: &str, ids: &[i64], attempt: &Attempt) {
+fn log_attempt(destination: &str, batch: &[ClaimedDelivery], attempt: &Attempt) {
+    let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
+    let mut mappings: Vec<&str> = batch.iter().map(|d| d.mapping.as_str()).collect();
+    mappings.dedup();
     let duration_ms = attempt.duration_ms;
     match &attempt.recorded {
         Recorded::Delivered { .. } => {
-            tracing::info!(destination, deliveries = ?ids, duration_ms, "delivered")
+            tracing::info!(destination, deliveries = ?ids, ?mappings, duration_ms, "delivered")
         }
         Recorded::DryRun { .. } => {
-            tracing::info!(destination, deliveries = ?ids, "dry run: request recorded, nothing sent")
+            tracing::info!(destination, deliveries = ?ids, ?mappings, "dry run: request recorded, nothing sent")
         }
         Recorded::Retry { reason, .. } => {
-            tracing::warn!(destination, deliveries = ?ids, duration_ms, %reason, "attempt failed; retry scheduled")
+            tracing::warn!(destination, deliveries = ?ids, ?mappings, duration_ms, %reason, "attempt failed; retry scheduled")
         }
         Recorded::Dead { reason } => {
-            tracing::error!(destination, deliveries = ?ids, duration_ms, %reason, "delivery dead")
+            tracing::error!(destination, deliveries = ?ids, ?mappings, duration_ms, %reason, "delivery dead")
         }
         Recorded::Split { reason } => {
-            tracing::warn!(destination, deliveries = ?ids, duration_ms, %reason, "batch refused; each delivery is sent again alone, so that only those refused go dead")
+            tracing::warn!(destination, deliveries = ?ids, ?mappings, duration_ms, %reason, "batch refused; each delivery is sent again alone, so that only those refused go dead")
         }
     }
 }
@@ -195,6 +203,7 @@ mod tests {
             payload: "{}".into(),
             conversion_id: None,
             attempts: 1,
+            created_at_ms: 0,
         };
         let two = [delivery(1), delivery(2)];
         let split = |batch: &[ClaimedDelivery], status| {

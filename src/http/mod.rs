@@ -29,9 +29,17 @@ pub struct AppState {
     /// One per destination: notified when deliveries for it were stored.
     pub wake: Arc<HashMap<String, Arc<Notify>>>,
     pub max_body_bytes: usize,
+    /// The metrics `GET /metrics` renders, when they are on.
+    pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub fn router(state: AppState) -> Router {
+    let metrics = match state.metrics {
+        Some(handle) => Router::new()
+            .route("/metrics", get(crate::observe::render))
+            .with_state(handle),
+        None => Router::new(),
+    };
     Router::new()
         .route(
             "/webhooks/{source}",
@@ -43,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .with_state(state)
+        .merge(metrics)
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 

@@ -25,8 +25,10 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match receive_webhook(&state, &source_id, &headers, body).await {
-        Ok(response) => response,
+    let arrived = std::time::Instant::now();
+    let (response, topic, outcome) = match receive_webhook(&state, &source_id, &headers, body).await
+    {
+        Ok(answered) => (answered.response, answered.topic, answered.outcome),
         Err(err) => {
             let delivery_id = state
                 .sources
@@ -34,9 +36,27 @@ pub async fn receive(
                 .and_then(|s| crate::source::platform(s.platform).delivery_id_header())
                 .and_then(|name| header_text(&headers, name));
             err.log(&source_id, delivery_id);
-            err.into_response()
+            // A refused request's topic is not vouched for by a signature: not a label.
+            let code = err.code();
+            (err.into_response(), "-".to_string(), code)
         }
-    }
+    };
+    // Only configured sources become labels: a path anyone can make up must not add series.
+    let source = if state.sources.contains_key(&source_id) {
+        source_id.as_str()
+    } else {
+        "-"
+    };
+    crate::observe::webhook_answered(source, &topic, outcome, arrived.elapsed().as_secs_f64());
+    response
+}
+
+/// A webhook's answer, with its topic and outcome for the metrics.
+struct Answered {
+    response: Response,
+    topic: String,
+    /// `stored`, `untranslated`, `duplicate` or `ping`.
+    outcome: &'static str,
 }
 
 async fn receive_webhook(
@@ -44,7 +64,7 @@ async fn receive_webhook(
     source_id: &str,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Answered, ApiError> {
     let source = find_source(state, source_id)?;
     let platform = crate::source::platform(source.platform);
     let raw = read_body(body, headers, state.max_body_bytes).await?;
@@ -52,7 +72,11 @@ async fn receive_webhook(
     // the shop can activate the webhook while the operator finishes the configuration.
     if platform.is_unsigned_ping(headers, &raw) {
         tracing::info!(source = source_id, platform = %source.platform, "ping answered 200");
-        return Ok(Json(json!({ "ping": "ok" })).into_response());
+        return Ok(Answered {
+            response: Json(json!({ "ping": "ok" })).into_response(),
+            topic: "-".to_string(),
+            outcome: "ping",
+        });
     }
     if !source.secrets.is_set() {
         return Err(ApiError::SourceNotConfigured {
@@ -104,6 +128,7 @@ async fn receive_webhook(
         .filter(|d| d.skipped.is_none())
         .map(|d| d.destination.clone())
         .collect();
+    let untranslated = translation_error.is_some();
     let webhook = NewWebhook {
         source: source_id.to_string(),
         platform: source.platform.as_str().to_string(),
@@ -145,13 +170,24 @@ async fn receive_webhook(
         skipped,
         "webhook accepted"
     );
-    Ok(Json(json!({
-        "webhook_id": webhook_id,
-        "duplicate": duplicate,
-        "deliveries": deliveries,
-        "skipped": skipped,
-    }))
-    .into_response())
+    let outcome = if duplicate {
+        "duplicate"
+    } else if untranslated {
+        "untranslated"
+    } else {
+        "stored"
+    };
+    Ok(Answered {
+        response: Json(json!({
+            "webhook_id": webhook_id,
+            "duplicate": duplicate,
+            "deliveries": deliveries,
+            "skipped": skipped,
+        }))
+        .into_response(),
+        topic: topic.to_string(),
+        outcome,
+    })
 }
 
 pub async fn handshake(

@@ -397,8 +397,18 @@ impl Catalog {
         let mut errors = Vec::new();
         for result in self.translate(webhook) {
             match result {
-                Ok(plan) => plans.push(plan),
-                Err(err) => errors.push(err.to_string()),
+                Ok(outcome) => {
+                    let counted = match &outcome {
+                        Outcome::Plan(_) => "plan",
+                        Outcome::Skip(_) => "skip",
+                    };
+                    crate::observe::translated(outcome.mapping(), counted);
+                    plans.push(outcome);
+                }
+                Err(err) => {
+                    crate::observe::translated(&err.mapping, "error");
+                    errors.push(err.to_string());
+                }
             }
         }
         (plans, (!errors.is_empty()).then(|| errors.join("\n")))

@@ -145,6 +145,9 @@ pub struct ClaimedDelivery {
     pub conversion_id: Option<String>,
     /// Attempts made so far, this one included.
     pub attempts: i64,
+    /// When the delivery was made: its webhook's acknowledgement, or the re-translation that
+    /// added it.
+    pub created_at_ms: i64,
 }
 
 /// What one attempt came to, as it is recorded.

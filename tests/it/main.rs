@@ -10,6 +10,7 @@ mod handshakes;
 mod harness;
 mod logs;
 mod mapping_tests;
+mod metrics;
 mod outbox;
 mod receive;
 mod refusals;

@@ -32,7 +32,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
                  WHERE destination = ?3 AND status = '{in_flight}' AND lease_until < ?2 \
                  AND {not_held_back} ORDER BY next_attempt_at, id LIMIT ?4)) \
            ORDER BY next_attempt_at, id LIMIT ?4) \
-         RETURNING id, operation, payload, conversion_id, attempts, mapping, key",
+         RETURNING id, operation, payload, conversion_id, attempts, mapping, key, created_at",
         in_flight = DeliveryStatus::InFlight,
         pending = DeliveryStatus::Pending,
         not_held_back = *rules::NOT_HELD_BACK,
@@ -61,6 +61,7 @@ pub(super) fn claim(
                 attempts: row.get(4)?,
                 mapping: row.get(5)?,
                 key: row.get(6)?,
+                created_at_ms: row.get(7)?,
             })
         },
     )?;
