@@ -17,7 +17,6 @@ use std::sync::OnceLock;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::store::Recorded;
 
 /// Buckets of the latency histograms, in seconds: an acknowledgement takes milliseconds, a
 /// delivery after retries may take hours.
@@ -71,16 +70,11 @@ pub fn translated(mapping: &str, outcome: &'static str) {
     .increment(1);
 }
 
-/// One request to a destination (or, dry, one made), for `deliveries` deliveries, with
-/// the delay since each one's webhook was acknowledged when it was delivered.
-pub fn attempted(destination: &str, recorded: &Recorded, acknowledged_ms_ago: &[i64]) {
-    let (outcome, status) = match recorded {
-        Recorded::Delivered { .. } => ("delivered", Some("delivered")),
-        Recorded::DryRun { .. } => ("dry_run", Some("dry_run")),
-        Recorded::Retry { .. } => ("retry", None),
-        Recorded::Dead { .. } => ("dead", Some("dead")),
-        Recorded::Split { .. } => ("split", None),
-    };
+/// One request to a destination (or, dry, one made) and its `outcome` (`delivered`,
+/// `dry_run`, `retry`, `dead`, `split`), for deliveries made `made_ms_ago` (one a delivery).
+pub fn attempted(destination: &str, outcome: &'static str, made_ms_ago: &[i64]) {
+    // the outcomes that are a delivery's final status
+    let status = matches!(outcome, "delivered" | "dry_run" | "dead").then_some(outcome);
     counter!(
         "storehook_attempts_total",
         "destination" => destination.to_string(),
@@ -93,12 +87,12 @@ pub fn attempted(destination: &str, recorded: &Recorded, acknowledged_ms_ago: &[
             "destination" => destination.to_string(),
             "status" => status,
         )
-        .increment(acknowledged_ms_ago.len() as u64);
+        .increment(made_ms_ago.len() as u64);
     }
     if outcome == "delivered" {
         let delivered =
             histogram!("storehook_delivery_seconds", "destination" => destination.to_string());
-        for ms in acknowledged_ms_ago {
+        for ms in made_ms_ago {
             delivered.record(*ms as f64 / 1000.0);
         }
     }

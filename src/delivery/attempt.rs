@@ -72,7 +72,14 @@ impl Sender {
             .iter()
             .map(|d| (started_at_ms - d.created_at_ms).max(0) + attempt.duration_ms)
             .collect();
-        crate::observe::attempted(&self.destination_id, &attempt.recorded, &ages);
+        let outcome = match &attempt.recorded {
+            Recorded::Delivered { .. } => "delivered",
+            Recorded::DryRun { .. } => "dry_run",
+            Recorded::Retry { .. } => "retry",
+            Recorded::Dead { .. } => "dead",
+            Recorded::Split { .. } => "split",
+        };
+        crate::observe::attempted(&self.destination_id, outcome, &ages);
         (batch, attempt)
     }
 
