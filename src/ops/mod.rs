@@ -1,4 +1,4 @@
-//! What an operator can do, as library functions: list deliveries, replay them, re-translate
+//! What an operator can do, as library functions: list deliveries, replay or cancel them, re-translate
 //! stored webhooks with the current mappings, see a webhook or a delivery in full. Typed
 //! results, no printing and no SQL: the CLI prints what these return, and an admin HTTP
 //! surface calls the same functions.
@@ -8,7 +8,8 @@ mod retranslate;
 mod views;
 
 pub use deliveries::{
-    DEFAULT_LIST_LIMIT, deliveries_to_replay, list_deliveries, replay, replay_filter,
+    DEFAULT_LIST_LIMIT, cancel, deliveries_to_cancel, deliveries_to_replay, list_deliveries,
+    names_something, replay, replay_filter,
 };
 pub use retranslate::{RetranslateError, Retranslated, retranslate, webhooks_to_retranslate};
 pub use views::{
