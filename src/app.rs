@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -17,6 +16,7 @@ use crate::config::Config;
 use crate::delivery::Worker;
 use crate::http::{AppState, router};
 use crate::mapping::Catalog;
+pub use crate::ops::{Mappings, wiring_problems};
 use crate::store;
 
 pub struct App {
@@ -56,10 +56,7 @@ impl App {
         log_sources(&config);
         let catalog = load_catalog(&config.mappings_dir)?.with_source_vars(config.source_vars());
         check_destinations(&config, &catalog)?;
-        let mappings = Mappings {
-            live: Arc::new(ArcSwap::from_pointee(catalog)),
-            config: Arc::new(config.clone()),
-        };
+        let mappings = Mappings::new(catalog, Arc::new(config.clone()));
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -78,7 +75,7 @@ impl App {
         let state = AppState {
             sources: Arc::new(config.sources),
             store: store.clone(),
-            catalog: mappings.live.clone(),
+            catalog: mappings.live(),
             wake: Arc::new(wake),
             max_body_bytes: config.max_body_bytes,
         };
@@ -253,51 +250,6 @@ pub fn describe_store(url: &str) -> String {
     }
 }
 
-/// The mappings the receive path translates with, and how to load them again while the
-/// service runs (`SIGHUP`, and whatever else asks for it).
-#[derive(Clone)]
-pub struct Mappings {
-    live: Arc<ArcSwap<Catalog>>,
-    /// The configuration the service started with: the directory, each source's values, the
-    /// destinations the mappings must name.
-    config: Arc<Config>,
-}
-
-impl Mappings {
-    /// Loads the mappings directory again. When every file loads and every mapping names a
-    /// configured destination that performs its operation, the new catalog is live for the
-    /// next webhook and the count of its mappings is returned; otherwise the catalog in force
-    /// stays, and the error lists every problem.
-    pub fn reload(&self) -> Result<usize, String> {
-        let dir = Path::new(&self.config.mappings_dir);
-        if !dir.is_dir() {
-            return Err(format!("mappings directory {} not found", dir.display()));
-        }
-        let catalog = Catalog::load(dir)
-            .map_err(|errors| {
-                let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                format!(
-                    "{} error(s) in the mapping files:\n{}",
-                    errors.len(),
-                    listed.join("\n")
-                )
-            })?
-            .with_source_vars(self.config.source_vars());
-        let problems = wiring_problems(&self.config, &catalog);
-        if !problems.is_empty() {
-            return Err(problems.join("\n"));
-        }
-        let count = catalog.mappings().len();
-        self.live.store(Arc::new(catalog));
-        Ok(count)
-    }
-
-    /// How many mappings are live.
-    pub fn count(&self) -> usize {
-        self.live.load().mappings().len()
-    }
-}
-
 /// Loads the mappings again on every `SIGHUP` until the stop, logging how many are live, or
 /// why the ones in force stay.
 async fn reload_on_hangup(mappings: Mappings, mut stopped: watch::Receiver<bool>) {
@@ -316,7 +268,7 @@ async fn reload_on_hangup(mappings: Mappings, mut stopped: watch::Receiver<bool>
                 _ = hangup.recv() => {}
                 _ = stopped.wait_for(|stop| *stop) => return,
             }
-            let dir = &mappings.config.mappings_dir;
+            let dir = mappings.dir();
             match mappings.reload() {
                 Ok(count) => {
                     tracing::info!(mappings = %dir, count, "SIGHUP: mappings reloaded; {count} live")
@@ -385,41 +337,6 @@ fn check_destinations(config: &Config, catalog: &Catalog) -> anyhow::Result<()> 
     } else {
         anyhow::bail!("{}", problems.join("\n"))
     }
-}
-
-/// What keeps the configuration and the mappings from working together, one line each: a
-/// mapping whose destination is not configured, or whose destination's kind cannot perform
-/// its operation (a kind this build does not have stops the configuration's load). `serve` refuses to
-/// start on any; `check` reports them.
-pub fn wiring_problems(config: &Config, catalog: &Catalog) -> Vec<String> {
-    let mut problems = Vec::new();
-    for mapping in catalog.mappings() {
-        match config.destinations.get(&mapping.destination) {
-            None => problems.push(format!(
-                "{}: destination `{}` is not configured in {} (configured: {})",
-                mapping.file.display(),
-                mapping.destination,
-                config.origin,
-                config
-                    .destinations
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Some(d) if mapping.operation.destination_kind() != d.kind.as_str() => {
-                problems.push(format!(
-                    "{}: destination `{}` is a {} destination, which does not perform {}",
-                    mapping.file.display(),
-                    mapping.destination,
-                    d.kind,
-                    mapping.operation
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    problems
 }
 
 fn log_sources(config: &Config) {

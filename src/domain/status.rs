@@ -8,7 +8,7 @@ use super::words::words;
 
 /// Where a received webhook stands. A repeated webhook gets no state: it is refused by its
 /// (source, dedupe id) and never stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookStatus {
     /// Stored, not yet translated.
@@ -58,7 +58,7 @@ impl WebhookStatus {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Due at its `next_attempt_at`: a first attempt, or a retry scheduled.
@@ -170,7 +170,7 @@ impl DeliveryStatus {
 
 /// Why a delivery is `skipped`. What may bring a skipped delivery back is decided by its
 /// kind, never by its reason's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipKind {
     /// The mapping applies to the webhook but said not to send it (its `skip`), with a
@@ -215,7 +215,7 @@ impl SkipKind {
 }
 
 /// How one attempt of a delivery ended, as the delivery's attempt log keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Delivered,

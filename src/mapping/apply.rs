@@ -53,7 +53,8 @@ pub(super) fn apply(
         None => None,
     };
     let payload = build(mapping, &mapping.output, input, bindings, limits)?.unwrap_or(Value::Null);
-    if let Some((pointer, message)) = mapping.operation.violations(&payload).into_iter().next() {
+    let violations = mapping.operation.violations(&payload);
+    if let Some((pointer, message)) = violations.first().cloned() {
         let segments: Vec<&str> = pointer.split('/').filter(|s| !s.is_empty()).collect();
         let field = std::iter::once("output")
             .chain(segments.iter().copied())
@@ -63,12 +64,17 @@ pub(super) fn apply(
             .output_field(&segments)
             .map(|f| f.code.clone())
             .unwrap_or_default();
-        return Err(error(
+        let mut error = error(
             mapping,
             &field,
             &expression,
             format!("{} schema: {message}", mapping.operation),
-        ));
+        );
+        error.schema_errors = violations
+            .iter()
+            .map(|(pointer, message)| format!("{pointer}: {message}"))
+            .collect();
+        return Err(error);
     }
     let payload_json =
         serde_json::to_string(&payload).map_err(|e| error(mapping, "output", "", e.to_string()))?;
@@ -232,6 +238,7 @@ pub(super) fn error(
         field: field.to_string(),
         expression: expression.to_string(),
         message,
+        schema_errors: Vec::new(),
         evaluating: false,
     })
 }

@@ -34,7 +34,7 @@ pub struct DeliveryFilter {
 
 /// A delivery as operators see it (`storehook deliveries --json` prints these as they
 /// serialise: the ids as numbers, the status and operation as their words).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeliverySummary {
     pub id: DeliveryId,
     pub webhook_id: WebhookId,
@@ -84,7 +84,7 @@ impl From<&Recorded> for AttemptOutcome {
 }
 
 /// One attempt of a delivery, as [`Store::list_attempts`] reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub outcome: AttemptOutcome,
     /// The destination's answer's HTTP status, when there was an answer.
@@ -146,7 +146,7 @@ pub struct StoredWebhook {
 }
 
 /// What [`Store::cancel_deliveries`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Cancelled {
     /// Deliveries now `cancelled` (they were pending, waiting or dead).
     pub cancelled: u64,
@@ -156,7 +156,7 @@ pub struct Cancelled {
 }
 
 /// How many deliveries of one destination are in one status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatusCount {
     pub destination: String,
     pub status: DeliveryStatus,
@@ -164,7 +164,7 @@ pub struct StatusCount {
 }
 
 /// Attempts of one minute, by how they ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MinuteCount {
     /// The minute's start, Unix time in milliseconds.
     pub minute: i64,
@@ -187,7 +187,7 @@ pub struct DeliveryStats {
 }
 
 /// What [`Store::requeue_deliveries`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Requeued {
     /// Deliveries put back in the queue (`pending` or `waiting`).
     pub requeued: u64,
