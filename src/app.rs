@@ -14,13 +14,16 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::delivery::Worker;
-use crate::http::{AppState, router};
+use crate::http::{AppState, admin, router};
 use crate::mapping::Catalog;
 pub use crate::ops::{Mappings, wiring_problems};
 use crate::store;
 
 pub struct App {
     listener: TcpListener,
+    /// The admin surface's own listener, when `[admin] listen` names an address (else the
+    /// admin routes are on the main one, or off).
+    admin: Option<(TcpListener, axum::Router)>,
     mappings: Mappings,
     router: axum::Router,
     workers: Vec<Worker>,
@@ -72,22 +75,72 @@ impl App {
                 notify,
             ));
         }
+        let wake = Arc::new(wake);
+        let sources = Arc::new(config.sources.clone());
         let state = AppState {
-            sources: Arc::new(config.sources),
+            sources: sources.clone(),
             store: store.clone(),
             catalog: mappings.live(),
-            wake: Arc::new(wake),
+            wake: wake.clone(),
             max_body_bytes: config.max_body_bytes,
         };
+        let mut main_router = router(state);
+        let mut admin = None;
+        let token = admin::token::resolve(&config)?;
+        if let Some(secret) = token.secret() {
+            let admin_router = admin::router(admin::AdminState {
+                store: store.clone(),
+                mappings: mappings.clone(),
+                sources,
+                destinations: Arc::new(config.destinations.clone()),
+                circuits: Arc::new(
+                    workers
+                        .iter()
+                        .map(|w| (w.destination_id().to_string(), w.circuit()))
+                        .collect(),
+                ),
+                wake,
+                gate: Arc::new(admin::Gate::new(
+                    secret.clone(),
+                    config.admin.trusted_proxy_header.clone(),
+                )),
+            });
+            let address = match config.admin.listen {
+                Some(address) => {
+                    let admin_listener = TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("cannot listen on {address} ([admin] listen)"))?;
+                    let bound = admin_listener.local_addr()?;
+                    admin = Some((admin_listener, admin_router));
+                    bound
+                }
+                None => {
+                    main_router = main_router.merge(admin_router);
+                    listener.local_addr()?
+                }
+            };
+            use std::io::IsTerminal as _;
+            admin::token::announce(&token, address, std::io::stderr().is_terminal());
+        } else {
+            admin::token::announce(&token, listener.local_addr()?, false);
+        }
         Ok(Self {
             listener,
+            admin,
             mappings,
-            router: router(state),
+            router: main_router,
             workers,
             store,
             retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
             shutdown_grace: config.delivery.shutdown_grace,
         })
+    }
+
+    /// The address the admin surface listens on when it has one of its own.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// Takes the delivery worker of `destination` out of the app, which then runs without
@@ -139,9 +192,37 @@ impl App {
             self.retention,
             stopped.clone(),
         )));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+        // One shutdown for both listeners.
+        let (serving, stop_serving) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = serving.send(true);
+        });
+        let until_stop = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let admin = self.admin.map(|(listener, router)| {
+            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(until_stop(stop_serving.clone()))
+                    .into_future(),
+            )
+        });
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, service)
+            .with_graceful_shutdown(until_stop(stop_serving))
             .await;
+        if let Some(admin) = admin {
+            match admin.await {
+                Ok(Err(error)) => tracing::error!(%error, "the admin listener failed"),
+                Err(error) => tracing::error!(%error, "the admin listener stopped abnormally"),
+                Ok(Ok(())) => {}
+            }
+        }
         let _ = stop.send(true);
         let deadline = self.shutdown_grace + RELEASE_DEADLINE;
         let finished = tokio::time::timeout(deadline, futures_join(workers)).await;

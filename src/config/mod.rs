@@ -338,7 +338,9 @@ impl Reader<'_> {
                 if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     return Err(self.invalid(
                         "admin.trusted_proxy_header",
-                        format!("`{name}` is not a header name (e.g. Fly-Client-IP, X-Forwarded-For)"),
+                        format!(
+                            "`{name}` is not a header name (e.g. Fly-Client-IP, X-Forwarded-For)"
+                        ),
                     ));
                 }
                 Some(name)

@@ -15,7 +15,10 @@ use crate::destination::Outcome;
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CircuitState {
     /// Sending; `failures_in_a_row` of the `failures` that open it so far.
-    Closed { failures_in_a_row: u32, failures: u32 },
+    Closed {
+        failures_in_a_row: u32,
+        failures: u32,
+    },
     /// Paused after failures in a row, for this many more milliseconds.
     Open { remaining_ms: u64 },
 }

@@ -169,4 +169,3 @@ pub fn wiring_problems(config: &Config, catalog: &Catalog) -> Vec<String> {
     }
     problems
 }
-

@@ -57,12 +57,14 @@ pub async fn stats(
         })
         .collect();
     let of = |destinations: &mut BTreeMap<String, DestinationStats>, id: &str| {
-        destinations.entry(id.to_string()).or_insert_with(|| DestinationStats {
-            destination: id.to_string(),
-            counts: BTreeMap::new(),
-            oldest_pending_age_ms: None,
-            circuit: None,
-        });
+        destinations
+            .entry(id.to_string())
+            .or_insert_with(|| DestinationStats {
+                destination: id.to_string(),
+                counts: BTreeMap::new(),
+                oldest_pending_age_ms: None,
+                circuit: None,
+            });
     };
     for StatusCount {
         destination,
