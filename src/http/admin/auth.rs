@@ -71,13 +71,18 @@ impl Gate {
     }
 
     /// Judges a request from `client` presenting `presented` (none when it sent no
-    /// credentials). A locked-out address is refused before its token is looked at.
+    /// credentials). A locked-out address is refused before its token is looked at; only a
+    /// wrong token counts towards a lockout, not a request without one.
     pub fn judge(&self, client: IpAddr, presented: Option<&str>) -> Verdict {
         let now = Instant::now();
         if let Some(left) = self.lockout_left(client, now) {
             return Verdict::Throttled { retry_after: left };
         }
-        if presented.is_some_and(|token| self.is_token(token)) {
+        let Some(presented) = presented else {
+            // No credentials is no guess: refused, not counted.
+            return Verdict::Refused;
+        };
+        if self.is_token(presented) {
             return Verdict::Allowed;
         }
         if self.failures.check_key(&client).is_err() {
