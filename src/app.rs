@@ -9,18 +9,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::delivery::Worker;
-use crate::http::{AppState, router};
+use crate::http::{AppState, admin, router};
 use crate::mapping::Catalog;
+pub use crate::ops::{Mappings, wiring_problems};
 use crate::store;
 
 pub struct App {
     listener: TcpListener,
+    /// The admin surface's own listener, when `[admin] listen` names an address (else the
+    /// admin routes are on the main one, or off).
+    admin: Option<(TcpListener, axum::Router)>,
     mappings: Mappings,
     router: axum::Router,
     workers: Vec<Worker>,
@@ -56,10 +59,7 @@ impl App {
         log_sources(&config);
         let catalog = load_catalog(&config.mappings_dir)?.with_source_vars(config.source_vars());
         check_destinations(&config, &catalog)?;
-        let mappings = Mappings {
-            live: Arc::new(ArcSwap::from_pointee(catalog)),
-            config: Arc::new(config.clone()),
-        };
+        let mappings = Mappings::new(catalog, Arc::new(config.clone()));
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -75,23 +75,73 @@ impl App {
                 notify,
             ));
         }
+        let wake = Arc::new(wake);
+        let sources = Arc::new(config.sources.clone());
         let state = AppState {
-            sources: Arc::new(config.sources),
+            sources: sources.clone(),
             store: store.clone(),
-            catalog: mappings.live.clone(),
-            wake: Arc::new(wake),
+            catalog: mappings.live(),
+            wake: wake.clone(),
             max_body_bytes: config.max_body_bytes,
             metrics: config.metrics.then(crate::observe::install),
         };
+        let mut main_router = router(state);
+        let mut admin = None;
+        let token = admin::token::resolve(&config)?;
+        if let Some(secret) = token.secret() {
+            let admin_router = admin::router(admin::AdminState {
+                store: store.clone(),
+                mappings: mappings.clone(),
+                sources,
+                destinations: Arc::new(config.destinations.clone()),
+                circuits: Arc::new(
+                    workers
+                        .iter()
+                        .map(|w| (w.destination_id().to_string(), w.circuit()))
+                        .collect(),
+                ),
+                wake,
+                gate: Arc::new(admin::Gate::new(
+                    secret.clone(),
+                    config.admin.trusted_proxy_header.clone(),
+                )),
+            });
+            let address = match config.admin.listen {
+                Some(address) => {
+                    let admin_listener = TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("cannot listen on {address} ([admin] listen)"))?;
+                    let bound = admin_listener.local_addr()?;
+                    admin = Some((admin_listener, admin_router));
+                    bound
+                }
+                None => {
+                    main_router = main_router.merge(admin_router);
+                    listener.local_addr()?
+                }
+            };
+            use std::io::IsTerminal as _;
+            admin::token::announce(&token, address, std::io::stderr().is_terminal());
+        } else {
+            admin::token::announce(&token, listener.local_addr()?, false);
+        }
         Ok(Self {
             listener,
+            admin,
             mappings,
-            router: router(state),
+            router: main_router,
             workers,
             store,
             retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
             shutdown_grace: config.delivery.shutdown_grace,
         })
+    }
+
+    /// The address the admin surface listens on when it has one of its own.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// Takes the delivery worker of `destination` out of the app, which then runs without
@@ -143,9 +193,37 @@ impl App {
             self.retention,
             stopped.clone(),
         )));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+        // One shutdown for both listeners.
+        let (serving, stop_serving) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = serving.send(true);
+        });
+        let until_stop = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let admin = self.admin.map(|(listener, router)| {
+            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(until_stop(stop_serving.clone()))
+                    .into_future(),
+            )
+        });
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, service)
+            .with_graceful_shutdown(until_stop(stop_serving))
             .await;
+        if let Some(admin) = admin {
+            match admin.await {
+                Ok(Err(error)) => tracing::error!(%error, "the admin listener failed"),
+                Err(error) => tracing::error!(%error, "the admin listener stopped abnormally"),
+                Ok(Ok(())) => {}
+            }
+        }
         let _ = stop.send(true);
         let deadline = self.shutdown_grace + RELEASE_DEADLINE;
         let finished = tokio::time::timeout(deadline, futures_join(workers)).await;
@@ -254,51 +332,6 @@ pub fn describe_store(url: &str) -> String {
     }
 }
 
-/// The mappings the receive path translates with, and how to load them again while the
-/// service runs (`SIGHUP`, and whatever else asks for it).
-#[derive(Clone)]
-pub struct Mappings {
-    live: Arc<ArcSwap<Catalog>>,
-    /// The configuration the service started with: the directory, each source's values, the
-    /// destinations the mappings must name.
-    config: Arc<Config>,
-}
-
-impl Mappings {
-    /// Loads the mappings directory again. When every file loads and every mapping names a
-    /// configured destination that performs its operation, the new catalog is live for the
-    /// next webhook and the count of its mappings is returned; otherwise the catalog in force
-    /// stays, and the error lists every problem.
-    pub fn reload(&self) -> Result<usize, String> {
-        let dir = Path::new(&self.config.mappings_dir);
-        if !dir.is_dir() {
-            return Err(format!("mappings directory {} not found", dir.display()));
-        }
-        let catalog = Catalog::load(dir)
-            .map_err(|errors| {
-                let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                format!(
-                    "{} error(s) in the mapping files:\n{}",
-                    errors.len(),
-                    listed.join("\n")
-                )
-            })?
-            .with_source_vars(self.config.source_vars());
-        let problems = wiring_problems(&self.config, &catalog);
-        if !problems.is_empty() {
-            return Err(problems.join("\n"));
-        }
-        let count = catalog.mappings().len();
-        self.live.store(Arc::new(catalog));
-        Ok(count)
-    }
-
-    /// How many mappings are live.
-    pub fn count(&self) -> usize {
-        self.live.load().mappings().len()
-    }
-}
-
 /// Loads the mappings again on every `SIGHUP` until the stop, logging how many are live, or
 /// why the ones in force stay.
 async fn reload_on_hangup(mappings: Mappings, mut stopped: watch::Receiver<bool>) {
@@ -317,7 +350,7 @@ async fn reload_on_hangup(mappings: Mappings, mut stopped: watch::Receiver<bool>
                 _ = hangup.recv() => {}
                 _ = stopped.wait_for(|stop| *stop) => return,
             }
-            let dir = &mappings.config.mappings_dir;
+            let dir = mappings.dir();
             match mappings.reload() {
                 Ok(count) => {
                     tracing::info!(mappings = %dir, count, "SIGHUP: mappings reloaded; {count} live")
@@ -386,41 +419,6 @@ fn check_destinations(config: &Config, catalog: &Catalog) -> anyhow::Result<()> 
     } else {
         anyhow::bail!("{}", problems.join("\n"))
     }
-}
-
-/// What keeps the configuration and the mappings from working together, one line each: a
-/// mapping whose destination is not configured, or whose destination's kind cannot perform
-/// its operation (a kind this build does not have stops the configuration's load). `serve` refuses to
-/// start on any; `check` reports them.
-pub fn wiring_problems(config: &Config, catalog: &Catalog) -> Vec<String> {
-    let mut problems = Vec::new();
-    for mapping in catalog.mappings() {
-        match config.destinations.get(&mapping.destination) {
-            None => problems.push(format!(
-                "{}: destination `{}` is not configured in {} (configured: {})",
-                mapping.file.display(),
-                mapping.destination,
-                config.origin,
-                config
-                    .destinations
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Some(d) if mapping.operation.destination_kind() != d.kind.as_str() => {
-                problems.push(format!(
-                    "{}: destination `{}` is a {} destination, which does not perform {}",
-                    mapping.file.display(),
-                    mapping.destination,
-                    d.kind,
-                    mapping.operation
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    problems
 }
 
 fn log_sources(config: &Config) {

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `send`, `sign`, `check`, `test`, `translate`, `deliveries`,
-//! `replay`, `webhooks`, `webhook`, `delivery`, `migrate`.
+//! `replay`, `cancel`, `webhooks`, `webhook`, `delivery`, `migrate`.
 
 /// Writes a line of the command's output to stdout. A closed pipe (`storehook … | head`)
 /// ends the process quietly, with success: whoever read the output has what it wanted.
@@ -151,6 +151,16 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Cancel deliveries that are pending, waiting or dead: they are never sent, unless a
+    /// replay names one by its id (`storehook replay --id N`). Status updates waiting for a
+    /// cancelled delivery are skipped. Needs a filter (e.g. --id, --webhook, --status dead).
+    Cancel {
+        #[command(flatten)]
+        filter: outbox::FilterArgs,
+        /// Do it without asking (needed when there is no terminal to ask on)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// List stored webhooks (newest first, 50 unless --limit says otherwise), with how many
     /// deliveries and skips each made and why its translation failed. A repeated webhook
     /// (the same source and dedupe id) is refused, not stored: it has no row.
@@ -262,6 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Cancel { filter, yes } => outbox::cancel(&config, &filter, yes).await,
         Command::Webhooks { args } => views::webhooks(&config, &args).await,
         Command::Webhook { id, json } => views::webhook(&config, id, json).await,
         Command::Delivery { id, json } => views::delivery(&config, id, json).await,

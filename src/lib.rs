@@ -7,7 +7,8 @@
 //! - [`config`]: `storehook.toml` and the environment, validated at load.
 //! - [`source`]: each platform's signature, topic, handshakes and dedupe id (the Platform seam).
 //! - [`http`]: the router; `POST /webhooks/{source}` verifies the raw body, translates it,
-//!   and answers 200 only once [`store`] has it durably; refusals become answers in [`error`].
+//!   and answers 200 only once [`store`] has it durably; refusals become answers in [`error`];
+//!   `http::admin` serves the `/api` routes over [`ops`], behind the admin token.
 //! - [`mapping`]: mapping files (jq) turn a webhook into delivery plans, each checked against
 //!   its operation's JSON Schema.
 //! - [`store`]: the Store seam (typed, backend-neutral) and its SQLite backend.
@@ -15,8 +16,8 @@
 //!   circuit breaker, rate limit, shutdown, on an injected clock.
 //! - [`destination`]: how Legion, Scalef, Salekit and generic HTTP endpoints are asked to do
 //!   an operation and how their answers become outcomes (the Destination seam).
-//! - [`ops`]: what an operator can do (list, replay, re-translate), for the CLI and any other
-//!   surface.
+//! - [`ops`]: what an operator can do (list, replay, cancel, re-translate, reload, try the
+//!   mappings, count), for the CLI and the admin API.
 //! - [`observe`]: the metrics every room counts, and their Prometheus text at `/metrics`.
 //! - [`logging`]: the log lines, text or JSON, with phones and e-mail addresses masked.
 //! - [`app`] builds and runs the service; [`cli`] is the command line; [`fixture`] reads

@@ -17,7 +17,6 @@ use std::sync::OnceLock;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-
 /// Buckets of the latency histograms, in seconds: an acknowledgement takes milliseconds, a
 /// delivery after retries may take hours.
 const ACK_BUCKETS: [f64; 12] = [

@@ -1,4 +1,5 @@
-//! `storehook deliveries` and `storehook replay`: the outbox as operators see and fix it.
+//! `storehook deliveries`, `storehook replay` and `storehook cancel`: the outbox as
+//! operators see and fix it.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::domain::{DeliveryStatus, WebhookId, WebhookStatus};
+use crate::domain::{DeliveryId, DeliveryStatus, WebhookId, WebhookStatus};
 use crate::mapping::Catalog;
 use crate::ops;
 use crate::store::{self, DeliveryFilter, now_ms};
@@ -16,7 +17,7 @@ use crate::store::{self, DeliveryFilter, now_ms};
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
     /// Only deliveries in this status (pending, waiting, in_flight, delivered, dead,
-    /// skipped, dry_run); `any` for all
+    /// skipped, dry_run, cancelled); `any` for all
     #[arg(long)]
     pub status: Option<String>,
     /// Only deliveries to this destination
@@ -28,6 +29,9 @@ pub struct FilterArgs {
     /// Only the deliveries of this webhook
     #[arg(long)]
     pub webhook: Option<i64>,
+    /// Only the delivery with this id (a replay naming it puts a cancelled one back)
+    #[arg(long)]
+    pub id: Option<i64>,
     /// At most this many
     #[arg(long)]
     pub limit: Option<i64>,
@@ -45,7 +49,9 @@ impl FilterArgs {
             destination: self.destination.clone(),
             since_ms,
             webhook_id: self.webhook.map(WebhookId),
+            id: self.id.map(DeliveryId),
             limit: self.limit,
+            ..DeliveryFilter::default()
         })
     }
 }
@@ -146,6 +152,11 @@ pub struct ReplayArgs<'a> {
 
 /// Asks the operator to confirm `what` on the terminal; without one, only `--yes` goes on.
 fn confirm(what: &str, yes: bool) -> anyhow::Result<bool> {
+    confirm_verb("replay", what, yes)
+}
+
+/// [`confirm`] for `verb`, which the refusal without a terminal names.
+fn confirm_verb(verb: &str, what: &str, yes: bool) -> anyhow::Result<bool> {
     use std::io::{BufRead as _, IsTerminal as _, Write as _};
     eprintln!("{what}");
     if yes {
@@ -153,7 +164,7 @@ fn confirm(what: &str, yes: bool) -> anyhow::Result<bool> {
     }
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
-            "replay changes the queue: pass --yes to do it without a terminal to confirm on"
+            "{verb} changes the queue: pass --yes to do it without a terminal to confirm on"
         );
     }
     eprint!("Go on? [y/N] ");
@@ -177,6 +188,9 @@ fn described(filter: &store::DeliveryFilter, mapping: Option<&str>) -> String {
     }
     if let Some(webhook) = filter.webhook_id {
         parts.push(format!("webhook {webhook}"));
+    }
+    if let Some(id) = filter.id {
+        parts.push(format!("id {id}"));
     }
     if filter.since_ms.is_some() {
         parts.push("within --since".into());
@@ -302,6 +316,41 @@ pub async fn replay(
     } else {
         ExitCode::FAILURE
     })
+}
+
+pub async fn cancel(config: &Config, args: &FilterArgs, yes: bool) -> anyhow::Result<ExitCode> {
+    let filter = args.filter()?;
+    if !ops::names_something(&filter) {
+        anyhow::bail!(
+            "cancel needs a filter: --id, --webhook, --status, --destination or --since (it never cancels every delivery)"
+        );
+    }
+    let store = store::open(&config.store_url).await?;
+    let what = described(&filter, None);
+    let count = ops::deliveries_to_cancel(store.as_ref(), &filter).await?;
+    if count == 0 {
+        say!("nothing to cancel ({what}): only pending, waiting and dead deliveries are");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !confirm_verb(
+        "cancel",
+        &format!(
+            "cancel: up to {count} deliveries ({what}) are never sent, unless a replay names one by its id"
+        ),
+        yes,
+    )? {
+        say!("nothing done");
+        return Ok(ExitCode::FAILURE);
+    }
+    let done = ops::cancel(store.as_ref(), &filter).await?;
+    say!("cancelled {} deliveries", done.cancelled);
+    if done.skipped > 0 {
+        say!(
+            "{} deliveries waiting for them (Scalef status updates) are skipped",
+            done.skipped
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A bar on stderr when it is a terminal; hidden otherwise.

@@ -25,6 +25,10 @@ pub struct WebhooksArgs {
     /// Only webhooks received within this long (e.g. 30m, 2h, 7d)
     #[arg(long)]
     pub since: Option<String>,
+    /// Only webhooks of this order: its id, or the number the shop shows (the body's `id`,
+    /// `order_number` or `number`)
+    #[arg(long)]
+    pub order: Option<String>,
     /// At most this many
     #[arg(long)]
     pub limit: Option<i64>,
@@ -44,7 +48,9 @@ impl WebhooksArgs {
             source: self.source.clone(),
             topic: self.topic.clone(),
             since_ms: self.since.as_deref().map(since_ms).transpose()?,
+            order_id: self.order.clone(),
             limit: self.limit,
+            ..WebhookFilter::default()
         })
     }
 }

@@ -19,9 +19,9 @@ pub use destination::{
     is_secret_header,
 };
 pub use env::{EnvSecrets, Expanded, expand_env, expand_vars, toml_to_json};
-use raw::{RawConfig, RawDelivery, RawSource};
+use raw::{RawAdmin, RawConfig, RawDelivery, RawSource};
 
-use crate::domain::PlatformKind;
+use crate::domain::{PlatformKind, Secret};
 
 /// The configuration shipped at the repository root, compiled in so that the binary runs on
 /// its defaults even where no `storehook.toml` sits beside it.
@@ -74,6 +74,25 @@ pub struct DeliveryConfig {
     pub shutdown_grace: Duration,
 }
 
+/// The environment variable the admin token is read from (never from the file).
+pub const ADMIN_TOKEN_VARIABLE: &str = "STOREHOOK_ADMIN_TOKEN";
+
+/// The admin surface: the `/api` JSON routes (and the dashboard on the same auth).
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Its own address (`[admin] listen`), so that only the webhooks face the internet; on
+    /// the main address when unset.
+    pub listen: Option<SocketAddr>,
+    /// The header a proxy in front sets to the client's address (`Fly-Client-IP`,
+    /// `X-Forwarded-For`): failed tokens are counted per that address, and
+    /// `X-Forwarded-Proto` is then trusted for the scheme. Unset (the default), the peer's
+    /// address counts and the scheme is plain HTTP: a header a client could set itself is
+    /// never believed.
+    pub trusted_proxy_header: Option<String>,
+    /// `STOREHOOK_ADMIN_TOKEN`, when set (and not empty).
+    pub token: Option<Secret>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the configuration came from, for messages.
@@ -92,6 +111,7 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Whether `GET /metrics` serves the Prometheus metrics (`[metrics] enabled`, default on).
     pub metrics: bool,
+    pub admin: AdminConfig,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -167,7 +187,9 @@ impl Config {
         for (id, destination) in raw.destinations {
             destinations.insert(id.clone(), read.destination(id, destination)?);
         }
+        let admin = read.admin(raw.admin.as_ref())?;
         Ok(Config {
+            admin,
             origin: origin.to_string(),
             listen,
             store_url,
@@ -295,6 +317,45 @@ impl Reader<'_> {
             secrets,
             verify_token,
             vars,
+        })
+    }
+
+    /// The `[admin]` table, and the token from the environment.
+    fn admin(&self, raw: Option<&RawAdmin>) -> Result<AdminConfig, ConfigError> {
+        let listen = match raw.and_then(|a| a.listen.as_deref()) {
+            None => None,
+            Some(template) => {
+                let text = self.required("admin.listen", template)?;
+                Some(text.parse().map_err(|e| {
+                    self.invalid(
+                        "admin.listen",
+                        format!("`{text}` is not an address like 127.0.0.1:9091 ({e})"),
+                    )
+                })?)
+            }
+        };
+        let trusted_proxy_header = match raw.and_then(|a| a.trusted_proxy_header.as_deref()) {
+            None => None,
+            Some(name) => {
+                let name = self.required("admin.trusted_proxy_header", name)?;
+                if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(self.invalid(
+                        "admin.trusted_proxy_header",
+                        format!(
+                            "`{name}` is not a header name (e.g. Fly-Client-IP, X-Forwarded-For)"
+                        ),
+                    ));
+                }
+                Some(name)
+            }
+        };
+        let token = (self.env)(ADMIN_TOKEN_VARIABLE)
+            .filter(|token| !token.trim().is_empty())
+            .map(Secret::new);
+        Ok(AdminConfig {
+            listen,
+            trusted_proxy_header,
+            token,
         })
     }
 

@@ -18,12 +18,23 @@ pub(super) struct RawConfig {
     pub(super) destinations: BTreeMap<String, RawDestination>,
     pub(super) delivery: Option<RawDelivery>,
     pub(super) metrics: Option<RawMetrics>,
+    pub(super) admin: Option<RawAdmin>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub(super) enabled: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    /// The admin surface's own address; the main one when unset.
+    pub(super) listen: Option<String>,
+    /// The header a proxy in front sets to the client's address (and the scheme, with
+    /// X-Forwarded-Proto); unset: the peer's address, the scheme plain HTTP.
+    pub(super) trusted_proxy_header: Option<String>,
 }
 
 #[derive(Deserialize)]

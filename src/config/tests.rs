@@ -180,3 +180,48 @@ fn a_secret_with_a_default_is_refused_without_repeating_it() {
     );
     assert!(!e.contains("hunter2"), "{e}");
 }
+
+#[test]
+fn the_admin_table_takes_an_address_and_a_header_and_the_token_only_from_the_environment() {
+    let bare = Config::parse(EMBEDDED, "storehook.toml", &env_of(&[])).unwrap();
+    assert_eq!(bare.admin.listen, None);
+    assert_eq!(bare.admin.trusted_proxy_header, None, "off by default");
+    assert!(bare.admin.token.is_none());
+    let with = |table: &str| EMBEDDED.replace("[admin]\n", &format!("[admin]\n{table}\n"));
+    let env = env_of(&[(ADMIN_TOKEN_VARIABLE, "s3cret-admin")]);
+    let config = Config::parse(
+        &with("listen = \"127.0.0.1:9091\"\ntrusted_proxy_header = \"Fly-Client-IP\""),
+        "storehook.toml",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(config.admin.listen, Some("127.0.0.1:9091".parse().unwrap()));
+    assert_eq!(
+        config.admin.trusted_proxy_header.as_deref(),
+        Some("Fly-Client-IP")
+    );
+    assert_eq!(
+        config.admin.token.as_ref().unwrap().expose(),
+        "s3cret-admin"
+    );
+    assert!(!format!("{config:?}").contains("s3cret-admin"));
+    let blank = env_of(&[(ADMIN_TOKEN_VARIABLE, "  ")]);
+    assert!(
+        Config::parse(EMBEDDED, "f", &blank)
+            .unwrap()
+            .admin
+            .token
+            .is_none()
+    );
+    for (table, key) in [
+        ("listen = \"localhost\"", "admin.listen"),
+        (
+            "trusted_proxy_header = \"Fly Client IP\"",
+            "admin.trusted_proxy_header",
+        ),
+        ("token = \"in-the-file\"", "token"),
+    ] {
+        let err = Config::parse(&with(table), "storehook.toml", &env_of(&[])).unwrap_err();
+        assert!(err.to_string().contains(key), "{table}: {err}");
+    }
+}

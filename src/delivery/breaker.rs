@@ -3,11 +3,51 @@
 //! every queued delivery in turn. Only an unreachable or failing service counts; an answer,
 //! even a refusal of one payload, shows it is up and starts the count again.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Clock;
 use crate::destination::Outcome;
+
+/// A destination's circuit as an operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CircuitState {
+    /// Sending; `failures_in_a_row` of the `failures` that open it so far.
+    Closed {
+        failures_in_a_row: u32,
+        failures: u32,
+    },
+    /// Paused after failures in a row, for this many more milliseconds.
+    Open { remaining_ms: u64 },
+}
+
+/// A read-only view of one worker's circuit breaker, for the overview: it follows the
+/// worker's clock, and stays readable however the worker goes on.
+#[derive(Clone)]
+pub struct Circuit {
+    breaker: Arc<Breaker>,
+    clock: Clock,
+}
+
+impl Circuit {
+    pub(super) fn new(breaker: Arc<Breaker>, clock: Clock) -> Circuit {
+        Circuit { breaker, clock }
+    }
+
+    pub fn state(&self) -> CircuitState {
+        match self.breaker.pause_left(self.clock.now()) {
+            Some(left) => CircuitState::Open {
+                remaining_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+            },
+            None => CircuitState::Closed {
+                failures_in_a_row: self.breaker.in_a_row.load(Ordering::Relaxed),
+                failures: self.breaker.failures,
+            },
+        }
+    }
+}
 
 pub(super) struct Breaker {
     failures: u32,

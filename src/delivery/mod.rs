@@ -35,6 +35,7 @@ use tokio::sync::{Notify, watch};
 
 use self::attempt::Sender;
 use self::breaker::Breaker;
+pub use self::breaker::{Circuit, CircuitState};
 pub use self::clock::{Clock, ManualClock};
 use self::held::{Held, Release};
 pub use self::schedule::{next_retry, round_size};
@@ -68,7 +69,8 @@ pub struct Worker {
     /// Notified by the receive path when it stored deliveries for this destination; a
     /// notification while the worker is busy is kept, so none is lost.
     wake: Arc<Notify>,
-    breaker: Breaker,
+    /// Shared with the [`Circuit`] views an operator's overview reads.
+    breaker: Arc<Breaker>,
     concurrency: usize,
     /// How many deliveries a round claims ([`round_size`]).
     round_size: usize,
@@ -137,7 +139,10 @@ impl Worker {
             clock: Clock::System,
             delivery: delivery.clone(),
             wake,
-            breaker: Breaker::new(config.breaker_failures, config.breaker_cool_down),
+            breaker: Arc::new(Breaker::new(
+                config.breaker_failures,
+                config.breaker_cool_down,
+            )),
             concurrency: config.concurrency.max(1),
             held: Held::default(),
             waiting_released_at: Mutex::new(None),
@@ -148,6 +153,11 @@ impl Worker {
     pub fn with_clock(mut self, clock: impl Into<Clock>) -> Worker {
         self.clock = clock.into();
         self
+    }
+
+    /// A view of its circuit breaker, on its clock.
+    pub fn circuit(&self) -> Circuit {
+        Circuit::new(self.breaker.clone(), self.clock.clone())
     }
 
     /// The id of the destination it delivers to.

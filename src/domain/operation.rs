@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::words::words;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Operation {
     #[serde(rename = "legion.purchase_event")]
     LegionPurchaseEvent,

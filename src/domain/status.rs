@@ -8,7 +8,7 @@ use super::words::words;
 
 /// Where a received webhook stands. A repeated webhook gets no state: it is refused by its
 /// (source, dedupe id) and never stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookStatus {
     /// Stored, not yet translated.
@@ -58,7 +58,7 @@ impl WebhookStatus {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Due at its `next_attempt_at`: a first attempt, or a retry scheduled.
@@ -76,6 +76,10 @@ pub enum DeliveryStatus {
     Skipped,
     /// The destination has no credentials: the exact request is kept, nothing was sent.
     DryRun,
+    /// An operator cancelled it (it was pending, waiting or dead): never sent, and put back
+    /// in the queue only by a replay that names its id. The deliveries waiting for it are
+    /// skipped, and it no longer holds back the later ones of its mapping.
+    Cancelled,
 }
 
 words!(
@@ -89,6 +93,7 @@ words!(
         Dead = "dead",
         Skipped = "skipped",
         DryRun = "dry_run",
+        Cancelled = "cancelled",
     ]
 );
 
@@ -103,8 +108,14 @@ impl DeliveryStatus {
     }
 
     /// The states a delivery's work is done in: nothing is due, and the retention purge may
-    /// remove its payload. `dead` is not done: an operator may still replay it.
-    pub const DONE: &'static [DeliveryStatus] = &[Self::Delivered, Self::Skipped, Self::DryRun];
+    /// remove its payload. `dead` is not done: an operator may still replay it. `cancelled`
+    /// is: an operator decided it is not to be sent.
+    pub const DONE: &'static [DeliveryStatus] = &[
+        Self::Delivered,
+        Self::Skipped,
+        Self::DryRun,
+        Self::Cancelled,
+    ];
 
     /// The states a worker has still to finish: a later status update of the same
     /// conversion is held back while an earlier one is in one of them.
@@ -113,14 +124,19 @@ impl DeliveryStatus {
 
     /// The states a replay puts back in the queue. Delivered ones are never sent again, and
     /// in-flight ones are a worker's; a skipped one only if its kind is
-    /// [`SkipKind::replayable`].
+    /// [`SkipKind::replayable`]; a cancelled one only by a replay that names its id
+    /// ([`DeliveryStatus::Cancelled`]).
     pub const REPLAYABLE: &'static [DeliveryStatus] =
         &[Self::Dead, Self::DryRun, Self::Skipped, Self::Pending];
 
+    /// The states an operator may cancel: not yet sent, nor being sent, nor done.
+    pub const CANCELLABLE: &'static [DeliveryStatus] = &[Self::Pending, Self::Waiting, Self::Dead];
+
     /// The states a re-translation may give a new payload: not sent, nor being sent (a new
-    /// payload would count the order twice).
+    /// payload would count the order twice), nor cancelled (an operator's decision, undone
+    /// only by a replay naming it).
     pub fn may_take_new_payload(self) -> bool {
-        !matches!(self, Self::Delivered | Self::InFlight)
+        !matches!(self, Self::Delivered | Self::InFlight | Self::Cancelled)
     }
 
     pub fn is_done(self) -> bool {
@@ -135,22 +151,26 @@ impl DeliveryStatus {
     /// - a replay puts a replayable one back as pending or waiting, and re-arms a skipped
     ///   status update as waiting;
     /// - a re-translation gives one not delivered nor in flight a new payload, pending or
-    ///   waiting, or the mapping's skip; a later webhook's plan replaces a mapping's skip.
+    ///   waiting, or the mapping's skip; a later webhook's plan replaces a mapping's skip;
+    /// - an operator cancels a pending, waiting or dead one; only a replay naming a
+    ///   cancelled one puts it back, pending or waiting.
     pub fn may_become(self, next: DeliveryStatus) -> bool {
         use DeliveryStatus::*;
         match self {
-            Pending => matches!(next, Pending | Waiting | InFlight | Skipped),
-            Waiting => matches!(next, Pending | Waiting | Skipped),
+            Pending => matches!(next, Pending | Waiting | InFlight | Skipped | Cancelled),
+            Waiting => matches!(next, Pending | Waiting | Skipped | Cancelled),
             InFlight => matches!(next, InFlight | Delivered | Pending | Dead | DryRun),
             Delivered => false,
-            Dead | DryRun | Skipped => matches!(next, Pending | Waiting | Skipped),
+            Dead => matches!(next, Pending | Waiting | Skipped | Cancelled),
+            DryRun | Skipped => matches!(next, Pending | Waiting | Skipped),
+            Cancelled => matches!(next, Pending | Waiting),
         }
     }
 }
 
 /// Why a delivery is `skipped`. What may bring a skipped delivery back is decided by its
 /// kind, never by its reason's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipKind {
     /// The mapping applies to the webhook but said not to send it (its `skip`), with a
@@ -195,7 +215,7 @@ impl SkipKind {
 }
 
 /// How one attempt of a delivery ended, as the delivery's attempt log keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Delivered,
@@ -240,7 +260,7 @@ mod tests {
         let err = "sent".parse::<DeliveryStatus>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown delivery status `sent`: expected one of pending, waiting, in_flight, delivered, dead, skipped, dry_run"
+            "unknown delivery status `sent`: expected one of pending, waiting, in_flight, delivered, dead, skipped, dry_run, cancelled"
         );
     }
 
@@ -260,6 +280,21 @@ mod tests {
         assert!(Waiting.may_become(Skipped) && !InFlight.may_become(Skipped));
         assert!(!Delivered.may_take_new_payload() && !InFlight.may_take_new_payload());
         assert!(Dead.may_take_new_payload());
+    }
+
+    #[test]
+    fn only_what_was_not_sent_nor_done_is_cancelled_and_a_cancelled_one_stays_out_of_work() {
+        use DeliveryStatus::*;
+        for status in DeliveryStatus::ALL {
+            assert_eq!(
+                status.may_become(Cancelled),
+                DeliveryStatus::CANCELLABLE.contains(&status),
+                "{status}"
+            );
+        }
+        assert!(Cancelled.is_done() && !DeliveryStatus::UNFINISHED.contains(&Cancelled));
+        assert!(!Cancelled.may_take_new_payload() && !Cancelled.may_become(Skipped));
+        assert!(Cancelled.may_become(Pending) && Cancelled.may_become(Waiting));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The router: webhooks in, health out. Handlers live one concern per file.
 
+pub mod admin;
 mod health;
 mod webhooks;
 

@@ -53,32 +53,45 @@ pub(super) fn apply(
     };
     let payload = build(mapping, &mapping.output, input, bindings, limits)?.unwrap_or(Value::Null);
     // the operation's schema, then the mapping's own (`required`, `schema`)
-    let violation = match mapping.operation.violations(&payload).into_iter().next() {
-        Some((pointer, message)) => {
-            Some((pointer, format!("{} schema: {message}", mapping.operation)))
-        }
-        None => mapping.output_schema.as_ref().and_then(|own| {
-            let (pointer, message) = own.violations(&payload).into_iter().next()?;
-            Some((
-                pointer,
-                format!("the mapping's {}: {message}", own.declared_by),
-            ))
-        }),
-    };
-    if let Some((pointer, message)) = violation {
+    let mut violations: Vec<(String, String)> = mapping
+        .operation
+        .violations(&payload)
+        .into_iter()
+        .map(|(pointer, message)| (pointer, format!("{} schema: {message}", mapping.operation)))
+        .collect();
+    if violations.is_empty()
+        && let Some(own) = &mapping.output_schema
+    {
+        violations = own
+            .violations(&payload)
+            .into_iter()
+            .map(|(pointer, message)| {
+                (
+                    pointer,
+                    format!("the mapping's {}: {message}", own.declared_by),
+                )
+            })
+            .collect();
+    }
+    if let Some((pointer, message)) = violations.first().cloned() {
         let segments: Vec<&str> = pointer.split('/').filter(|s| !s.is_empty()).collect();
         let field = std::iter::once("output")
             .chain(segments.iter().copied())
             .collect::<Vec<_>>()
             .join(".");
-        return Err(match mapping.output_field(&segments) {
+        let mut error = match mapping.output_field(&segments) {
             Some(behind) => {
                 let mut error = field_error(mapping, behind, message);
                 error.field = field;
                 error
             }
             None => error(mapping, &field, "", message),
-        });
+        };
+        error.schema_errors = violations
+            .iter()
+            .map(|(pointer, message)| format!("{pointer}: {message}"))
+            .collect();
+        return Err(error);
     }
     let payload_json =
         serde_json::to_string(&payload).map_err(|e| error(mapping, "output", "", e.to_string()))?;
@@ -247,6 +260,7 @@ pub(super) fn error(
         field: field.to_string(),
         expression: expression.to_string(),
         message,
+        schema_errors: Vec::new(),
         evaluating: false,
     })
 }

@@ -134,6 +134,10 @@ pub struct TranslateError {
     pub field: String,
     pub expression: String,
     pub message: String,
+    /// When the payload broke its operation's schema: every violation, `pointer: message`
+    /// (the message names the first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema_errors: Vec<String>,
     /// The expression failed while it ran, so the message may quote values of the body.
     /// Every other error (a schema violation, several values, an oversized payload) is
     /// about what the expressions yielded, which a projected body yields too.

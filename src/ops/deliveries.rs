@@ -1,7 +1,9 @@
-//! Listing deliveries and putting them back in the queue.
+//! Listing deliveries, putting them back in the queue, and cancelling them.
 
 use crate::domain::DeliveryStatus;
-use crate::store::{DeliveryFilter, DeliverySummary, Requeued, Store, StoreError, now_ms};
+use crate::store::{
+    Cancelled, DeliveryFilter, DeliverySummary, Requeued, Store, StoreError, now_ms,
+};
 
 /// How many deliveries a listing shows when the filter names no limit.
 pub const DEFAULT_LIST_LIMIT: i64 = 50;
@@ -18,9 +20,13 @@ pub async fn list_deliveries(
 }
 
 /// What a replay means when the operator names no status: the dead letters, unless one
-/// webhook is named (then every delivery of it that is not delivered).
+/// webhook or one delivery is named (then every delivery of it that is not delivered).
 pub fn replay_filter(mut filter: DeliveryFilter, status_named: bool) -> DeliveryFilter {
-    if !status_named && filter.status.is_none() && filter.webhook_id.is_none() {
+    if !status_named
+        && filter.status.is_none()
+        && filter.webhook_id.is_none()
+        && filter.id.is_none()
+    {
         filter.status = Some(DeliveryStatus::Dead);
     }
     filter
@@ -37,10 +43,42 @@ pub async fn deliveries_to_replay(
     Ok(matching
         .iter()
         .filter(|d| {
-            DeliveryStatus::REPLAYABLE.contains(&d.status)
+            (DeliveryStatus::REPLAYABLE.contains(&d.status)
+                || (d.status == DeliveryStatus::Cancelled && filter.id.is_some()))
                 && d.skip.is_none_or(|kind| kind.replayable())
         })
         .count())
+}
+
+/// Whether a filter names anything: a cancel that names nothing would cancel every
+/// delivery not yet sent, so it is refused.
+pub fn names_something(filter: &DeliveryFilter) -> bool {
+    filter.status.is_some()
+        || filter.destination.is_some()
+        || filter.since_ms.is_some()
+        || filter.until_ms.is_some()
+        || filter.webhook_id.is_some()
+        || filter.id.is_some()
+        || filter.mapping.is_some()
+}
+
+/// How many deliveries a [`cancel`] with `filter` cancels, at most (those pending, waiting
+/// or dead): what the operator is asked to confirm.
+pub async fn deliveries_to_cancel(
+    store: &dyn Store,
+    filter: &DeliveryFilter,
+) -> Result<usize, StoreError> {
+    let matching = store.list_deliveries(filter).await?;
+    Ok(matching
+        .iter()
+        .filter(|d| DeliveryStatus::CANCELLABLE.contains(&d.status))
+        .count())
+}
+
+/// Cancels the deliveries matching `filter` that are pending, waiting or dead (see
+/// [`Store::cancel_deliveries`]): they are never sent, unless a replay names one by its id.
+pub async fn cancel(store: &dyn Store, filter: &DeliveryFilter) -> Result<Cancelled, StoreError> {
+    store.cancel_deliveries(filter, now_ms()).await
 }
 
 /// Puts the deliveries matching `filter` that were not delivered back in the queue, due now

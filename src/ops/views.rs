@@ -21,7 +21,7 @@ pub const REDACTED: &str = "***";
 
 /// A stored webhook in a listing: what it is and what it came to, without its headers and
 /// body (see [`webhook`] for those).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WebhookSummary {
     pub id: WebhookId,
     pub source: String,
@@ -90,7 +90,7 @@ fn summary(record: WebhookRecord, deliveries: &[DeliverySummary]) -> WebhookSumm
 }
 
 /// A webhook's body as an operator reads it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "format", content = "content", rename_all = "snake_case")]
 pub enum Body {
     /// The body parsed as JSON.
@@ -102,7 +102,7 @@ pub enum Body {
 }
 
 /// A delivery with every attempt recorded for it, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryAttempts {
     #[serde(flatten)]
     pub delivery: DeliverySummary,
@@ -111,7 +111,7 @@ pub struct DeliveryAttempts {
 
 /// One webhook in full: its headers (signatures redacted), its body, and each delivery its
 /// mappings made, with every attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WebhookDetail {
     #[serde(flatten)]
     pub summary: WebhookSummary,
@@ -182,10 +182,12 @@ fn redacted(headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 }
 
 /// A request as it is shown: secret header values masked as `***`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestShown {
     pub method: String,
     pub url: String,
+    /// (name, value) pairs, in the order sent.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -202,7 +204,7 @@ impl From<ShownRequest> for RequestShown {
 }
 
 /// The request a delivery is (or was) sent as.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "from", rename_all = "snake_case")]
 pub enum DeliveryRequest {
     /// The request a dry run kept: what would have been sent then.
@@ -215,7 +217,7 @@ pub enum DeliveryRequest {
 }
 
 /// What a `waiting` delivery waits for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WaitsFor {
     pub mapping: String,
     /// The stored key (`source/key`).
@@ -226,13 +228,14 @@ pub struct WaitsFor {
 }
 
 /// One delivery in full: its payload, its request, every attempt, and what it waits for.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryDetail {
     #[serde(flatten)]
     pub summary: DeliverySummary,
     /// The payload; `null` for a mapping's skip, or once the retention purge removed it.
     pub payload: Value,
     /// (mapping, stored key) of the delivery this one needs.
+    #[schema(value_type = Option<Vec<String>>)]
     pub needs: Option<(String, String)>,
     pub conversion_id: Option<String>,
     /// While `in_flight`: when the lease ends (Unix time in milliseconds).

@@ -14,8 +14,8 @@ pub use crate::domain::{
     WebhookStatus,
 };
 pub use records::{
-    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliverySummary, Requeued, StoredWebhook,
-    WebhookFilter, WebhookRecord,
+    AttemptRecord, Cancelled, DeliveryFilter, DeliveryRecord, DeliveryStats, DeliverySummary,
+    MinuteCount, Requeued, StatusCount, StoredWebhook, WebhookFilter, WebhookRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -238,12 +238,33 @@ pub trait Store: Send + Sync {
     /// fresh retry schedule: `pending`, or `waiting` for one that needs another delivery
     /// first (it takes that delivery's answer again once it is delivered). The status
     /// updates that were `skipped` because a requeued delivery was not made wait for it
-    /// again. A delivery whose payload the retention purge removed is not requeued.
+    /// again. A delivery whose payload the retention purge removed is not requeued. A
+    /// `cancelled` delivery is requeued only when the filter names its id.
     async fn requeue_deliveries(
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
     ) -> Result<Requeued, StoreError>;
+    /// An operator's cancel: the matching deliveries that are `pending`, `waiting` or `dead`
+    /// ([`DeliveryStatus::CANCELLABLE`]) become `cancelled`, in one transaction; the others
+    /// (in flight, delivered, skipped, dry run, cancelled already) are left as they are.
+    /// A cancelled delivery is never claimed, and [`Store::requeue_deliveries`] puts it
+    /// back only when its filter names its id ([`DeliveryFilter::id`]); a re-translation
+    /// leaves it alone. The deliveries `waiting` for a cancelled one (a Scalef conversion's
+    /// status updates) become `skipped` ([`SkipKind::UnmetNeed`], so a replay of the
+    /// conversion re-arms them) with a reason naming the cancel, in the same transaction,
+    /// and so does a delivery that comes to need it later (when waiting deliveries are
+    /// released). A cancelled delivery no longer holds back the later deliveries of its
+    /// mapping that need the same one (it is not [`DeliveryStatus::UNFINISHED`]).
+    async fn cancel_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<Cancelled, StoreError>;
+    /// Counts for an operator's overview: deliveries per destination and status, the
+    /// oldest `pending` delivery of each destination, and the attempts per minute started
+    /// at or after `since_ms`.
+    async fn delivery_stats(&self, since_ms: i64) -> Result<DeliveryStats, StoreError>;
     /// The webhooks whose deliveries match the filter, and the untranslated ones (or,
     /// filtering by webhook or time only, those webhooks themselves, translated or not),
     /// oldest first; never purged ones.

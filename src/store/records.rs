@@ -11,20 +11,30 @@ use crate::domain::{
     WebhookStatus,
 };
 
-/// Which deliveries an operator means.
+/// Which deliveries an operator means. Every field set must hold; an unset one matches
+/// every delivery.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,
     pub destination: Option<String>,
     /// Created at or after this Unix time in milliseconds.
     pub since_ms: Option<i64>,
+    /// Created before this Unix time in milliseconds.
+    pub until_ms: Option<i64>,
     pub webhook_id: Option<WebhookId>,
+    /// The delivery with this id only. A replay whose filter names an id may put a
+    /// `cancelled` delivery back in the queue; no other replay does.
+    pub id: Option<DeliveryId>,
+    /// The deliveries of this mapping (its id, e.g. `haravan/legion-purchase`).
+    pub mapping: Option<String>,
+    /// Only ids below this one: the cursor of a listing's next page (newest first).
+    pub before_id: Option<DeliveryId>,
     pub limit: Option<i64>,
 }
 
 /// A delivery as operators see it (`storehook deliveries --json` prints these as they
 /// serialise: the ids as numbers, the status and operation as their words).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeliverySummary {
     pub id: DeliveryId,
     pub webhook_id: WebhookId,
@@ -74,7 +84,7 @@ impl From<&Recorded> for AttemptOutcome {
 }
 
 /// One attempt of a delivery, as [`Store::list_attempts`] reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub outcome: AttemptOutcome,
     /// The destination's answer's HTTP status, when there was an answer.
@@ -86,7 +96,8 @@ pub struct AttemptRecord {
     pub duration_ms: i64,
 }
 
-/// Which webhooks an operator means.
+/// Which webhooks an operator means. Every field set must hold; an unset one matches every
+/// webhook.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookFilter {
     pub status: Option<WebhookStatus>,
@@ -94,6 +105,13 @@ pub struct WebhookFilter {
     pub topic: Option<String>,
     /// Received at or after this Unix time in milliseconds.
     pub since_ms: Option<i64>,
+    /// Received before this Unix time in milliseconds.
+    pub until_ms: Option<i64>,
+    /// Webhooks of this order: the body's top-level `id`, `order_number` or `number` (every
+    /// platform's order id or the number the shop shows) is this text.
+    pub order_id: Option<String>,
+    /// Only ids below this one: the cursor of a listing's next page (newest first).
+    pub before_id: Option<WebhookId>,
     pub limit: Option<i64>,
 }
 
@@ -127,8 +145,49 @@ pub struct StoredWebhook {
     pub body: Vec<u8>,
 }
 
+/// What [`Store::cancel_deliveries`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Cancelled {
+    /// Deliveries now `cancelled` (they were pending, waiting or dead).
+    pub cancelled: u64,
+    /// Deliveries that were waiting for a cancelled one, now `skipped` (an unmet need) with
+    /// a reason naming the cancel.
+    pub skipped: u64,
+}
+
+/// How many deliveries of one destination are in one status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StatusCount {
+    pub destination: String,
+    pub status: DeliveryStatus,
+    pub count: u64,
+}
+
+/// Attempts of one minute, by how they ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MinuteCount {
+    /// The minute's start, Unix time in milliseconds.
+    pub minute: i64,
+    /// Attempts that delivered (a batch's attempt counts once per delivery).
+    pub delivered: u64,
+    /// Attempts that failed (a retry scheduled, or dead).
+    pub failed: u64,
+}
+
+/// What [`Store::delivery_stats`] counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryStats {
+    /// Every (destination, status) with at least one delivery.
+    pub counts: Vec<StatusCount>,
+    /// Per destination with a `pending` delivery: when the oldest one was made (Unix time in
+    /// milliseconds).
+    pub oldest_pending: Vec<(String, i64)>,
+    /// The minutes since the time asked for that had attempts, oldest first.
+    pub per_minute: Vec<MinuteCount>,
+}
+
 /// What [`Store::requeue_deliveries`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Requeued {
     /// Deliveries put back in the queue (`pending` or `waiting`).
     pub requeued: u64,

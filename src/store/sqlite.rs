@@ -23,9 +23,9 @@ use reads::Readers;
 use writer::{Claim, Job, Pending, UpkeepJob};
 
 use super::{
-    Accepted, Attempt, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryRecord,
-    DeliveryStatus, DeliverySummary, NewDelivery, NewWebhook, Requeued, Store, StoreError,
-    StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
+    Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, NewDelivery, NewWebhook,
+    Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
 };
 
 /// How long a connection waits for another process's write lock (the CLI beside `serve`).
@@ -345,6 +345,22 @@ impl Store for SqliteStore {
     ) -> Result<Requeued, StoreError> {
         let filter = filter.clone();
         self.upkeep(move |conn| rules::requeue(conn, &filter, now_ms))
+            .await
+    }
+
+    async fn cancel_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<Cancelled, StoreError> {
+        let filter = filter.clone();
+        self.upkeep(move |conn| rules::cancel(conn, &filter, now_ms))
+            .await
+    }
+
+    async fn delivery_stats(&self, since_ms: i64) -> Result<DeliveryStats, StoreError> {
+        self.readers
+            .read(move |conn| reads::delivery_stats(conn, since_ms))
             .await
     }
 

@@ -79,6 +79,8 @@ pub fn test_env(dir: &Path) -> BTreeMap<String, String> {
 
 pub struct TestApp {
     pub address: String,
+    /// `http://ADDRESS` of the admin surface when `[admin] listen` gives it its own.
+    pub admin_address: Option<String>,
     pub db_path: PathBuf,
     /// The running app's own store: tests check state through it, not through SQL.
     pub store: Arc<dyn Store>,
@@ -137,6 +139,7 @@ pub async fn spawn_app_stepping(
         .map(|id| app.take_worker(id).expect("a configured destination"))
         .collect();
     let address = format!("http://{}", app.local_addr());
+    let admin_address = app.admin_addr().map(|a| format!("http://{a}"));
     let store = app.store();
     let (tx, rx) = oneshot::channel::<()>();
     let running = tokio::spawn(app.run(async {
@@ -144,6 +147,7 @@ pub async fn spawn_app_stepping(
     }));
     let app = TestApp {
         address,
+        admin_address,
         db_path: dir.path().join("storehook.db"),
         store,
         client: reqwest::Client::new(),

@@ -1,5 +1,6 @@
 //! One integration test binary: a real server on 127.0.0.1:0 over a real SQLite file.
 
+mod admin_api;
 mod cli;
 mod crash;
 mod delivery;

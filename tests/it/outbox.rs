@@ -428,3 +428,47 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[tokio::test]
+async fn storehook_cancel_takes_a_waiting_delivery_out_and_only_a_replay_naming_it_brings_it_back()
+{
+    let app = spawn_app().await;
+    let fixture = fixture("shopify", "cancelled-refunded");
+    let response = app
+        .post_fixture("shopify", &fixture, secret_of("shopify"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = app.delivery_rows().await[0].id.to_string();
+    let mappings = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let run = |args: &[&str]| {
+        let output = app.cli(&mappings, args);
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (ok, _, stderr) = run(&["cancel", "--yes"]);
+    assert!(!ok && stderr.contains("cancel needs a filter"), "{stderr}");
+    let (ok, _, stderr) = run(&["cancel", "--id", &id]);
+    assert!(
+        !ok && stderr.contains("--yes"),
+        "no terminal to confirm on: {stderr}"
+    );
+    let (ok, stdout, stderr) = run(&["cancel", "--id", &id, "--yes"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("cancelled 1 deliveries"), "{stdout}");
+    assert_eq!(app.delivery_rows().await[0].status, "cancelled");
+    let (ok, stdout, _) = run(&["deliveries", "--status", "cancelled"]);
+    assert!(ok && stdout.contains("1 deliveries"), "{stdout}");
+
+    let (ok, stdout, stderr) = run(&["replay", "--status", "cancelled", "--yes"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("nothing to replay"), "{stdout}");
+    assert_eq!(app.delivery_rows().await[0].status, "cancelled");
+    let (ok, stdout, stderr) = run(&["replay", "--id", &id, "--yes"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("requeued 1 deliveries"), "{stdout}");
+    assert_eq!(app.delivery_rows().await[0].status, "waiting");
+}

@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 
 use super::{BUSY_TIMEOUT, rules};
 use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryId, DeliveryRecord, DeliveryStatus, DeliverySummary,
-    StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord, WebhookStatus,
+    AttemptOutcome, AttemptRecord, DeliveryFilter, DeliveryId, DeliveryRecord, DeliveryStats,
+    DeliveryStatus, DeliverySummary, MinuteCount, StatusCount, StoreError, StoredWebhook,
+    WebhookFilter, WebhookId, WebhookRecord, WebhookStatus,
 };
 
 /// Read connections kept for reuse, at most this many.
@@ -67,34 +68,51 @@ impl Readers {
     }
 }
 
-/// The condition of a [`DeliveryFilter`] over `deliveries`, bound as ?1 status, ?2
-/// destination, ?3 since, ?4 webhook (?5 is the limit); an unset field matches everything.
+/// The condition of a [`DeliveryFilter`] over `deliveries`, its values bound by name
+/// ([`filter_params`]); an unset field matches everything. `LIMIT coalesce(:limit, -1)`
+/// binds its limit.
 macro_rules! filter_sql {
     () => {
-        "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR destination = ?2) \
-         AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR webhook_id = ?4)"
+        "(:status IS NULL OR status = :status) \
+         AND (:destination IS NULL OR destination = :destination) \
+         AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until) \
+         AND (:webhook IS NULL OR webhook_id = :webhook) AND (:id IS NULL OR id = :id) \
+         AND (:mapping IS NULL OR mapping = :mapping) AND (:before IS NULL OR id < :before)"
     };
 }
 pub(super) use filter_sql;
 
-/// A [`DeliveryFilter`]'s values, in the order [`filter_sql!`] and `LIMIT ?5` bind them.
-pub(super) type FilterParams<'a> = (
-    Option<DeliveryStatus>,
-    Option<&'a str>,
-    Option<i64>,
-    Option<WebhookId>,
-    i64,
-);
+/// Values bound by name.
+pub(super) type Named<'a> = Vec<(&'static str, &'a dyn ToSql)>;
 
-/// A [`DeliveryFilter`]'s values, bound as [`filter_sql!`] and `LIMIT ?5` expect them.
-pub(super) fn filter_params(filter: &DeliveryFilter) -> FilterParams<'_> {
-    (
-        filter.status,
-        filter.destination.as_deref(),
-        filter.since_ms,
-        filter.webhook_id,
-        filter.limit.unwrap_or(-1),
-    )
+/// A [`DeliveryFilter`]'s values, by the names [`filter_sql!`] and its `LIMIT` bind.
+pub(super) fn filter_params(filter: &DeliveryFilter) -> Named<'_> {
+    vec![
+        (":status", &filter.status),
+        (":destination", &filter.destination),
+        (":since", &filter.since_ms),
+        (":until", &filter.until_ms),
+        (":webhook", &filter.webhook_id),
+        (":id", &filter.id),
+        (":mapping", &filter.mapping),
+        (":before", &filter.before_id),
+        (":limit", &filter.limit),
+    ]
+}
+
+/// Of `named`, the values `statement` has a parameter for: a statement that does not use
+/// every field of a filter binds only those it uses.
+pub(super) fn bound<'a>(
+    statement: &rusqlite::Statement<'_>,
+    named: Named<'a>,
+) -> Result<Named<'a>, StoreError> {
+    let mut kept = Vec::with_capacity(named.len());
+    for (name, value) in named {
+        if statement.parameter_index(name)?.is_some() {
+            kept.push((name, value));
+        }
+    }
+    Ok(kept)
 }
 
 const SUMMARY_COLUMNS: &str = "id, webhook_id, mapping, key, destination, operation, status, \
@@ -124,11 +142,13 @@ pub(super) fn list_deliveries(
     filter: &DeliveryFilter,
 ) -> Result<Vec<DeliverySummary>, StoreError> {
     let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE {} ORDER BY id DESC LIMIT ?5",
+        "SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE {} ORDER BY id DESC \
+         LIMIT coalesce(:limit, -1)",
         filter_sql!()
     );
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(filter_params(filter), summary)?;
+    let named = bound(&statement, filter_params(filter))?;
+    let rows = statement.query_map(named.as_slice(), summary)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -156,6 +176,64 @@ pub(super) fn next_due_at(conn: &Connection, destination: &str) -> Result<Option
     Ok(conn
         .prepare_cached(&NEXT_DUE)?
         .query_row([destination], |row| row.get(0))?)
+}
+
+/// Counts for an overview (see `Store::delivery_stats`): per (destination, status), through
+/// the (destination, status, next_attempt_at) index; the oldest pending per destination;
+/// attempts per minute since `since_ms`, through the index on `started_at`.
+pub(super) fn delivery_stats(
+    conn: &Connection,
+    since_ms: i64,
+) -> Result<DeliveryStats, StoreError> {
+    let counts = conn
+        .prepare_cached(
+            "SELECT destination, status, count(*) FROM deliveries \
+             GROUP BY destination, status ORDER BY destination, status",
+        )?
+        .query_map([], |row| {
+            Ok(StatusCount {
+                destination: row.get(0)?,
+                status: row.get(1)?,
+                count: row.get::<_, i64>(2)? as u64,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let oldest_pending = conn
+        .prepare_cached(
+            "SELECT destination, min(created_at) FROM deliveries WHERE status = ? \
+             GROUP BY destination ORDER BY destination",
+        )?
+        .query_map([DeliveryStatus::Pending], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let per_minute = conn
+        .prepare_cached(
+            "SELECT started_at / 60000 * 60000 AS minute, \
+               sum(outcome = ?2), sum(outcome IN (?3, ?4)) \
+             FROM attempts WHERE started_at >= ?1 GROUP BY minute ORDER BY minute",
+        )?
+        .query_map(
+            rusqlite::params![
+                since_ms,
+                AttemptOutcome::Delivered,
+                AttemptOutcome::Retry,
+                AttemptOutcome::Dead
+            ],
+            |row| {
+                Ok(MinuteCount {
+                    minute: row.get(0)?,
+                    delivered: row.get::<_, i64>(1)? as u64,
+                    failed: row.get::<_, i64>(2)? as u64,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(DeliveryStats {
+        counts,
+        oldest_pending,
+        per_minute,
+    })
 }
 
 /// One delivery in full.
@@ -244,22 +322,30 @@ pub(super) fn list_webhooks(
     conn: &Connection,
     filter: &WebhookFilter,
 ) -> Result<Vec<WebhookRecord>, StoreError> {
+    // An order's id is read from the body only where it is JSON (a purged body is empty).
     let sql = format!(
-        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE (?1 IS NULL OR status = ?1) \
-         AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR topic = ?3) \
-         AND (?4 IS NULL OR received_at >= ?4) ORDER BY id DESC LIMIT ?5"
+        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE (:status IS NULL OR status = :status) \
+         AND (:source IS NULL OR source = :source) AND (:topic IS NULL OR topic = :topic) \
+         AND (:since IS NULL OR received_at >= :since) \
+         AND (:until IS NULL OR received_at < :until) AND (:before IS NULL OR id < :before) \
+         AND (:order IS NULL OR (json_valid(CAST(body AS TEXT)) AND :order IN ( \
+             CAST(json_extract(CAST(body AS TEXT), '$.id') AS TEXT), \
+             CAST(json_extract(CAST(body AS TEXT), '$.order_number') AS TEXT), \
+             CAST(json_extract(CAST(body AS TEXT), '$.number') AS TEXT)))) \
+         ORDER BY id DESC LIMIT coalesce(:limit, -1)"
     );
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(
-        params![
-            filter.status,
-            filter.source,
-            filter.topic,
-            filter.since_ms,
-            filter.limit.unwrap_or(-1)
-        ],
-        webhook_record,
-    )?;
+    let named: Named<'_> = vec![
+        (":status", &filter.status),
+        (":source", &filter.source),
+        (":topic", &filter.topic),
+        (":since", &filter.since_ms),
+        (":until", &filter.until_ms),
+        (":before", &filter.before_id),
+        (":order", &filter.order_id),
+        (":limit", &filter.limit),
+    ];
+    let rows = statement.query_map(named.as_slice(), webhook_record)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -293,35 +379,35 @@ pub(super) fn webhooks_for(
     conn: &Connection,
     filter: &DeliveryFilter,
 ) -> Result<Vec<StoredWebhook>, StoreError> {
-    let by_delivery = filter.status.is_some() || filter.destination.is_some();
+    let by_delivery = filter.status.is_some()
+        || filter.destination.is_some()
+        || filter.id.is_some()
+        || filter.mapping.is_some();
     let sql = if by_delivery {
         // The untranslated ones too: a mapping that failed made no delivery to match.
         format!(
             "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE \
              (id IN (SELECT webhook_id FROM deliveries WHERE {}) \
-              OR (status = '{untranslated}' AND (?3 IS NULL OR received_at >= ?3) \
-                  AND (?4 IS NULL OR id = ?4))) \
-             AND status != ?6 ORDER BY id LIMIT ?5",
+              OR (status = '{untranslated}' AND :id IS NULL \
+                  AND (:since IS NULL OR received_at >= :since) \
+                  AND (:until IS NULL OR received_at < :until) \
+                  AND (:webhook IS NULL OR id = :webhook))) \
+             AND status != :purged ORDER BY id LIMIT coalesce(:limit, -1)",
             filter_sql!(),
             untranslated = WebhookStatus::Untranslated,
         )
     } else {
         "SELECT id, source, platform, topic, headers, body FROM webhooks \
-         WHERE (?1 IS NULL OR 1) AND (?2 IS NULL OR 1) AND (?3 IS NULL OR received_at >= ?3) \
-         AND (?4 IS NULL OR id = ?4) AND status != ?6 ORDER BY id LIMIT ?5"
+         WHERE (:since IS NULL OR received_at >= :since) \
+         AND (:until IS NULL OR received_at < :until) AND (:webhook IS NULL OR id = :webhook) \
+         AND status != :purged ORDER BY id LIMIT coalesce(:limit, -1)"
             .to_string()
     };
-    let (status, destination, since, webhook, limit) = filter_params(filter);
-    let params = params![
-        status,
-        destination,
-        since,
-        webhook,
-        limit,
-        WebhookStatus::Purged
-    ];
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(params, |row| {
+    let mut named = filter_params(filter);
+    named.push((":purged", &WebhookStatus::Purged));
+    let named = bound(&statement, named)?;
+    let rows = statement.query_map(named.as_slice(), |row| {
         Ok(StoredWebhook {
             id: row.get(0)?,
             source: row.get(1)?,

@@ -10,9 +10,9 @@ use std::sync::LazyLock;
 
 use rusqlite::{Connection, params};
 
-use super::reads::{filter_params, filter_sql};
+use super::reads::{bound, filter_params, filter_sql};
 use crate::domain::{DeliveryStatus, Operation, SkipKind, WebhookStatus};
-use crate::store::{DeliveryFilter, Requeued, StoreError};
+use crate::store::{Cancelled, DeliveryFilter, Requeued, StoreError};
 
 use DeliveryStatus::{Dead, Delivered, DryRun, InFlight, Pending, Skipped, Waiting};
 
@@ -43,8 +43,8 @@ pub(super) static NOT_HELD_BACK: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// What a waiting delivery's need ended as when it will never be made: the delivery it
-/// needs failed, was skipped, or ran dry.
-const NEED_NOT_MADE: &[DeliveryStatus] = &[Dead, Skipped, DryRun];
+/// needs failed, was skipped, ran dry, or was cancelled.
+const NEED_NOT_MADE: &[DeliveryStatus] = &[Dead, Skipped, DryRun, DeliveryStatus::Cancelled];
 
 /// **Superseded.** A waiting delivery is skipped when a later delivery of the same mapping
 /// needing the same was delivered (an approval replayed after the rejection went out):
@@ -88,6 +88,8 @@ static NEED_FAILED: LazyLock<String> = LazyLock::new(|| {
            updated_at = ?1, last_error = (SELECT CASE n.status \
                WHEN '{Delivered}' THEN 'the delivery it needs was made, but its answer had no \
                  conversion id' \
+               WHEN '{cancelled}' THEN 'the delivery it needs (' || n.id || ') was cancelled \
+                 by an operator' \
                ELSE 'the delivery it needs was not made (' || n.status || ')' END \
              FROM deliveries AS n \
              WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) \
@@ -96,7 +98,8 @@ static NEED_FAILED: LazyLock<String> = LazyLock::new(|| {
             AND n.key = w.needs_key AND (n.status IN ({not_made}) \
               OR (n.status = '{Delivered}' AND n.conversion_id IS NULL AND w.operation = ?3)))",
         not_made = words(NEED_NOT_MADE),
-        unmet = SkipKind::UnmetNeed
+        unmet = SkipKind::UnmetNeed,
+        cancelled = DeliveryStatus::Cancelled,
     )
 });
 
@@ -242,17 +245,20 @@ pub(super) fn purge_step(
 }
 
 /// **Replay.** What a replay may touch: matching deliveries in a replayable state
-/// ([`DeliveryStatus::REPLAYABLE`]), skipped ones only of a replayable kind
-/// ([`SkipKind::replayable`]: never a mapping's skip), whose payload the retention purge
-/// left (?6 is `true`), or those it removed (?6 `false`, to count them).
+/// ([`DeliveryStatus::REPLAYABLE`]), or cancelled when the filter names the id, skipped
+/// ones only of a replayable kind ([`SkipKind::replayable`]: never a mapping's skip), whose
+/// payload the retention purge left (`:kept` is `true`), or those it removed (`:kept`
+/// `false`, to count them).
 static REPLAYABLE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT id, needs_mapping IS NOT NULL FROM deliveries WHERE {} \
-         AND status IN ({}) AND (skip_kind IS NULL OR skip_kind IN ({})) \
-         AND (payload != 'null') = ?6 ORDER BY id LIMIT ?5",
+         AND (status IN ({}) OR (status = '{cancelled}' AND :id IS NOT NULL)) \
+         AND (skip_kind IS NULL OR skip_kind IN ({})) \
+         AND (payload != 'null') = :kept ORDER BY id LIMIT coalesce(:limit, -1)",
         filter_sql!(),
         words(DeliveryStatus::REPLAYABLE),
-        kinds(|kind| kind.replayable())
+        kinds(|kind| kind.replayable()),
+        cancelled = DeliveryStatus::Cancelled,
     )
 });
 
@@ -295,13 +301,12 @@ pub(super) fn requeue(
             limit,
             ..filter.clone()
         };
-        let (status, destination, since, webhook, limit) = filter_params(&filter);
-        let rows = conn
-            .prepare_cached(&REPLAYABLE)?
-            .query_map(
-                params![status, destination, since, webhook, limit, kept],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?
+        let mut statement = conn.prepare_cached(&REPLAYABLE)?;
+        let mut named = filter_params(&filter);
+        named.push((":kept", &kept));
+        let named = bound(&statement, named)?;
+        let rows = statement
+            .query_map(named.as_slice(), |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     };
@@ -321,6 +326,64 @@ pub(super) fn requeue(
         rearmed,
         purged,
     })
+}
+
+/// **Cancel.** What a cancel may touch: matching deliveries an operator may cancel
+/// ([`DeliveryStatus::CANCELLABLE`]: pending, waiting or dead).
+static CANCELLABLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id FROM deliveries WHERE {} AND status IN ({}) \
+         ORDER BY id LIMIT coalesce(:limit, -1)",
+        filter_sql!(),
+        words(DeliveryStatus::CANCELLABLE),
+    )
+});
+
+/// **Cancel.** A cancelled delivery is never claimed (it is neither pending nor in flight)
+/// and holds nothing back (it is not unfinished); its attempts and last error stay.
+static CANCEL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET status = '{cancelled}', lease_until = NULL, updated_at = ?1 \
+         WHERE id IN (SELECT value FROM json_each(?2))",
+        cancelled = DeliveryStatus::Cancelled,
+    )
+});
+
+/// **Cancel skips what waits for it.** A delivery waiting for a cancelled one (a Scalef
+/// status update for its conversion) will not get it: it is skipped, an unmet need (so a
+/// replay naming the cancelled one re-arms it), the reason naming the cancel.
+static SKIP_WAITING_FOR_CANCELLED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries AS w SET status = '{Skipped}', skip_kind = '{unmet}', \
+           updated_at = ?1, last_error = (SELECT 'the delivery it needs (' || n.id || \
+             ') was cancelled by an operator' FROM deliveries AS n \
+             WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) \
+         WHERE w.status = '{Waiting}' AND EXISTS (SELECT 1 FROM deliveries AS n \
+           WHERE n.id IN (SELECT value FROM json_each(?2)) \
+           AND n.mapping = w.needs_mapping AND n.key = w.needs_key)",
+        unmet = SkipKind::UnmetNeed,
+    )
+});
+
+/// Cancels matching deliveries (see `Store::cancel_deliveries`).
+pub(super) fn cancel(
+    conn: &Connection,
+    filter: &DeliveryFilter,
+    now_ms: i64,
+) -> Result<Cancelled, StoreError> {
+    let mut statement = conn.prepare_cached(&CANCELLABLE)?;
+    let named = bound(&statement, filter_params(filter))?;
+    let ids: Vec<i64> = statement
+        .query_map(named.as_slice(), |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let ids = serde_json::to_string(&ids).expect("ids serialise");
+    let cancelled = conn
+        .prepare_cached(&CANCEL)?
+        .execute(params![now_ms, ids])? as u64;
+    let skipped = conn
+        .prepare_cached(&SKIP_WAITING_FOR_CANCELLED)?
+        .execute(params![now_ms, ids])? as u64;
+    Ok(Cancelled { cancelled, skipped })
 }
 
 /// **Lease given back.** A delivery still `in_flight` is `pending` again and due now, its

@@ -10,8 +10,10 @@
 //! The rules live by subject: [`receive`] (accepting webhooks, keys, listings),
 //! [`retranslate`], [`rounds`] (claims, leases, attempts), [`waiting`] (deliveries that need
 //! another one first: Scalef status updates), [`skips`] (skipped deliveries by kind),
-//! [`upkeep`] (replay and retention).
+//! [`upkeep`] (replay and retention), [`cancel`] (an operator's cancel, and the filters and
+//! counts of listings and the overview).
 
+mod cancel;
 mod receive;
 mod recording;
 mod retranslate;
@@ -55,6 +57,11 @@ macro_rules! with_every_rule {
             upkeep::retention_purges_bodies_and_payloads_but_keeps_ids_and_keys,
             upkeep::replay_touches_only_what_its_filter_names,
             upkeep::a_replay_keeps_the_attempt_log_and_counts_attempts_anew,
+            cancel::a_cancel_touches_only_pending_waiting_and_dead_and_only_a_replay_naming_one_requeues_it,
+            cancel::cancelling_a_conversion_skips_the_updates_waiting_for_it_and_a_replay_naming_it_re_arms_them,
+            cancel::a_cancelled_update_no_longer_holds_back_the_newer_ones,
+            cancel::listings_filter_by_mapping_time_range_order_and_page_by_cursor,
+            cancel::the_overview_counts_by_destination_and_status_the_oldest_pending_and_attempts_per_minute,
         );
     };
 }

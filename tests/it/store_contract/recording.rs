@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use storehook::store::{
-    Accepted, Attempt, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryRecord,
-    DeliveryStatus, DeliverySummary, NewDelivery, NewWebhook, Requeued, Store, StoreError,
-    StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
+    Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, NewDelivery, NewWebhook,
+    Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
 };
 
 /// Every method of [`Store`]. [`Recording`] must override each one: a method added to the
 /// trait without a default body does not compile here until it is, and this list must then
 /// name it for the check to pass.
-const EVERY_METHOD: [&str; 18] = [
+const EVERY_METHOD: [&str; 20] = [
     "accept",
     "check_ready",
     "claim_due_deliveries",
@@ -25,6 +25,8 @@ const EVERY_METHOD: [&str; 18] = [
     "release_waiting_deliveries",
     "list_deliveries",
     "requeue_deliveries",
+    "cancel_deliveries",
+    "delivery_stats",
     "webhooks_for",
     "list_webhooks",
     "get_webhook",
@@ -143,6 +145,20 @@ impl Store for Recording {
     ) -> Result<Requeued, StoreError> {
         self.called.note("requeue_deliveries");
         self.store.requeue_deliveries(filter, now_ms).await
+    }
+
+    async fn cancel_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<Cancelled, StoreError> {
+        self.called.note("cancel_deliveries");
+        self.store.cancel_deliveries(filter, now_ms).await
+    }
+
+    async fn delivery_stats(&self, since_ms: i64) -> Result<DeliveryStats, StoreError> {
+        self.called.note("delivery_stats");
+        self.store.delivery_stats(since_ms).await
     }
 
     async fn webhooks_for(

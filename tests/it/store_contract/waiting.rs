@@ -8,7 +8,7 @@ use super::*;
 
 /// Order 1001's conversion, accepted at [`T0`], and its status updates `approved` then
 /// `rejected`, from webhooks of their own at `T0 + 1` and `T0 + 2`: their ids.
-async fn conversion_and_two_updates(store: &Arc<dyn Store>) -> [DeliveryId; 3] {
+pub async fn conversion_and_two_updates(store: &Arc<dyn Store>) -> [DeliveryId; 3] {
     accept(store, webhook("s", "paid", vec![conversion("1001")])).await;
     for (n, status) in ["approved", "rejected"].into_iter().enumerate() {
         let update = status_update(&format!("1001-{status}"), "1001");

@@ -1,0 +1,152 @@
+//! `GET /api/mappings`, `POST /api/mappings/reload`, `POST /api/translate`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::auth::ClientOrigin;
+use super::query::Body;
+use super::{AdminError, AdminState, ErrorBody};
+use crate::domain::PlatformKind;
+use crate::ops::{self, MappingsListed, Translation, TryWebhook};
+
+/// The live mappings, and the problems of the files on disk a reload would meet now.
+#[utoipa::path(
+    get,
+    path = "/api/mappings",
+    responses((status = 200, description = "The mappings", body = MappingsListed)),
+    security(("bearer" = [])),
+)]
+pub(super) async fn list(State(state): State<AdminState>) -> Json<MappingsListed> {
+    let mappings = state.mappings.clone();
+    // Loading the directory reads and compiles every file: off the async threads.
+    let listed = tokio::task::spawn_blocking(move || mappings.list()).await;
+    Json(listed.expect("listing the mappings does not panic"))
+}
+
+/// A reload that took.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Reloaded {
+    /// Mappings live now.
+    pub count: usize,
+}
+
+/// Loads the mappings directory again, as `SIGHUP` does: with any error the mappings in
+/// force stay live, and the answer (422) lists every problem.
+#[utoipa::path(
+    post,
+    path = "/api/mappings/reload",
+    responses(
+        (status = 200, description = "The new mappings are live", body = Reloaded),
+        (status = 422, description = "A file does not load; the mappings in force stay", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn reload(
+    State(state): State<AdminState>,
+    Extension(origin): Extension<ClientOrigin>,
+) -> Result<Json<Reloaded>, AdminError> {
+    let mappings = state.mappings.clone();
+    let reloaded = tokio::task::spawn_blocking(move || mappings.reload())
+        .await
+        .expect("a reload does not panic");
+    let dir = state.mappings.dir();
+    match reloaded {
+        Ok(count) => {
+            tracing::info!(action = "reload", client = %origin.address, mappings = %dir, count, "admin API: mappings reloaded; {count} live");
+            Ok(Json(Reloaded { count }))
+        }
+        Err(error) => {
+            let live = state.mappings.count();
+            tracing::error!(
+                action = "reload",
+                client = %origin.address,
+                mappings = %dir,
+                count = live,
+                error = %error.replace('\n', "; "),
+                "admin API: mappings not reloaded; the ones in force stay live"
+            );
+            Err(AdminError::Unprocessable(format!(
+                "mappings not reloaded; the {live} in force stay live. {error}"
+            )))
+        }
+    }
+}
+
+/// A payload to try the live mappings on.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranslateRequest {
+    pub platform: PlatformKind,
+    /// The platform's topic (e.g. `orders/paid`).
+    pub topic: String,
+    /// The webhook's body: a JSON value, or a string holding the raw body.
+    pub body: Value,
+    /// Headers the mappings may read as `$headers` (names are lowercased).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The source it comes from (`$source`, and that source's `vars`); default: the
+    /// platform's name.
+    pub source: Option<String>,
+}
+
+/// Every live mapping routed to the platform and topic, run over the payload: its plan (the
+/// payload, valid for its operation's schema), its skip, its error (with every schema
+/// violation), or its `when` not holding. Nothing is stored or sent.
+#[utoipa::path(
+    post,
+    path = "/api/translate",
+    request_body = TranslateRequest,
+    responses(
+        (status = 200, description = "What the mappings make of it", body = Translation),
+        (status = 400, description = "A wrong platform, source or body", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn translate(
+    State(state): State<AdminState>,
+    Body(request): Body<TranslateRequest>,
+) -> Result<Json<Translation>, AdminError> {
+    let source = match &request.source {
+        None => request.platform.as_str().to_string(),
+        Some(id) => match state.sources.get(id) {
+            Some(source) if source.platform == request.platform => id.clone(),
+            Some(source) => {
+                return Err(AdminError::BadRequest(format!(
+                    "source: `{id}` is a {} source, not a {} one",
+                    source.platform, request.platform
+                )));
+            }
+            None => {
+                let known: Vec<&str> = state.sources.keys().map(String::as_str).collect();
+                return Err(AdminError::BadRequest(format!(
+                    "source: no source `{id}` is configured (there are: {})",
+                    known.join(", ")
+                )));
+            }
+        },
+    };
+    let body = match request.body {
+        Value::String(raw) => raw.into_bytes(),
+        json => serde_json::to_vec(&json).expect("a JSON value"),
+    };
+    let headers: BTreeMap<String, String> = request
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    let catalog = state.mappings.live().load_full();
+    Ok(Json(ops::try_mappings(
+        &catalog,
+        &TryWebhook {
+            platform: request.platform,
+            topic: &request.topic,
+            source: &source,
+            headers: &headers,
+            body: &body,
+        },
+    )))
+}
