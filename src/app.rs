@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
+use crate::config::ServerLimits;
 use crate::delivery::Worker;
-use crate::http::{AppState, router};
+use crate::http::{AppState, ConcurrencyLimit, router};
 use crate::mapping::Catalog;
 use crate::store;
 
@@ -23,6 +24,7 @@ pub struct App {
     listener: TcpListener,
     mappings: Mappings,
     router: axum::Router,
+    limits: ServerLimits,
     workers: Vec<Worker>,
     store: Arc<dyn store::Store>,
     retention: Duration,
@@ -81,11 +83,13 @@ impl App {
             catalog: mappings.live.clone(),
             wake: Arc::new(wake),
             max_body_bytes: config.max_body_bytes,
+            concurrency: ConcurrencyLimit::new(&config.limits),
         };
         Ok(Self {
             listener,
             mappings,
             router: router(state),
+            limits: config.limits.clone(),
             workers,
             store,
             retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
@@ -142,9 +146,7 @@ impl App {
             self.retention,
             stopped.clone(),
         )));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = crate::http::serve(self.listener, self.router, self.limits, shutdown).await;
         let _ = stop.send(true);
         let deadline = self.shutdown_grace + RELEASE_DEADLINE;
         let finished = tokio::time::timeout(deadline, futures_join(workers)).await;

@@ -77,13 +77,15 @@ impl Reader<'_> {
         let max_concurrent_requests = match raw.max_concurrent_requests {
             None => DEFAULT_MAX_CONCURRENT_REQUESTS,
             Some(0) => {
-                return Err(self.invalid(
-                    "server.max_concurrent_requests",
-                    "must be above 0".into(),
-                ));
+                return Err(
+                    self.invalid("server.max_concurrent_requests", "must be above 0".into())
+                );
             }
             Some(n) => usize::try_from(n).map_err(|_| {
-                self.invalid("server.max_concurrent_requests", format!("{n} is too large"))
+                self.invalid(
+                    "server.max_concurrent_requests",
+                    format!("{n} is too large"),
+                )
             })?,
         };
         Ok(ServerLimits {

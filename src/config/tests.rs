@@ -217,17 +217,44 @@ fn invalid_server_limits_are_refused_naming_the_key() {
     let refused = |line: &str, key: &str, says: &str| {
         let e = Config::parse(&with(line), "f.toml", &env_of(&[])).unwrap_err();
         let e = e.to_string();
-        assert!(e.contains("f.toml") && e.contains(key) && e.contains(says), "{line}: {e}");
+        assert!(
+            e.contains("f.toml") && e.contains(key) && e.contains(says),
+            "{line}: {e}"
+        );
     };
-    refused("request_timeout = \"soon\"", "server.request_timeout", "`soon` is not a duration");
-    refused("request_timeout = \"0s\"", "server.request_timeout", "not a duration");
-    refused("idle_timeout = \"-5s\"", "server.idle_timeout", "not a duration");
-    refused("max_concurrent_requests = 0", "server.max_concurrent_requests", "above 0");
-    refused("concurrency_wait = \"2 parsecs\"", "server.concurrency_wait", "not a duration");
+    refused(
+        "request_timeout = \"soon\"",
+        "server.request_timeout",
+        "`soon` is not a duration",
+    );
+    refused(
+        "request_timeout = \"0s\"",
+        "server.request_timeout",
+        "not a duration",
+    );
+    refused(
+        "idle_timeout = \"-5s\"",
+        "server.idle_timeout",
+        "not a duration",
+    );
+    refused(
+        "max_concurrent_requests = 0",
+        "server.max_concurrent_requests",
+        "above 0",
+    );
+    refused(
+        "concurrency_wait = \"2 parsecs\"",
+        "server.concurrency_wait",
+        "not a duration",
+    );
     refused(
         "request_timeout = \"2s\"\nconcurrency_wait = \"2s\"",
         "server.concurrency_wait",
         "shorter than server.request_timeout (2s)",
     );
-    refused("request_timeout = \"${UNSET}\"", "server.request_timeout", "UNSET is not set");
+    refused(
+        "request_timeout = \"${UNSET}\"",
+        "server.request_timeout",
+        "UNSET is not set",
+    );
 }

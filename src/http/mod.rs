@@ -1,7 +1,14 @@
-//! The router: webhooks in, health out. Handlers live one concern per file.
+//! The router: webhooks in, health out. Handlers live one concern per file; `serve.rs` is
+//! the accept loop (request deadline, idle keep-alive, graceful shutdown), `limit.rs` the
+//! cap on webhooks handled at once.
 
 mod health;
+mod limit;
+mod serve;
 mod webhooks;
+
+pub use limit::ConcurrencyLimit;
+pub use serve::{RequestTimedOut, serve};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,6 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::Method;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
@@ -29,6 +37,8 @@ pub struct AppState {
     /// One per destination: notified when deliveries for it were stored.
     pub wake: Arc<HashMap<String, Arc<Notify>>>,
     pub max_body_bytes: usize,
+    /// The slots of the webhook route (`server.max_concurrent_requests`).
+    pub concurrency: ConcurrencyLimit,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -37,7 +47,11 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{source}",
             post(webhooks::receive)
                 .get(webhooks::handshake)
-                .fallback(method_not_allowed),
+                .fallback(method_not_allowed)
+                .route_layer(middleware::from_fn_with_state(
+                    state.concurrency.clone(),
+                    limit::limit_concurrency,
+                )),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -9,6 +9,7 @@ mod durability;
 mod handshakes;
 mod harness;
 mod mapping_tests;
+mod open_internet;
 mod outbox;
 mod receive;
 mod refusals;
