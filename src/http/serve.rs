@@ -11,8 +11,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,14 +23,17 @@ use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::watch;
+use tokio::time::Sleep;
 use tower::ServiceExt as _;
 
 use crate::config::ServerLimits;
 use crate::error::ApiError;
+
+mod connection;
+
+use connection::{ConnectionClock, Verdict, WatchedStream};
 
 /// How long the loop pauses after an accept error that is not one connection's (too many
 /// open files): retrying at once would spin.
@@ -287,147 +290,5 @@ impl hyper::body::Body for AnswerBody {
 impl Drop for AnswerBody {
     fn drop(&mut self) {
         self.clock.answered();
-    }
-}
-
-/// Where a connection is in its cycle, for the watch over it.
-#[derive(Debug, Clone, Copy)]
-enum Phase {
-    /// No request in progress since then.
-    Idle(Instant),
-    /// The first bytes of a request arrived then; its headers are not complete yet.
-    Headers(Instant),
-    /// A request is with the router; its body is bound by its own deadline.
-    Answering,
-}
-
-/// What the watch decides at a check.
-enum Verdict {
-    InTime,
-    Idle,
-    HeadersLate,
-}
-
-struct ConnectionClock {
-    phase: Mutex<Phase>,
-    /// Woken at every change of phase, so that the watch sleeps until the right deadline.
-    changed: Notify,
-}
-
-impl ConnectionClock {
-    fn new() -> Self {
-        Self {
-            phase: Mutex::new(Phase::Idle(Instant::now())),
-            changed: Notify::new(),
-        }
-    }
-
-    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
-        // A panic elsewhere cannot leave a phase half-written: it is one plain value.
-        self.phase
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn set(&self, phase: Phase) {
-        *self.phase() = phase;
-        self.changed.notify_one();
-    }
-
-    /// Bytes arrived: on an idle connection, they start a request and its deadline.
-    fn bytes_read(&self) {
-        let mut phase = self.phase();
-        if let Phase::Idle(_) = *phase {
-            *phase = Phase::Headers(Instant::now());
-            drop(phase);
-            self.changed.notify_one();
-        }
-    }
-
-    /// A request's headers are complete; returns when its first byte arrived.
-    fn request_started(&self) -> Instant {
-        let started = match *self.phase() {
-            Phase::Headers(since) => since,
-            // Already buffered with the request before it (pipelined): its deadline starts now.
-            Phase::Idle(_) | Phase::Answering => Instant::now(),
-        };
-        self.set(Phase::Answering);
-        started
-    }
-
-    fn answered(&self) {
-        self.set(Phase::Idle(Instant::now()));
-    }
-
-    /// When the watch next has something to decide (an idle connection already closing has
-    /// nothing left to decide: hyper closes it).
-    fn next_check(&self, limits: &ServerLimits, closing: bool) -> Instant {
-        match *self.phase() {
-            Phase::Idle(_) if closing => Instant::now() + limits.idle_timeout,
-            Phase::Idle(since) => since + limits.idle_timeout,
-            Phase::Headers(since) => since + limits.request_timeout,
-            // Nothing to decide until the phase changes (the body has its own deadline).
-            Phase::Answering => Instant::now() + limits.idle_timeout,
-        }
-    }
-
-    fn verdict(&self, limits: &ServerLimits) -> Verdict {
-        let now = Instant::now();
-        match *self.phase() {
-            Phase::Idle(since) if now >= since + limits.idle_timeout => Verdict::Idle,
-            Phase::Headers(since) if now >= since + limits.request_timeout => Verdict::HeadersLate,
-            _ => Verdict::InTime,
-        }
-    }
-}
-
-/// The connection's socket, telling its clock when bytes arrive.
-struct WatchedStream {
-    inner: TcpStream,
-    clock: Arc<ConnectionClock>,
-}
-
-impl AsyncRead for WatchedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.clock.bytes_read();
-        }
-        read
-    }
-}
-
-impl AsyncWrite for WatchedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

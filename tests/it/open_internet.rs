@@ -134,6 +134,25 @@ fn parse(received: &[u8]) -> (u16, Option<String>, serde_json::Value) {
     (status, retry_after, serde_json::from_str(body).unwrap())
 }
 
+/// Polls until every slot of the webhook route is taken: an unsigned probe gets a slot and is
+/// refused 401 (never stored) until then, and `503` after.
+async fn wait_until_every_slot_is_taken(app: &TestApp) {
+    let deadline = Instant::now() + MARGIN;
+    loop {
+        let probe = app
+            .post_raw("haravan", &[], b"{\"probe\":true}".to_vec())
+            .await;
+        match probe.status().as_u16() {
+            503 => return,
+            401 => assert!(
+                Instant::now() < deadline,
+                "the slow senders never took the slots"
+            ),
+            other => panic!("a probe answered {other}"),
+        }
+    }
+}
+
 /// The bodies of every stored webhook, oldest first.
 async fn stored_bodies(app: &TestApp) -> Vec<Vec<u8>> {
     app.inbox().await.into_iter().map(|w| w.body).collect()
@@ -317,21 +336,7 @@ async fn beyond_the_cap_a_webhook_is_answered_503_with_retry_after_and_nothing_i
         stream.write_all(&body[..body.len() / 2]).await.unwrap();
         holders.push((stream, body));
     }
-    // Until both are inside, an unsigned probe gets a slot and is refused 401 (stored never).
-    let deadline = Instant::now() + MARGIN;
-    loop {
-        let probe = app
-            .post_raw("haravan", &[], b"{\"probe\":true}".to_vec())
-            .await;
-        match probe.status().as_u16() {
-            503 => break,
-            401 => assert!(
-                Instant::now() < deadline,
-                "the slow senders never took the slots"
-            ),
-            other => panic!("a probe answered {other}"),
-        }
-    }
+    wait_until_every_slot_is_taken(&app).await;
 
     let (busy_headers, busy_body) = signed_order(9_103);
     let busy = app
@@ -377,4 +382,53 @@ async fn beyond_the_cap_a_webhook_is_answered_503_with_retry_after_and_nothing_i
         .await;
     assert_eq!(retry.status(), 200);
     assert_eq!(stored_bodies(&app).await, vec![finished_body, busy_body]);
+}
+
+#[tokio::test]
+async fn a_stop_closes_idle_keep_alive_connections_at_once_and_answers_a_request_in_progress() {
+    let mut app = spawn_app_configured(
+        |_| {},
+        |config| {
+            config.limits.idle_timeout = Duration::from_secs(3600);
+            config.limits.max_concurrent_requests = 1;
+            config.limits.concurrency_wait = Duration::from_millis(200);
+        },
+    )
+    .await;
+    let mut idle = connect(&app).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: storehook.test\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = read_response(&mut idle).await;
+    assert!(status.contains(" 200"), "{status}");
+    // A webhook whose body is still on its way when the stop comes.
+    let (headers, body) = signed_order(9_201);
+    let mut in_progress = connect(&app).await;
+    in_progress
+        .write_all(request_head(&headers, body.len()).as_bytes())
+        .await
+        .unwrap();
+    in_progress.write_all(&body[..10]).await.unwrap();
+    // Its headers are in: it holds the one slot.
+    wait_until_every_slot_is_taken(&app).await;
+
+    let stopping = tokio::spawn(async move {
+        app.stop().await;
+        app
+    });
+    // The idle connection is closed at once, not after its hour.
+    let mut rest = Vec::new();
+    read_to_close(&mut idle, &mut rest).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    // The one in progress is still answered, and the stop then completes.
+    in_progress.write_all(&body[10..]).await.unwrap();
+    let mut received = Vec::new();
+    read_to_close(&mut in_progress, &mut received).await;
+    let (status, _, answer) = parse(&received);
+    assert_eq!(status, 200, "{answer}");
+    let app = tokio::time::timeout(MARGIN, stopping)
+        .await
+        .expect("the stop completes once the request is answered")
+        .unwrap();
+    assert_eq!(stored_bodies(&app).await, vec![body]);
 }
