@@ -3,6 +3,7 @@
 mod cli;
 mod crash;
 mod delivery;
+mod deploy;
 mod destinations;
 mod doubles;
 mod durability;
