@@ -171,7 +171,7 @@ async fn answer(
     let started = clock.request_started();
     let late = Arc::new(AtomicBool::new(false));
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let uri = request.uri().clone();
     let request = request.map(|body| {
         Body::new(DeadlineBody {
             inner: body,
@@ -185,7 +185,7 @@ async fn answer(
         if response.status() != StatusCode::REQUEST_TIMEOUT {
             // A route that does not name the deadline itself (the webhook route does, in its
             // own log line).
-            tracing::warn!(%method, path, request_timeout = ?request_timeout, status = 408, "request body not complete within server.request_timeout: answered 408, connection closed");
+            tracing::warn!(%method, path = uri.path(), request_timeout = ?request_timeout, status = 408, "request body not complete within server.request_timeout: answered 408, connection closed");
             response = ApiError::RequestTimeout {
                 limit: request_timeout,
             }
