@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
+use crate::config::ServerLimits;
 use crate::delivery::Worker;
-use crate::http::{AppState, admin, router};
+use crate::http::{AppState, ConcurrencyLimit, admin, router};
 use crate::mapping::Catalog;
 pub use crate::ops::{Mappings, wiring_problems};
 use crate::store;
@@ -26,6 +27,7 @@ pub struct App {
     admin: Option<(TcpListener, axum::Router)>,
     mappings: Mappings,
     router: axum::Router,
+    limits: ServerLimits,
     workers: Vec<Worker>,
     store: Arc<dyn store::Store>,
     retention: Duration,
@@ -84,6 +86,7 @@ impl App {
             wake: wake.clone(),
             max_body_bytes: config.max_body_bytes,
             metrics: config.metrics.then(crate::observe::install),
+            concurrency: ConcurrencyLimit::new(&config.limits),
         };
         let mut main_router = router(state);
         let mut admin = None;
@@ -130,6 +133,7 @@ impl App {
             admin,
             mappings,
             router: main_router,
+            limits: config.limits.clone(),
             workers,
             store,
             retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
@@ -204,19 +208,20 @@ impl App {
         };
         let admin = self.admin.map(|(listener, router)| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            tokio::spawn(
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(until_stop(stop_serving.clone()))
-                    .into_future(),
-            )
+            tokio::spawn(crate::http::serve(
+                listener,
+                router,
+                self.limits.clone(),
+                until_stop(stop_serving.clone()),
+            ))
         });
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(until_stop(stop_serving))
-            .await;
+        let served = crate::http::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            until_stop(stop_serving),
+        )
+        .await;
         if let Some(admin) = admin {
             match admin.await {
                 Ok(Err(error)) => tracing::error!(%error, "the admin listener failed"),

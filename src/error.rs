@@ -11,6 +11,8 @@ use crate::store::StoreError;
 
 /// Seconds a shop is asked to wait before retrying when the store is unavailable.
 pub const STORE_RETRY_AFTER_SECS: u32 = 10;
+/// Seconds a shop is asked to wait before retrying when every slot is taken.
+pub const BUSY_RETRY_AFTER_SECS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -44,6 +46,15 @@ pub enum ApiError {
     MissingTopic { header: &'static str },
     #[error("the store is unavailable; retry later")]
     StoreUnavailable(#[source] StoreError),
+    #[error(
+        "the request was not complete within {limit:?} (server.request_timeout); the connection is closed"
+    )]
+    RequestTimeout { limit: std::time::Duration },
+    #[error("{max} webhooks are in progress and no slot freed within {wait:?}; retry later")]
+    Busy {
+        max: usize,
+        wait: std::time::Duration,
+    },
 }
 
 impl ApiError {
@@ -52,7 +63,9 @@ impl ApiError {
             Self::NotFound | Self::UnknownSource { .. } => StatusCode::NOT_FOUND,
             Self::SourceNotConfigured { .. }
             | Self::HandshakeNotConfigured { .. }
-            | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::StoreUnavailable(_)
+            | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::HandshakeRefused | Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,6 +91,8 @@ impl ApiError {
             Self::NotJson(_) => "invalid_json",
             Self::MissingTopic { .. } => "missing_topic",
             Self::StoreUnavailable(_) => "store_unavailable",
+            Self::RequestTimeout { .. } => "request_timeout",
+            Self::Busy { .. } => "busy",
         }
     }
 
@@ -127,6 +142,7 @@ impl IntoResponse for ApiError {
                 body["variables"] = json!(variables);
             }
             Self::BodyTooLarge { limit } => body["limit_bytes"] = json!(limit),
+            Self::RequestTimeout { limit } => body["limit_ms"] = json!(limit.as_millis()),
             _ => {}
         }
         let mut response = (self.status(), Json(body)).into_response();
@@ -136,6 +152,17 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(STORE_RETRY_AFTER_SECS),
                 );
+            }
+            Self::Busy { .. } => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(BUSY_RETRY_AFTER_SECS),
+                );
+            }
+            Self::RequestTimeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Self::MethodNotAllowed => {
                 response

@@ -1,11 +1,12 @@
 //! `storehook.toml` plus the environment: parsed, expanded and validated at load, so a bad
 //! configuration stops the program with the file and the key named, before anything listens.
 //! `raw.rs` is the file's shape, `env.rs` the `${VAR}` expansion and secrets, `destination.rs`
-//! a destination's table.
+//! a destination's table, `server.rs` the server's limits.
 
 mod destination;
 mod env;
 mod raw;
+mod server;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +21,10 @@ pub use destination::{
 };
 pub use env::{EnvSecrets, Expanded, expand_env, expand_vars, toml_to_json};
 use raw::{RawAdmin, RawConfig, RawDelivery, RawSource};
+pub use server::{
+    DEFAULT_CONCURRENCY_WAIT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_REQUEST_TIMEOUT, ServerLimits,
+};
 
 use crate::domain::{PlatformKind, Secret};
 
@@ -104,6 +109,8 @@ pub struct Config {
     /// late repeat is still recognised and no order is ever delivered twice.
     pub retention_days: u32,
     pub max_body_bytes: usize,
+    /// Request deadline, idle keep-alive and the cap on webhooks handled at once.
+    pub limits: ServerLimits,
     /// The directory of mapping files.
     pub mappings_dir: String,
     pub destinations: BTreeMap<String, DestinationConfig>,
@@ -165,6 +172,7 @@ impl Config {
             Some(n) => usize::try_from(n)
                 .map_err(|_| read.invalid("server.max_body_bytes", format!("{n} is too large")))?,
         };
+        let limits = read.server_limits(&raw.server)?;
         let store_url = read.required("store.url", &raw.store.url)?;
         if store_url.is_empty() {
             return Err(read.invalid("store.url", "is empty".into()));
@@ -195,6 +203,7 @@ impl Config {
             store_url,
             retention_days,
             max_body_bytes,
+            limits,
             mappings_dir,
             destinations,
             delivery,

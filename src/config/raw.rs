@@ -83,6 +83,10 @@ pub(super) struct RawDelivery {
 pub(super) struct RawServer {
     pub(super) listen: String,
     pub(super) max_body_bytes: Option<u64>,
+    pub(super) request_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) max_concurrent_requests: Option<u64>,
+    pub(super) concurrency_wait: Option<String>,
 }
 
 #[derive(Deserialize)]

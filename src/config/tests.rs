@@ -225,3 +225,81 @@ fn the_admin_table_takes_an_address_and_a_header_and_the_token_only_from_the_env
         assert!(err.to_string().contains(key), "{table}: {err}");
     }
 }
+
+#[test]
+fn the_server_limits_have_generous_defaults_and_are_read_from_the_server_table() {
+    let shipped = Config::parse(EMBEDDED, "storehook.toml", &env_of(&[])).unwrap();
+    assert_eq!(shipped.limits, ServerLimits::default());
+    assert_eq!(shipped.limits.request_timeout, Duration::from_secs(30));
+    assert_eq!(shipped.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(shipped.limits.max_concurrent_requests, 512);
+    assert_eq!(shipped.limits.concurrency_wait, Duration::from_secs(2));
+
+    let bare = "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://x.db\"\n";
+    let config = Config::parse(bare, "f.toml", &env_of(&[])).unwrap();
+    assert_eq!(config.limits, ServerLimits::default());
+
+    let set = "[server]\nlisten = \"127.0.0.1:0\"\nrequest_timeout = \"${T:-5s}\"\n\
+               idle_timeout = \"750ms\"\nmax_concurrent_requests = 3\nconcurrency_wait = \"100ms\"\n\
+               [store]\nurl = \"sqlite://x.db\"\n";
+    let config = Config::parse(set, "f.toml", &env_of(&[("T", "10s")])).unwrap();
+    assert_eq!(
+        config.limits,
+        ServerLimits {
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_millis(750),
+            max_concurrent_requests: 3,
+            concurrency_wait: Duration::from_millis(100),
+        }
+    );
+}
+
+#[test]
+fn invalid_server_limits_are_refused_naming_the_key() {
+    let with = |line: &str| {
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n{line}\n[store]\nurl = \"sqlite://x.db\"\n")
+    };
+    let refused = |line: &str, key: &str, says: &str| {
+        let e = Config::parse(&with(line), "f.toml", &env_of(&[])).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("f.toml") && e.contains(key) && e.contains(says),
+            "{line}: {e}"
+        );
+    };
+    refused(
+        "request_timeout = \"soon\"",
+        "server.request_timeout",
+        "`soon` is not a duration",
+    );
+    refused(
+        "request_timeout = \"0s\"",
+        "server.request_timeout",
+        "not a duration",
+    );
+    refused(
+        "idle_timeout = \"-5s\"",
+        "server.idle_timeout",
+        "not a duration",
+    );
+    refused(
+        "max_concurrent_requests = 0",
+        "server.max_concurrent_requests",
+        "above 0",
+    );
+    refused(
+        "concurrency_wait = \"2 parsecs\"",
+        "server.concurrency_wait",
+        "not a duration",
+    );
+    refused(
+        "request_timeout = \"2s\"\nconcurrency_wait = \"2s\"",
+        "server.concurrency_wait",
+        "shorter than server.request_timeout (2s)",
+    );
+    refused(
+        "request_timeout = \"${UNSET}\"",
+        "server.request_timeout",
+        "UNSET is not set",
+    );
+}

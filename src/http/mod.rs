@@ -1,8 +1,15 @@
-//! The router: webhooks in, health out. Handlers live one concern per file.
+//! The router: webhooks in, health out. Handlers live one concern per file; `serve.rs` is
+//! the accept loop (request deadline, idle keep-alive, graceful shutdown), `limit.rs` the
+//! cap on webhooks handled at once.
 
 pub mod admin;
 mod health;
+mod limit;
+mod serve;
 mod webhooks;
+
+pub use limit::ConcurrencyLimit;
+pub use serve::{RequestTimedOut, serve};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,6 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::Method;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
@@ -32,6 +40,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The metrics `GET /metrics` renders, when they are on.
     pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
+    /// The slots of the webhook route (`server.max_concurrent_requests`).
+    pub concurrency: ConcurrencyLimit,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -46,7 +56,11 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{source}",
             post(webhooks::receive)
                 .get(webhooks::handshake)
-                .fallback(method_not_allowed),
+                .fallback(method_not_allowed)
+                .route_layer(middleware::from_fn_with_state(
+                    state.concurrency.clone(),
+                    limit::limit_concurrency,
+                )),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -13,6 +13,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::serve::RequestTimedOut;
 use crate::config::SourceConfig;
 use crate::error::ApiError;
 use crate::mapping::Webhook;
@@ -252,7 +253,7 @@ fn find_source<'a>(state: &'a AppState, source_id: &str) -> Result<&'a SourceCon
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit` (or at once when its
-/// declared length does).
+/// declared length does), or when it is not complete by the request's deadline.
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
     let declared =
         header_text(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
@@ -264,6 +265,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::BodyTooLarge { limit })
         }
-        Err(err) => Err(ApiError::BodyUnreadable(err.to_string())),
+        Err(err) => match RequestTimedOut::find(err.as_ref()) {
+            Some(late) => Err(ApiError::RequestTimeout { limit: late.limit }),
+            None => Err(ApiError::BodyUnreadable(err.to_string())),
+        },
     }
 }

@@ -64,8 +64,8 @@ impl AdminState {
     }
 }
 
-/// The `/api` routes, each behind the token. Serve the router with
-/// `into_make_service_with_connect_info::<SocketAddr>()`: throttling counts per address.
+/// The `/api` routes, each behind the token. Throttling counts per client address: the
+/// accept loop ([`crate::http::serve`]) gives each request its peer's `ConnectInfo`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/api/openapi.json", get(openapi::document))
