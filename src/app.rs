@@ -85,30 +85,48 @@ impl App {
             catalog: mappings.live(),
             wake: wake.clone(),
             max_body_bytes: config.max_body_bytes,
-            metrics: config.metrics.then(crate::observe::install),
             concurrency: ConcurrencyLimit::new(&config.limits),
         };
         let mut main_router = router(state);
+        let circuits: Arc<std::collections::BTreeMap<_, _>> = Arc::new(
+            workers
+                .iter()
+                .map(|w| (w.destination_id().to_string(), w.circuit()))
+                .collect(),
+        );
+        let metrics = config.metrics.enabled.then(|| {
+            crate::http::metrics::router(crate::http::metrics::MetricsState {
+                handle: crate::observe::install(),
+                store: store.clone(),
+                circuits: circuits.clone(),
+            })
+        });
         let mut admin = None;
         let token = admin::token::resolve(&config)?;
         if let Some(secret) = token.secret() {
-            let admin_router = admin::router(admin::AdminState {
+            let admin_state = admin::AdminState {
                 store: store.clone(),
                 mappings: mappings.clone(),
                 sources,
                 destinations: Arc::new(config.destinations.clone()),
-                circuits: Arc::new(
-                    workers
-                        .iter()
-                        .map(|w| (w.destination_id().to_string(), w.circuit()))
-                        .collect(),
-                ),
+                circuits,
                 wake,
                 gate: Arc::new(admin::Gate::new(
                     secret.clone(),
                     config.admin.trusted_proxy_header.clone(),
                 )),
-            });
+            };
+            if let Some(metrics) = metrics {
+                main_router = main_router.merge(if config.metrics.require_token {
+                    metrics.layer(axum::middleware::from_fn_with_state(
+                        admin_state.clone(),
+                        admin::require_token,
+                    ))
+                } else {
+                    metrics
+                });
+            }
+            let admin_router = admin::router(admin_state);
             let address = match config.admin.listen {
                 Some(address) => {
                     let admin_listener = TcpListener::bind(address)
@@ -127,6 +145,13 @@ impl App {
             admin::token::announce(&token, address, std::io::stderr().is_terminal());
         } else {
             admin::token::announce(&token, listener.local_addr()?, false);
+            match metrics {
+                Some(_) if config.metrics.require_token => tracing::warn!(
+                    "GET /metrics is off: [metrics] require_token is set and there is no admin token (set STOREHOOK_ADMIN_TOKEN)"
+                ),
+                Some(metrics) => main_router = main_router.merge(metrics),
+                None => {}
+            }
         }
         Ok(Self {
             listener,

@@ -1,4 +1,5 @@
-//! Metrics: what the service counts, named once here, and the Prometheus text at `/metrics`.
+//! Metrics: what the service counts, named once here (`http::metrics` serves them at
+//! `/metrics`, refreshing the gauges from the store when scraped).
 //! The other rooms call the functions below; with no recorder installed (the CLI, in-process
 //! tests) they cost next to nothing and record nothing.
 //!
@@ -11,6 +12,8 @@
 //! | `storehook_deliveries_total` | counter | `destination`, `status` (`delivered`, `dead`, `dry_run`): deliveries that reached it |
 //! | `storehook_delivery_seconds` | histogram | `destination`: from the webhook's acknowledgement to its delivery |
 //! | `storehook_circuit_open` | gauge | `destination`: 1 while its circuit breaker stops sending |
+//! | `storehook_queue_depth` | gauge | `destination`: deliveries `pending`, `waiting` or `in_flight` |
+//! | `storehook_oldest_pending_seconds` | gauge | `destination`: age of its oldest `pending` delivery (0: none) |
 
 use std::sync::OnceLock;
 
@@ -97,19 +100,6 @@ pub fn attempted(destination: &str, outcome: &'static str, made_ms_ago: &[i64]) 
     }
 }
 
-/// The metrics in Prometheus's text format, for `GET /metrics`.
-pub async fn render(
-    axum::extract::State(handle): axum::extract::State<&'static PrometheusHandle>,
-) -> impl axum::response::IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        handle.render(),
-    )
-}
-
 /// Whether a destination's circuit breaker stops sending.
 pub fn circuit(destination: &str, open: bool) {
     gauge!("storehook_circuit_open", "destination" => destination.to_string()).set(if open {
@@ -117,4 +107,12 @@ pub fn circuit(destination: &str, open: bool) {
     } else {
         0.0
     });
+}
+
+/// A destination's queue: deliveries not yet sent, and how long its oldest pending one has
+/// waited.
+pub fn queue(destination: &str, depth: u64, oldest_pending_seconds: f64) {
+    gauge!("storehook_queue_depth", "destination" => destination.to_string()).set(depth as f64);
+    gauge!("storehook_oldest_pending_seconds", "destination" => destination.to_string())
+        .set(oldest_pending_seconds);
 }

@@ -116,9 +116,16 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     pub delivery: DeliveryConfig,
     pub sources: BTreeMap<String, SourceConfig>,
-    /// Whether `GET /metrics` serves the Prometheus metrics (`[metrics] enabled`, default on).
-    pub metrics: bool,
+    pub metrics: MetricsConfig,
     pub admin: AdminConfig,
+}
+
+/// `[metrics]`: whether `GET /metrics` serves the Prometheus metrics (default on), and
+/// whether it asks for the admin token (default not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub require_token: bool,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -208,7 +215,14 @@ impl Config {
             destinations,
             delivery,
             sources,
-            metrics: raw.metrics.as_ref().is_none_or(|m| m.enabled),
+            metrics: MetricsConfig {
+                enabled: raw.metrics.as_ref().and_then(|m| m.enabled).unwrap_or(true),
+                require_token: raw
+                    .metrics
+                    .as_ref()
+                    .and_then(|m| m.require_token)
+                    .unwrap_or(false),
+            },
         })
     }
 

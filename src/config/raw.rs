@@ -24,7 +24,8 @@ pub(super) struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
-    pub(super) enabled: bool,
+    pub(super) enabled: Option<bool>,
+    pub(super) require_token: Option<bool>,
 }
 
 #[derive(Deserialize)]

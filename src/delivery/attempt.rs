@@ -106,7 +106,6 @@ impl Sender {
         }
         let outcome = destination::send(&self.client, self.destination.as_ref(), outgoing).await;
         breaker.count(&outcome);
-        crate::observe::circuit(&self.destination_id, breaker.is_open());
         let http_status = outcome.http_status();
         let recorded = match outcome {
             Outcome::Delivered {

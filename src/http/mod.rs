@@ -5,6 +5,7 @@
 pub mod admin;
 mod health;
 mod limit;
+pub mod metrics;
 mod serve;
 mod webhooks;
 
@@ -38,19 +39,11 @@ pub struct AppState {
     /// One per destination: notified when deliveries for it were stored.
     pub wake: Arc<HashMap<String, Arc<Notify>>>,
     pub max_body_bytes: usize,
-    /// The metrics `GET /metrics` renders, when they are on.
-    pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
     /// The slots of the webhook route (`server.max_concurrent_requests`).
     pub concurrency: ConcurrencyLimit,
 }
 
 pub fn router(state: AppState) -> Router {
-    let metrics = match state.metrics {
-        Some(handle) => Router::new()
-            .route("/metrics", get(crate::observe::render))
-            .with_state(handle),
-        None => Router::new(),
-    };
     Router::new()
         .route(
             "/webhooks/{source}",
@@ -66,7 +59,6 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .with_state(state)
-        .merge(metrics)
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 

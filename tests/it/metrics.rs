@@ -183,6 +183,24 @@ async fn metrics_count_webhooks_translations_attempts_and_deliveries() {
         ),
         0.0
     );
+    // The queues, read from the store when scraped: nothing left for Legion; Scalef (no
+    // credentials) runs dry.
+    assert_eq!(
+        value(
+            &after,
+            "storehook_queue_depth",
+            &[("destination", "legion")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "storehook_oldest_pending_seconds",
+            &[("destination", "legion")]
+        ),
+        0.0
+    );
     assert_eq!(legion.received().len(), 1);
     stop(child);
     drop(rx);
@@ -210,5 +228,39 @@ async fn metrics_can_be_turned_off() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 404);
+    stop(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_ask_for_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("storehook.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[metrics]\nrequire_token = true\n",
+            storehook::config::EMBEDDED
+        ),
+    )
+    .unwrap();
+    let mut command = storehook(dir.path());
+    command
+        .arg("--config")
+        .arg(&config)
+        .envs(test_env(dir.path()))
+        .env("STOREHOOK_ADMIN_TOKEN", "metrics-admin-token");
+    let (child, _rx, _log, port) = serve(command);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    let answer = client
+        .get(&url)
+        .bearer_auth("metrics-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().await.unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
     stop(child);
 }

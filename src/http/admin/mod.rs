@@ -91,7 +91,11 @@ pub fn router(state: AdminState) -> Router {
 
 /// Lets a request through with the right bearer token; else 401, or 429 for an address
 /// that sent too many wrong ones. Never logs the token.
-async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
