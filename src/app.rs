@@ -202,7 +202,7 @@ impl App {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         let admin = self.admin.map(|(listener, router)| {
-            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
+            tracing::info!(admin_listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
             tokio::spawn(
                 axum::serve(listener, service)

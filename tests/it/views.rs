@@ -419,7 +419,7 @@ async fn an_unknown_status_is_an_error_naming_the_valid_ones() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains(
-            "unknown delivery status `bogus`: expected one of pending, waiting, in_flight, delivered, dead, skipped, dry_run, or `any` for all"
+            "unknown delivery status `bogus`: expected one of pending, waiting, in_flight, delivered, dead, skipped, dry_run, cancelled, or `any` for all"
         ),
         "{stderr}"
     );
