@@ -232,7 +232,7 @@ impl App {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         let admin = self.admin.map(|(listener, router)| {
-            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
+            tracing::info!(admin_listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
             tokio::spawn(crate::http::serve(
                 listener,
                 router,

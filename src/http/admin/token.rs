@@ -148,7 +148,7 @@ fn warn_if_readable_by_others(file: &Path) {
 pub fn announce(token: &AdminToken, address: std::net::SocketAddr, on_terminal: bool) {
     match token {
         AdminToken::Configured(_) => {
-            tracing::info!(%address, "admin API on /api, token from {ADMIN_TOKEN_VARIABLE}")
+            tracing::info!(admin_listen = %address, "admin API on /api, token from {ADMIN_TOKEN_VARIABLE}")
         }
         AdminToken::Kept {
             token,
@@ -169,7 +169,7 @@ pub fn announce(token: &AdminToken, address: std::net::SocketAddr, on_terminal: 
                 );
             }
             tracing::info!(
-                %address,
+                admin_listen = %address,
                 token_file = %file.display(),
                 made_now,
                 "admin API on /api; its bearer token is kept in the token file"
