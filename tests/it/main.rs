@@ -3,6 +3,7 @@
 mod admin_api;
 mod cli;
 mod crash;
+mod dashboard;
 mod delivery;
 mod destinations;
 mod doubles;

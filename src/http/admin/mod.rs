@@ -8,9 +8,12 @@
 //! - `query.rs`: query parameters and request bodies into the store's filters;
 //! - `webhooks.rs`, `deliveries.rs`, `mappings.rs` (and `POST /api/translate`), `stats.rs`:
 //!   the routes;
-//! - `openapi.rs`: the document, generated from the handlers' annotations.
+//! - `openapi.rs`: the document, generated from the handlers' annotations;
+//! - `dashboard.rs` (and `templates/`): the web dashboard at `/admin`, behind the login
+//!   form's session cookie, over the same operations.
 
 pub mod auth;
+mod dashboard;
 mod deliveries;
 mod mappings;
 mod openapi;
@@ -64,7 +67,8 @@ impl AdminState {
     }
 }
 
-/// The `/api` routes, each behind the token. Serve the router with
+/// The `/api` routes, each behind the token, and the dashboard's `/admin` pages, behind
+/// its session cookie. Serve the router with
 /// `into_make_service_with_connect_info::<SocketAddr>()`: throttling counts per address.
 pub fn router(state: AdminState) -> Router {
     Router::new()
@@ -86,6 +90,7 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             require_token,
         ))
+        .merge(dashboard::routes(state.clone()))
         .with_state(state)
 }
 
