@@ -1,6 +1,7 @@
 //! One integration test binary: a real server on 127.0.0.1:0 over a real SQLite file.
 
 mod admin_api;
+mod browser;
 mod cli;
 mod crash;
 mod dashboard;
