@@ -396,6 +396,24 @@ async fn replay_from_the_dead_letters_form_requeues_and_shows_the_result() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(legion.received().len() > before);
+    // The webhook's page shows both attempts on the delivery's timeline.
+    let (_, detail) = page(
+        &app,
+        &cookie,
+        &format!("/admin/webhooks/{}", dead[0].webhook_id),
+    )
+    .await;
+    let card = &detail[detail
+        .find(&format!(r#"id="delivery-{}""#, dead[0].id))
+        .unwrap()..];
+    let card = &card[..card.find("</ol>").unwrap()];
+    assert!(
+        card.contains(r#"<li><span class="badge dead">dead</span>"#)
+            && card.contains(r#"<li><span class="badge delivered">delivered</span>"#)
+            && card.contains("HTTP 400")
+            && card.contains("refused by the test"),
+        "{card}"
+    );
     // Nothing selected is a clear answer.
     let response = submit(
         &app,

@@ -374,7 +374,7 @@ struct Health {
     last_error_delivery: Option<DeliveryId>,
 }
 
-const CHART_HEIGHT: f64 = 120.0;
+const CHART_HEIGHT: f64 = 60.0;
 const BAR_WIDTH: usize = 10;
 
 async fn overview(State(state): State<AdminState>) -> Page {
@@ -540,7 +540,8 @@ struct DeliveryShown {
     summary: crate::store::DeliverySummary,
     /// The stored payload, pretty-printed.
     payload: Option<String>,
-    attempts: Vec<crate::store::AttemptRecord>,
+    /// Every attempt, oldest first.
+    attempt_log: Vec<crate::store::AttemptRecord>,
     replayable: bool,
     cancellable: bool,
 }
@@ -644,7 +645,7 @@ async fn webhook(
                 .map(|d| d.payload)
                 .filter(|p| !p.is_null())
                 .map(|p| pretty(&p)),
-            attempts: entry.attempt_log.clone(),
+            attempt_log: entry.attempt_log.clone(),
             replayable: DeliveryStatus::REPLAYABLE.contains(&status)
                 || status == DeliveryStatus::Cancelled,
             cancellable: DeliveryStatus::CANCELLABLE.contains(&status),
