@@ -21,6 +21,14 @@ pub const TOKEN: &str = "dashboard-token-for-tests";
 pub async fn dashboard_app(
     mappings_dir: Option<&std::path::Path>,
 ) -> (TestApp, Double, Arc<AtomicBool>) {
+    dashboard_app_configured(mappings_dir, |_| {}).await
+}
+
+/// [`dashboard_app`], with `adjust` changing the configuration.
+pub async fn dashboard_app_configured(
+    mappings_dir: Option<&std::path::Path>,
+    adjust: impl FnOnce(&mut storehook::config::Config),
+) -> (TestApp, Double, Arc<AtomicBool>) {
     let refuse = Arc::new(AtomicBool::new(false));
     let refusing = refuse.clone();
     let (legion, legion_url) = Double::start_with(move |_| {
@@ -44,6 +52,7 @@ pub async fn dashboard_app(
             for destination in config.destinations.values_mut() {
                 destination.retry_schedule = vec![Duration::from_millis(100); 2];
             }
+            adjust(config);
         },
     )
     .await;
@@ -611,4 +620,47 @@ async fn vietnamese_and_persian_text_is_shown_as_sent_and_markup_escaped() {
     let (_, list) = page(&app, &cookie, "/admin/webhooks?source=shop-ir").await;
     assert!(list.contains(&format!(r#"data-webhook="{}""#, inbox[1].id)));
     assert!(!list.contains(&format!(r#"data-webhook="{}""#, inbox[0].id)));
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_where_the_admin_api_is_with_a_secure_cookie_behind_https() {
+    let (app, _legion, _) = dashboard_app_configured(None, |config| {
+        config.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+        config.admin.trusted_proxy_header = Some("X-Forwarded-For".into());
+    })
+    .await;
+    let admin = app.admin_address.clone().expect("an admin address");
+    let main = client()
+        .get(format!("{}/admin", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        main.status(),
+        StatusCode::NOT_FOUND,
+        "not on the main address"
+    );
+    let redirected = client().get(format!("{admin}/admin")).send().await.unwrap();
+    assert_eq!(redirected.status(), StatusCode::SEE_OTHER);
+    assert_eq!(redirected.headers()[LOCATION], "/admin/login");
+    // Behind the trusted proxy, over HTTPS: the cookie is Secure.
+    let response = client()
+        .post(format!("{admin}/admin/login"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-forwarded-proto", "https")
+        .form_fields(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    let session = cookie.split(';').next().unwrap();
+    let overview = client()
+        .get(format!("{admin}/admin"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overview.status(), 200);
 }
