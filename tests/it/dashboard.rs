@@ -664,3 +664,88 @@ async fn the_dashboard_is_served_where_the_admin_api_is_with_a_secure_cookie_beh
         .unwrap();
     assert_eq!(overview.status(), 200);
 }
+
+/// The log of a real `storehook serve` at `debug` while an operator logs in (once wrongly),
+/// reloads the mappings, tries the playground and logs out: each action is there, with the
+/// client's address; the token, the session cookie and the CSRF token are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_names_each_dashboard_action_and_never_the_token_cookie_or_csrf() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = crate::cli::storehook(dir.path());
+    command
+        .arg("--config")
+        .arg(crate::cli::shipped_config())
+        .envs(test_env(dir.path()))
+        .env("STOREHOOK_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "debug");
+    let (child, rx, mut log, port) = crate::cli::serve(command);
+    let base = format!("http://127.0.0.1:{port}");
+    let login = |token: &'static str| {
+        client()
+            .post(format!("{base}/admin/login"))
+            .form_fields(&[("token", token)])
+            .send()
+    };
+    assert_eq!(login("wrong-guess").await.unwrap().status(), 401);
+    let response = login(TOKEN).await.unwrap();
+    let session = response.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let overview = client()
+        .get(format!("{base}/admin"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&overview);
+    for (path, fields) in [
+        ("/admin/mappings/reload", vec![]),
+        (
+            "/admin/playground",
+            vec![
+                ("platform", "haravan"),
+                ("topic", "orders/paid"),
+                ("body", "{}"),
+            ],
+        ),
+        ("/admin/logout", vec![]),
+    ] {
+        let mut fields = fields;
+        fields.push(("csrf", &csrf));
+        let response = client()
+            .post(format!("{base}{path}"))
+            .header("cookie", &session)
+            .form_fields(&fields)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success() || response.status().is_redirection());
+    }
+    crate::cli::stop(child);
+    log.extend(rx.try_iter());
+    let text = log.join("\n");
+    for said in [
+        "dashboard: login with a wrong token",
+        "dashboard: logged in",
+        "dashboard: mappings reloaded",
+        "dashboard: playground tried the live mappings",
+        "dashboard: logged out",
+    ] {
+        let line = log
+            .iter()
+            .find(|line| line.contains(said))
+            .unwrap_or_else(|| panic!("no `{said}` in the log:\n{text}"));
+        assert!(line.contains("127.0.0.1"), "the client's address: {line}");
+    }
+    let cookie_value = session.split_once('=').unwrap().1;
+    for secret in [TOKEN, cookie_value, csrf.as_str()] {
+        assert!(!text.contains(secret), "{secret} in the log:\n{text}");
+    }
+}
