@@ -53,14 +53,14 @@ async fn browser() -> Option<(Browser, tokio::sync::MutexGuard<'static, ()>)> {
         .collect();
     if !missing.is_empty() {
         let reason = format!(
-            "browser test skipped: {} not installed (apt-get install chromium chromium-driver)",
+            "{} not installed (apt-get install chromium chromium-driver)",
             missing.join(" and ")
         );
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "{reason}; CI must run the browser tests (.ci/run installs them)"
+            "the browser tests cannot run: {reason}; CI must run them (.ci/run installs them)"
         );
-        eprintln!("{reason}");
+        eprintln!("browser test skipped: {reason}");
         return None;
     }
     let guard = ONE_BROWSER.lock().await;
