@@ -53,7 +53,8 @@ impl Fixture {
     }
 }
 
-fn parse_headers(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// The `Name: value` lines of a headers file (blank lines ignored).
+pub fn parse_headers(text: &str) -> anyhow::Result<Vec<(String, String)>> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())

@@ -1,8 +1,10 @@
 //! One integration test binary: a real server on 127.0.0.1:0 over a real SQLite file.
 
 mod admin_api;
+mod browser;
 mod cli;
 mod crash;
+mod dashboard;
 mod delivery;
 mod deploy;
 mod destinations;

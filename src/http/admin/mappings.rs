@@ -110,25 +110,7 @@ pub(super) async fn translate(
     State(state): State<AdminState>,
     Body(request): Body<TranslateRequest>,
 ) -> Result<Json<Translation>, AdminError> {
-    let source = match &request.source {
-        None => request.platform.as_str().to_string(),
-        Some(id) => match state.sources.get(id) {
-            Some(source) if source.platform == request.platform => id.clone(),
-            Some(source) => {
-                return Err(AdminError::BadRequest(format!(
-                    "source: `{id}` is a {} source, not a {} one",
-                    source.platform, request.platform
-                )));
-            }
-            None => {
-                let known: Vec<&str> = state.sources.keys().map(String::as_str).collect();
-                return Err(AdminError::BadRequest(format!(
-                    "source: no source `{id}` is configured (there are: {})",
-                    known.join(", ")
-                )));
-            }
-        },
-    };
+    let source = source_for(&state, request.platform, request.source.as_deref())?;
     let body = match request.body {
         Value::String(raw) => raw.into_bytes(),
         json => serde_json::to_vec(&json).expect("a JSON value"),
@@ -138,15 +120,61 @@ pub(super) async fn translate(
         .into_iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), value))
         .collect();
+    Ok(Json(try_payload(
+        &state,
+        request.platform,
+        &request.topic,
+        &source,
+        &headers,
+        &body,
+    )))
+}
+
+/// The source a tried payload comes from: `source` when it is a configured source of
+/// `platform`, else the platform's name when none is named; any other is a 400 naming it.
+pub(super) fn source_for(
+    state: &AdminState,
+    platform: PlatformKind,
+    source: Option<&str>,
+) -> Result<String, AdminError> {
+    match source {
+        None => Ok(platform.as_str().to_string()),
+        Some(id) => match state.sources.get(id) {
+            Some(source) if source.platform == platform => Ok(id.to_string()),
+            Some(source) => Err(AdminError::BadRequest(format!(
+                "source: `{id}` is a {} source, not a {} one",
+                source.platform, platform
+            ))),
+            None => {
+                let known: Vec<&str> = state.sources.keys().map(String::as_str).collect();
+                Err(AdminError::BadRequest(format!(
+                    "source: no source `{id}` is configured (there are: {})",
+                    known.join(", ")
+                )))
+            }
+        },
+    }
+}
+
+/// Every live mapping routed to `platform` and `topic`, run over a payload: nothing is stored
+/// or sent (`POST /api/translate` and the dashboard's playground).
+pub(super) fn try_payload(
+    state: &AdminState,
+    platform: PlatformKind,
+    topic: &str,
+    source: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Translation {
     let catalog = state.mappings.live().load_full();
-    Ok(Json(ops::try_mappings(
+    ops::try_mappings(
         &catalog,
         &TryWebhook {
-            platform: request.platform,
-            topic: &request.topic,
-            source: &source,
-            headers: &headers,
-            body: &body,
+            platform,
+            topic,
+            source,
+            headers,
+            body,
         },
-    )))
+    )
 }

@@ -8,9 +8,12 @@
 //! - `query.rs`: query parameters and request bodies into the store's filters;
 //! - `webhooks.rs`, `deliveries.rs`, `mappings.rs` (and `POST /api/translate`), `stats.rs`:
 //!   the routes;
-//! - `openapi.rs`: the document, generated from the handlers' annotations.
+//! - `openapi.rs`: the document, generated from the handlers' annotations;
+//! - `dashboard.rs` (and `templates/`): the web dashboard at `/admin`, behind the login
+//!   form's session cookie, over the same operations.
 
 pub mod auth;
+mod dashboard;
 mod deliveries;
 mod mappings;
 mod openapi;
@@ -64,8 +67,9 @@ impl AdminState {
     }
 }
 
-/// The `/api` routes, each behind the token. Throttling counts per client address: the
-/// accept loop ([`crate::http::serve`]) gives each request its peer's `ConnectInfo`.
+/// The `/api` routes, each behind the token, and the dashboard's `/admin` pages, behind
+/// its session cookie. Throttling counts per client address: the accept loop
+/// ([`crate::http::serve`]) gives each request its peer's `ConnectInfo`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/api/openapi.json", get(openapi::document))
@@ -86,6 +90,7 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             require_token,
         ))
+        .merge(dashboard::routes(state.clone()))
         .with_state(state)
 }
 

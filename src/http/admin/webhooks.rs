@@ -63,9 +63,21 @@ pub(super) async fn detail(
     let id: WebhookId = id
         .parse()
         .map_err(|_| AdminError::BadRequest(format!("`{id}` is not a webhook id")))?;
-    let webhook = ops::webhook(state.store.as_ref(), id)
+    view(&state, id)
         .await?
-        .ok_or_else(|| AdminError::NotFound(format!("no webhook {id}")))?;
+        .map(Json)
+        .ok_or_else(|| AdminError::NotFound(format!("no webhook {id}")))
+}
+
+/// The webhook with this id in full, with what the live mappings make of it now (the API's
+/// detail and the dashboard's page).
+pub(super) async fn view(
+    state: &AdminState,
+    id: WebhookId,
+) -> Result<Option<WebhookView>, crate::store::StoreError> {
+    let Some(webhook) = ops::webhook(state.store.as_ref(), id).await? else {
+        return Ok(None);
+    };
     let body = match &webhook.body {
         ops::Body::Json(json) => Some(serde_json::to_vec(json).expect("a JSON value")),
         ops::Body::Text(text) => Some(text.clone().into_bytes()),
@@ -84,7 +96,7 @@ pub(super) async fn detail(
             },
         )
     });
-    Ok(Json(WebhookView { webhook, mappings }))
+    Ok(Some(WebhookView { webhook, mappings }))
 }
 
 /// Which webhooks a re-translation reads.
