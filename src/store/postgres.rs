@@ -28,9 +28,10 @@ mod types;
 mod wake;
 
 use super::{
-    Accepted, Attempt, AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryRecord,
-    DeliveryStatus, DeliverySummary, Due, Migrations, NewDelivery, NewWebhook, Requeued, Store,
-    StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord, redacted_url,
+    Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Due, Migrations, NewDelivery,
+    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    WebhookRecord, redacted_url,
 };
 
 /// Connections of one instance's pool, the `LISTEN` one among them.
@@ -263,6 +264,25 @@ impl Store for PostgresStore {
             requeued
         })
         .await
+    }
+
+    async fn cancel_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<Cancelled, StoreError> {
+        let schema = &self.schema;
+        in_transaction!(self, |conn| {
+            let (cancelled, destinations) = rules::cancel(conn, filter, now_ms).await?;
+            // A newer delivery a cancelled one held back may be due now.
+            wake::notify_due(conn, schema, &destinations).await?;
+            cancelled
+        })
+        .await
+    }
+
+    async fn delivery_stats(&self, since_ms: i64) -> Result<DeliveryStats, StoreError> {
+        Ok(reads::delivery_stats(&self.pool, since_ms).await?)
     }
 
     async fn webhooks_for(

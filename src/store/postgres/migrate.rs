@@ -12,11 +12,18 @@ use crate::store::StoreError;
 
 /// The migrations, oldest first: (version, description, SQL). A migration once shipped
 /// never changes (the migrator refuses a store whose recorded checksum differs).
-const MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "schema",
-    include_str!("../migrations/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "schema",
+        include_str!("../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        "cancel and listings",
+        include_str!("../migrations/postgres/0002_cancel_and_listings.sql"),
+    ),
+];
 
 /// Where the applied migrations are counted: a name of storehook's own, so that a schema
 /// shared with another application that uses sqlx keeps its own count.

@@ -11,8 +11,9 @@ use sqlx::{PgPool, Row};
 use super::rules::{FILTER_SQL, NOT_HELD_BACK, bind_filter};
 use super::types::{optional_word, word};
 use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryId, DeliveryRecord, DeliveryStatus, DeliverySummary,
-    StoredWebhook, WebhookFilter, WebhookId, WebhookRecord, WebhookStatus,
+    AttemptOutcome, AttemptRecord, DeliveryFilter, DeliveryId, DeliveryRecord, DeliveryStats,
+    DeliveryStatus, DeliverySummary, MinuteCount, StatusCount, StoredWebhook, WebhookFilter,
+    WebhookId, WebhookRecord, WebhookStatus,
 };
 
 const SUMMARY_COLUMNS: &str = "id, webhook_id, mapping, key, destination, operation, status, \
@@ -78,6 +79,72 @@ pub(super) async fn next_due_at(
         .bind(destination)
         .fetch_one(pool)
         .await
+}
+
+/// Counts for an overview (see `Store::delivery_stats`): per (destination, status), through
+/// the (destination, status, next_attempt_at) index; the oldest pending per destination;
+/// attempts per minute since `since_ms`, through the index on `started_at`.
+pub(super) async fn delivery_stats(
+    pool: &PgPool,
+    since_ms: i64,
+) -> Result<DeliveryStats, sqlx::Error> {
+    let counts = sqlx::query(
+        "SELECT destination, status, count(*) AS count FROM deliveries \
+         GROUP BY destination, status ORDER BY destination, status",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(StatusCount {
+            destination: row.try_get("destination")?,
+            status: word(row, "status")?,
+            count: count(row, "count")?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let oldest_pending = sqlx::query_as(
+        "SELECT destination, min(created_at) FROM deliveries WHERE status = $1 \
+         GROUP BY destination ORDER BY destination",
+    )
+    .bind(DeliveryStatus::Pending.as_str())
+    .fetch_all(pool)
+    .await?;
+    let per_minute = sqlx::query(
+        "SELECT started_at / 60000 * 60000 AS minute, \
+           count(*) FILTER (WHERE outcome = $2) AS delivered, \
+           count(*) FILTER (WHERE outcome IN ($3, $4)) AS failed \
+         FROM attempts WHERE started_at >= $1 GROUP BY minute ORDER BY minute",
+    )
+    .bind(since_ms)
+    .bind(AttemptOutcome::Delivered.as_str())
+    .bind(AttemptOutcome::Retry.as_str())
+    .bind(AttemptOutcome::Dead.as_str())
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(MinuteCount {
+            minute: row.try_get("minute")?,
+            delivered: count(row, "delivered")?,
+            failed: count(row, "failed")?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    Ok(DeliveryStats {
+        counts,
+        oldest_pending,
+        per_minute,
+    })
+}
+
+/// A `count(*)` in column `column` (a `BIGINT`, never negative).
+fn count(row: &PgRow, column: &str) -> Result<u64, sqlx::Error> {
+    let count: i64 = row.try_get(column)?;
+    u64::try_from(count).map_err(|error| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: Box::new(error),
+    })
 }
 
 /// One delivery in full.
@@ -170,7 +237,8 @@ fn webhook_record(row: &PgRow) -> Result<WebhookRecord, sqlx::Error> {
     })
 }
 
-/// Webhooks matching the filter, newest first.
+/// Webhooks matching the filter, newest first. An order's id is read from the body only
+/// where it is JSON (`storehook_order_ids`, of migration 0002; a purged body is empty).
 pub(super) async fn list_webhooks(
     pool: &PgPool,
     filter: &WebhookFilter,
@@ -179,7 +247,10 @@ pub(super) async fn list_webhooks(
         format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE ($1::text IS NULL OR status = $1) \
              AND ($2::text IS NULL OR source = $2) AND ($3::text IS NULL OR topic = $3) \
-             AND ($4::bigint IS NULL OR received_at >= $4) ORDER BY id DESC LIMIT $5"
+             AND ($4::bigint IS NULL OR received_at >= $4) \
+             AND ($6::bigint IS NULL OR received_at < $6) AND ($7::bigint IS NULL OR id < $7) \
+             AND ($8::text IS NULL OR $8 = ANY(storehook_order_ids(body))) \
+             ORDER BY id DESC LIMIT $5"
         )
     });
     let rows = sqlx::query(SQL.as_str())
@@ -188,6 +259,9 @@ pub(super) async fn list_webhooks(
         .bind(filter.topic.as_deref())
         .bind(filter.since_ms)
         .bind(filter.limit)
+        .bind(filter.until_ms)
+        .bind(filter.before_id.map(|id| id.0))
+        .bind(filter.order_id.as_deref())
         .fetch_all(pool)
         .await?;
     rows.iter().map(webhook_record).collect()
@@ -237,17 +311,26 @@ pub(super) async fn webhooks_for(
         format!(
             "SELECT id, source, platform, topic, headers, body FROM webhooks WHERE \
              (id IN (SELECT webhook_id FROM deliveries WHERE {FILTER_SQL}) \
-              OR (status = '{untranslated}' AND ($3::bigint IS NULL OR received_at >= $3) \
+              OR (status = '{untranslated}' AND $7::bigint IS NULL \
+                  AND ($3::bigint IS NULL OR received_at >= $3) \
+                  AND ($6::bigint IS NULL OR received_at < $6) \
                   AND ($4::bigint IS NULL OR id = $4))) \
-             AND status <> $6 ORDER BY id LIMIT $5",
+             AND status <> $10 ORDER BY id LIMIT $5",
             untranslated = WebhookStatus::Untranslated,
         )
     });
+    // Each of the filter's values has its type named, used or not.
     const BY_WEBHOOK: &str = "SELECT id, source, platform, topic, headers, body FROM webhooks \
          WHERE ($1::text IS NULL OR TRUE) AND ($2::text IS NULL OR TRUE) \
+         AND ($7::bigint IS NULL OR TRUE) AND ($8::text IS NULL OR TRUE) \
+         AND ($9::bigint IS NULL OR TRUE) \
          AND ($3::bigint IS NULL OR received_at >= $3) \
-         AND ($4::bigint IS NULL OR id = $4) AND status <> $6 ORDER BY id LIMIT $5";
-    let by_delivery = filter.status.is_some() || filter.destination.is_some();
+         AND ($6::bigint IS NULL OR received_at < $6) \
+         AND ($4::bigint IS NULL OR id = $4) AND status <> $10 ORDER BY id LIMIT $5";
+    let by_delivery = filter.status.is_some()
+        || filter.destination.is_some()
+        || filter.id.is_some()
+        || filter.mapping.is_some();
     let sql = if by_delivery {
         BY_DELIVERY.as_str()
     } else {

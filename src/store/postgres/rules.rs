@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::{DeliveryStatus, Operation, SkipKind, WebhookStatus};
-use crate::store::{DeliveryFilter, Requeued};
+use crate::store::{Cancelled, DeliveryFilter, Requeued};
 
 use DeliveryStatus::{Dead, Delivered, DryRun, InFlight, Pending, Skipped, Waiting};
 
@@ -40,8 +40,9 @@ pub(super) static NOT_HELD_BACK: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// What a waiting delivery's need ended as when it will never be made.
-const NEED_NOT_MADE: &[DeliveryStatus] = &[Dead, Skipped, DryRun];
+/// What a waiting delivery's need ended as when it will never be made: the delivery it
+/// needs failed, was skipped, ran dry, or was cancelled.
+const NEED_NOT_MADE: &[DeliveryStatus] = &[Dead, Skipped, DryRun, DeliveryStatus::Cancelled];
 
 /// **Superseded.** A waiting delivery is skipped when a later delivery of the same mapping
 /// needing the same was delivered: sent now, the older one would undo it.
@@ -82,6 +83,8 @@ static NEED_FAILED: LazyLock<String> = LazyLock::new(|| {
            updated_at = $1, last_error = (SELECT CASE n.status \
                WHEN '{Delivered}' THEN 'the delivery it needs was made, but its answer had no \
                  conversion id' \
+               WHEN '{cancelled}' THEN 'the delivery it needs (' || n.id || ') was cancelled \
+                 by an operator' \
                ELSE 'the delivery it needs was not made (' || n.status || ')' END \
              FROM deliveries AS n \
              WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) \
@@ -90,7 +93,8 @@ static NEED_FAILED: LazyLock<String> = LazyLock::new(|| {
             AND n.key = w.needs_key AND (n.status IN ({not_made}) \
               OR (n.status = '{Delivered}' AND n.conversion_id IS NULL AND w.operation = $3)))",
         not_made = words(NEED_NOT_MADE),
-        unmet = SkipKind::UnmetNeed
+        unmet = SkipKind::UnmetNeed,
+        cancelled = DeliveryStatus::Cancelled,
     )
 });
 
@@ -254,11 +258,14 @@ pub(super) async fn purge_step(
 }
 
 /// The condition of a [`DeliveryFilter`] over `deliveries`, bound as $1 status, $2
-/// destination, $3 since, $4 webhook ($5 is the limit, NULL for none); an unset field
-/// matches everything.
+/// destination, $3 since, $4 webhook, $6 until, $7 id, $8 mapping, $9 before (the cursor);
+/// $5 is the limit (NULL for none), and a statement's own values start at $10. Every field
+/// set must hold; an unset one matches everything.
 pub(super) const FILTER_SQL: &str = "($1::text IS NULL OR status = $1) \
      AND ($2::text IS NULL OR destination = $2) \
-     AND ($3::bigint IS NULL OR created_at >= $3) AND ($4::bigint IS NULL OR webhook_id = $4)";
+     AND ($3::bigint IS NULL OR created_at >= $3) AND ($6::bigint IS NULL OR created_at < $6) \
+     AND ($4::bigint IS NULL OR webhook_id = $4) AND ($7::bigint IS NULL OR id = $7) \
+     AND ($8::text IS NULL OR mapping = $8) AND ($9::bigint IS NULL OR id < $9)";
 
 /// Binds a [`DeliveryFilter`]'s values as [`FILTER_SQL`] and `LIMIT $5` expect them.
 macro_rules! bind_filter {
@@ -270,21 +277,29 @@ macro_rules! bind_filter {
             .bind(filter.since_ms)
             .bind(filter.webhook_id.map(|id| id.0))
             .bind(filter.limit)
+            .bind(filter.until_ms)
+            .bind(filter.id.map(|id| id.0))
+            .bind(filter.mapping.as_deref())
+            .bind(filter.before_id.map(|id| id.0))
     }};
 }
 pub(super) use bind_filter;
 
-/// **Replay.** What a replay may touch: matching deliveries in a replayable state, skipped
-/// ones only of a replayable kind, whose payload the retention purge left ($6 `true`), or
-/// those it removed ($6 `false`, to count them). Locked, so that no claim or record of
-/// another instance moves them meanwhile.
+/// **Replay.** What a replay may touch: matching deliveries in a replayable state
+/// ([`DeliveryStatus::REPLAYABLE`]), or cancelled when the filter names the id ($7),
+/// skipped ones only of a replayable kind ([`SkipKind::replayable`]: never a mapping's
+/// skip), whose payload the retention purge left ($10 `true`), or those it removed ($10
+/// `false`, to count them). Locked, so that no claim or record of another instance moves
+/// them meanwhile.
 static REPLAYABLE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT id, needs_mapping IS NOT NULL AS needs FROM deliveries WHERE {FILTER_SQL} \
-         AND status IN ({}) AND (skip_kind IS NULL OR skip_kind IN ({})) \
-         AND (payload <> 'null') = $6 ORDER BY id LIMIT $5 FOR UPDATE",
+         AND (status IN ({}) OR (status = '{cancelled}' AND $7::bigint IS NOT NULL)) \
+         AND (skip_kind IS NULL OR skip_kind IN ({})) \
+         AND (payload <> 'null') = $10 ORDER BY id LIMIT $5 FOR UPDATE",
         words(DeliveryStatus::REPLAYABLE),
-        kinds(|kind| kind.replayable())
+        kinds(|kind| kind.replayable()),
+        cancelled = DeliveryStatus::Cancelled,
     )
 });
 
@@ -363,6 +378,72 @@ async fn replayable(
     rows.iter()
         .map(|row| Ok((row.try_get("id")?, row.try_get("needs")?)))
         .collect()
+}
+
+/// **Cancel.** What a cancel may touch: matching deliveries an operator may cancel
+/// ([`DeliveryStatus::CANCELLABLE`]: pending, waiting or dead). Locked, so that no claim
+/// of another instance takes them meanwhile.
+static CANCELLABLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id FROM deliveries WHERE {FILTER_SQL} AND status IN ({}) \
+         ORDER BY id LIMIT $5 FOR UPDATE",
+        words(DeliveryStatus::CANCELLABLE),
+    )
+});
+
+/// **Cancel.** A cancelled delivery is never claimed (it is neither pending nor in flight)
+/// and holds nothing back (it is not unfinished); its attempts and last error stay.
+static CANCEL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET status = '{cancelled}', lease_until = NULL, updated_at = $1 \
+         WHERE id = ANY($2) RETURNING destination",
+        cancelled = DeliveryStatus::Cancelled,
+    )
+});
+
+/// **Cancel skips what waits for it.** A delivery waiting for a cancelled one (a Scalef
+/// status update for its conversion) will not get it: it is skipped, an unmet need (so a
+/// replay naming the cancelled one re-arms it), the reason naming the cancel.
+static SKIP_WAITING_FOR_CANCELLED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries AS w SET status = '{Skipped}', skip_kind = '{unmet}', \
+           updated_at = $1, last_error = (SELECT 'the delivery it needs (' || n.id || \
+             ') was cancelled by an operator' FROM deliveries AS n \
+             WHERE n.mapping = w.needs_mapping AND n.key = w.needs_key) \
+         WHERE w.status = '{Waiting}' AND EXISTS (SELECT 1 FROM deliveries AS n \
+           WHERE n.id = ANY($2) \
+           AND n.mapping = w.needs_mapping AND n.key = w.needs_key)",
+        unmet = SkipKind::UnmetNeed,
+    )
+});
+
+/// Cancels matching deliveries (see `Store::cancel_deliveries`); returns what it did and
+/// the destinations of the deliveries it cancelled (a newer delivery a cancelled one held
+/// back may now be due there).
+pub(super) async fn cancel(
+    conn: &mut PgConnection,
+    filter: &DeliveryFilter,
+    now_ms: i64,
+) -> Result<(Cancelled, Vec<String>), sqlx::Error> {
+    let ids: Vec<i64> = bind_filter!(sqlx::query_scalar(CANCELLABLE.as_str()), filter)
+        .fetch_all(&mut *conn)
+        .await?;
+    let destinations: Vec<String> = sqlx::query_scalar(CANCEL.as_str())
+        .bind(now_ms)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    let skipped = sqlx::query(SKIP_WAITING_FOR_CANCELLED.as_str())
+        .bind(now_ms)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let cancelled = Cancelled {
+        cancelled: destinations.len() as u64,
+        skipped,
+    };
+    Ok((cancelled, destinations))
 }
 
 /// **Lease given back.** A delivery still `in_flight` is `pending` again and due now, its
