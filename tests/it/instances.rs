@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::crash::{free_port, order, start_with_env, wait_healthy};
+use crate::crash::{order, start_with_env, wait_healthy};
 use crate::doubles::{Double, Received};
 use crate::harness::*;
 
