@@ -24,8 +24,9 @@ use writer::{Claim, Job, Pending, UpkeepJob};
 
 use super::{
     Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
-    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Migrations, NewDelivery, NewWebhook,
-    Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Migrations, NewDelivery,
+    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    WebhookRecord,
 };
 
 /// How long a connection waits for another process's write lock (the CLI beside `serve`).
