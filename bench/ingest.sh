@@ -14,14 +14,20 @@
 #
 #   bash bench/ingest.sh [--duration 20s] [--warmup 3s] [--connections 64] [--rate 2000]
 #                        [--rate-connections N] [--drain 120] [--phases closed,rate]
-#                        [--mappings DIR] [--no-build] [--keep]
+#                        [--mappings DIR] [--store URL] [--no-build] [--keep]
+#
+# --store runs storehook on another store than a fresh SQLite file in the temp dir: a
+# PostgreSQL URL (postgres://…) names an empty database or schema, e.g.
+#   psql "$DATABASE_URL" -c 'CREATE SCHEMA bench1'
+#   bash bench/ingest.sh --store "$DATABASE_URL?options=-csearch_path%3Dbench1"
+# (the script neither creates nor empties it).
 #
 # --mappings runs storehook on another mappings directory than the repo's `mappings/`; an
 # empty directory measures durable ingest without translation or deliveries (every webhook
 # is stored, none makes a delivery).
 # --phases runs only some phases, or in another order (e.g. `rate` alone on a fresh store).
 # The same settings from the environment: BENCH_DURATION, BENCH_WARMUP, BENCH_CONNECTIONS,
-# BENCH_RATE, BENCH_RATE_CONNECTIONS, BENCH_DRAIN, BENCH_PHASES, BENCH_MAPPINGS,
+# BENCH_RATE, BENCH_RATE_CONNECTIONS, BENCH_DRAIN, BENCH_PHASES, BENCH_MAPPINGS, BENCH_STORE_URL,
 # BENCH_SALEKIT_RATE (below), BENCH_STOREHOOK (the storehook binary to run, default
 # target/release/storehook), BENCH_CONFIG (the storehook.toml to copy, default the
 # repository's),
@@ -49,6 +55,7 @@ salekit_rate=${BENCH_SALEKIT_RATE:-100000}
 keep=${BENCH_KEEP:-0}
 phases=${BENCH_PHASES:-closed,rate}
 mappings=${BENCH_MAPPINGS:-$PWD/mappings}
+store_url=${BENCH_STORE_URL:-}
 build=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,6 +67,7 @@ while [ $# -gt 0 ]; do
     --drain) drain=$2; shift 2 ;;
     --phases) phases=$2; shift 2 ;;
     --mappings) mappings=$2; shift 2 ;;
+    --store) store_url=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -147,7 +155,7 @@ env -u SHOPIFY_WEBHOOK_SECRET -u WOOCOMMERCE_WEBHOOK_SECRET -u HARAVAN_WEBHOOK_S
   SCALEF_BASE_URL="$double_url" SCALEF_USER=bench SCALEF_ACCESS_TOKEN=bench-scalef-token \
   SCALEF_CAMPAIGN_ID=463 \
   SALEKIT_BASE_URL="$double_url" SALEKIT_TOKEN=bench-salekit-token \
-  STOREHOOK_STORE_URL="sqlite://$work/storehook.db" \
+  STOREHOOK_STORE_URL="${store_url:-sqlite://$work/storehook.db}" \
   STOREHOOK_MAPPINGS_DIR="$mappings" \
   PORT="$port" RUST_LOG="${RUST_LOG:-info}" STOREHOOK_LOG_FORMAT=text \
   "$storehook" --config "$work/storehook.toml" serve > "$work/storehook.log" 2>&1 &
@@ -247,6 +255,8 @@ echo
 echo "== storehook durable ingest ($(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores;" \
   "load average before $load_before, now $(cut -d' ' -f1-3 /proc/loadavg)) =="
 [ "$mappings" = "$PWD/mappings" ] || echo "mappings: $mappings, not the repository's"
+# The store, its password masked.
+echo "store: $(sed -E 's#(://[^:/@]*:)[^@]*@#\1***@#' <<< "${store_url:-a fresh SQLite file}")"
 for phase in "${ran[@]}"; do
   j="$work/$phase.json"
   if [ "$phase" = closed ]; then

@@ -29,6 +29,8 @@ pub struct App {
     router: axum::Router,
     limits: ServerLimits,
     workers: Vec<Worker>,
+    /// Each destination's worker's wake-up, by destination id.
+    wake: Arc<HashMap<String, Arc<Notify>>>,
     store: Arc<dyn store::Store>,
     retention: Duration,
     shutdown_grace: Duration,
@@ -52,12 +54,19 @@ const RELEASE_DEADLINE: Duration = Duration::from_secs(5);
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = store::open(&config.store_url).await.with_context(|| {
-            format!(
-                "cannot open the store ({})",
-                describe_store(&config.store_url)
-            )
-        })?;
+        let migrations = if config.store_migrate {
+            store::Migrations::Apply
+        } else {
+            store::Migrations::Require
+        };
+        let store = store::open_with(&config.store_url, migrations)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the store ({})",
+                    store::redacted_url(&config.store_url)
+                )
+            })?;
         log_sources(&config);
         let catalog = load_catalog(&config.mappings_dir)?.with_source_vars(config.source_vars());
         check_destinations(&config, &catalog)?;
@@ -110,7 +119,7 @@ impl App {
                 sources,
                 destinations: Arc::new(config.destinations.clone()),
                 circuits,
-                wake,
+                wake: wake.clone(),
                 gate: Arc::new(admin::Gate::new(
                     secret.clone(),
                     config.admin.trusted_proxy_header.clone(),
@@ -160,6 +169,7 @@ impl App {
             router: main_router,
             limits: config.limits.clone(),
             workers,
+            wake,
             store,
             retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
             shutdown_grace: config.delivery.shutdown_grace,
@@ -217,6 +227,13 @@ impl App {
             self.mappings,
             stopped.clone(),
         )));
+        if let Some(due) = self.store.subscribe_due() {
+            workers.push(tokio::spawn(wake_on_announcements(
+                due,
+                self.wake,
+                stopped.clone(),
+            )));
+        }
         workers.push(tokio::spawn(purge_periodically(
             self.store,
             self.retention,
@@ -345,20 +362,34 @@ async fn purge_periodically(
     }
 }
 
-async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for handle in handles {
-        let _ = handle.await;
+/// Wakes the workers of the destinations whose deliveries the store announces due (see
+/// [`store::Store::subscribe_due`]: another instance received a webhook, or a replay ran),
+/// until the stop. Workers poll as well, so a lost announcement only delays.
+async fn wake_on_announcements(
+    mut due: tokio::sync::mpsc::Receiver<store::Due>,
+    wake: Arc<HashMap<String, Arc<Notify>>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let announced = tokio::select! {
+            announced = due.recv() => announced,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        match announced {
+            Some(store::Due::Destination(destination)) => {
+                if let Some(worker) = wake.get(&destination) {
+                    worker.notify_one();
+                }
+            }
+            Some(store::Due::Any) => wake.values().for_each(|worker| worker.notify_one()),
+            None => return,
+        }
     }
 }
 
-/// The store URL without credentials, for log lines and messages.
-pub fn describe_store(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
     }
 }
 
@@ -452,7 +483,7 @@ fn check_destinations(config: &Config, catalog: &Catalog) -> anyhow::Result<()> 
 }
 
 fn log_sources(config: &Config) {
-    tracing::info!(origin = %config.origin, store = %describe_store(&config.store_url), "configuration loaded");
+    tracing::info!(origin = %config.origin, store = %store::redacted_url(&config.store_url), "configuration loaded");
     for source in config.sources.values() {
         if source.secrets.is_set() {
             tracing::info!(

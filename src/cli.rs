@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-use crate::app::{App, describe_store};
+use crate::app::App;
 use crate::config::{Config, SourceConfig};
 use crate::domain::PlatformKind;
 use crate::fixture::Fixture;
@@ -186,8 +186,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create or upgrade the store's tables, then exit.
-    Migrate,
+    /// Create or upgrade the store's tables (SQLite or PostgreSQL), then exit.
+    Migrate {
+        /// The store to migrate [default: store.url of the configuration]
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -276,9 +280,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Webhooks { args } => views::webhooks(&config, &args).await,
         Command::Webhook { id, json } => views::webhook(&config, id, json).await,
         Command::Delivery { id, json } => views::delivery(&config, id, json).await,
-        Command::Migrate => {
-            store::open(&config.store_url).await?;
-            say!("store ready: {}", describe_store(&config.store_url));
+        Command::Migrate { store: url } => {
+            let url = url.unwrap_or(config.store_url);
+            store::open_with(&url, store::Migrations::Apply)
+                .await
+                .context("the store was not migrated")?;
+            say!("store ready: {}", store::redacted_url(&url));
             Ok(ExitCode::SUCCESS)
         }
     }

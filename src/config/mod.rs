@@ -104,6 +104,9 @@ pub struct Config {
     pub origin: String,
     pub listen: SocketAddr,
     pub store_url: String,
+    /// Whether `serve` applies the migrations the store lacks at start-up; when not, it
+    /// refuses to start on a store that lacks any (`storehook migrate` applies them).
+    pub store_migrate: bool,
     /// After this many days, the bodies of webhooks whose deliveries are all done, and the
     /// payloads and attempts of done deliveries, are purged. Their ids and keys stay, so a
     /// late repeat is still recognised and no order is ever delivered twice.
@@ -208,6 +211,7 @@ impl Config {
             origin: origin.to_string(),
             listen,
             store_url,
+            store_migrate: raw.store.migrate.unwrap_or(true),
             retention_days,
             max_body_bytes,
             limits,

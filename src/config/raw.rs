@@ -95,6 +95,7 @@ pub(super) struct RawServer {
 pub(super) struct RawStore {
     pub(super) url: String,
     pub(super) retention_days: Option<u32>,
+    pub(super) migrate: Option<bool>,
 }
 
 #[derive(Deserialize)]

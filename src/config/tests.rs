@@ -28,6 +28,7 @@ fn the_shipped_file_loads_with_and_without_secrets() {
     let bare = Config::parse(EMBEDDED, "storehook.toml", &env_of(&[])).unwrap();
     assert_eq!(bare.listen.port(), 8080);
     assert_eq!(bare.store_url, "sqlite://data/storehook.db");
+    assert!(bare.store_migrate);
     assert_eq!(bare.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     assert_eq!(bare.mappings_dir, "mappings");
     let ids: Vec<_> = bare.sources.keys().cloned().collect();
@@ -302,4 +303,27 @@ fn invalid_server_limits_are_refused_naming_the_key() {
         "server.request_timeout",
         "UNSET is not set",
     );
+}
+
+#[test]
+fn the_store_url_comes_from_storehook_store_url_never_database_url() {
+    let env = env_of(&[("DATABASE_URL", "postgres://other-app@db/other")]);
+    let config = Config::parse(EMBEDDED, "storehook.toml", &env).unwrap();
+    assert_eq!(config.store_url, "sqlite://data/storehook.db");
+    let env = env_of(&[
+        ("DATABASE_URL", "postgres://other-app@db/other"),
+        ("STOREHOOK_STORE_URL", "postgres://storehook@db/storehook"),
+    ]);
+    let config = Config::parse(EMBEDDED, "storehook.toml", &env).unwrap();
+    assert_eq!(config.store_url, "postgres://storehook@db/storehook");
+}
+
+#[test]
+fn store_migrate_may_be_turned_off() {
+    let text = EMBEDDED.replace("migrate = true", "migrate = false");
+    let config = Config::parse(&text, "storehook.toml", &env_of(&[])).unwrap();
+    assert!(!config.store_migrate);
+    let text = EMBEDDED.replace("migrate = true", "migrate = \"no\"");
+    let error = Config::parse(&text, "storehook.toml", &env_of(&[])).unwrap_err();
+    assert!(error.to_string().contains("migrate"), "{error}");
 }

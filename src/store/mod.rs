@@ -1,6 +1,8 @@
-//! The Store seam: where webhooks are kept durably before they are acknowledged. One file per
-//! backend; the HTTP layer and the CLI see only [`Store`].
+//! The Store seam: where webhooks are kept durably before they are acknowledged. One room per
+//! backend (SQLite, PostgreSQL), chosen by the store URL's scheme ([`open`]); the HTTP layer
+//! and the CLI see only [`Store`].
 
+mod postgres;
 mod records;
 mod sqlite;
 
@@ -13,6 +15,7 @@ pub use crate::domain::{
     AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, SkipKind, WebhookId,
     WebhookStatus,
 };
+pub use postgres::PostgresStore;
 pub use records::{
     AttemptRecord, Cancelled, DeliveryFilter, DeliveryRecord, DeliveryStats, DeliverySummary,
     MinuteCount, Requeued, StatusCount, StoredWebhook, WebhookFilter, WebhookRecord,
@@ -108,7 +111,7 @@ pub enum Accepted {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store URL names no backend this build has.
-    #[error("unsupported store URL `{0}`: use sqlite://PATH")]
+    #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DATABASE")]
     UnsupportedUrl(String),
     /// The store could not be opened: its file or directory, its schema's migrations, or
     /// the threads that write it.
@@ -312,6 +315,33 @@ pub trait Store: Send + Sync {
     async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError>;
     /// When the next delivery of `destination` falls due, if any is pending or leased.
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError>;
+    /// Announcements that deliveries fell due in this store, made by any process that
+    /// writes it (another instance's receive path, a replay from the CLI), for this
+    /// process's workers to wake on; `None` when the store makes none (SQLite: one process
+    /// serves it, and its receive path wakes its own workers). Announcements may be lost:
+    /// workers still poll. The announcements end when the receiver is dropped.
+    fn subscribe_due(&self) -> Option<tokio::sync::mpsc::Receiver<Due>> {
+        None
+    }
+}
+
+/// An announcement of [`Store::subscribe_due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// Deliveries of this destination are due.
+    Destination(String),
+    /// Deliveries of any destination may be due (announcements may have been missed).
+    Any,
+}
+
+/// Whether opening a store applies the migrations its schema lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply them (`storehook migrate`, and `serve` with `store.migrate = true`).
+    Apply,
+    /// Apply none, and refuse a schema that lacks any, naming them (`serve` with
+    /// `store.migrate = false`, where migrations are run as a step of their own).
+    Require,
 }
 
 /// The store's clock: Unix time in milliseconds, as every time column holds it.
@@ -324,9 +354,83 @@ pub fn now_ms() -> i64 {
 
 /// Opens the store named by `url`, creating and migrating it as needed.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, Migrations::Apply).await
+}
+
+/// Opens the store named by `url`: `sqlite:` for SQLite, `postgres://` or `postgresql://`
+/// for PostgreSQL. Only this URL: the server never falls back to `DATABASE_URL`, which may
+/// name another application's database.
+pub async fn open_with(url: &str, migrations: Migrations) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(SqliteStore::open_with(url, migrations).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url, migrations).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
+        Err(StoreError::UnsupportedUrl(redacted_url(url)))
+    }
+}
+
+/// The store URL with its password masked (`postgres://user:***@host/db`, and a
+/// `password=` parameter likewise), for log lines and messages.
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(split) => split,
+        None => return url.to_string(),
+    };
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let authority_end = authority_and_path
+        .find('/')
+        .unwrap_or(authority_and_path.len());
+    let (authority, path) = authority_and_path.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let query = query.map(|query| {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        format!("?{}", masked.join("&"))
+    });
+    format!("{scheme}://{authority}{path}{}", query.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn a_redacted_url_keeps_everything_but_the_password() {
+        for (url, shown) in [
+            (
+                "postgres://storehook:s3cr%40t@db.internal:5432/app?sslmode=require",
+                "postgres://storehook:***@db.internal:5432/app?sslmode=require",
+            ),
+            (
+                "postgresql://db/app?user=u&password=p@ss&options=-csearch_path%3Dx",
+                "postgresql://db/app?user=u&password=***&options=-csearch_path%3Dx",
+            ),
+            (
+                "postgres://postgres@127.0.0.1:5432/test",
+                "postgres://postgres@127.0.0.1:5432/test",
+            ),
+            ("sqlite://data/storehook.db", "sqlite://data/storehook.db"),
+            ("sqlite:x.db", "sqlite:x.db"),
+            // An `@` in the password: the host is what follows the last one.
+            ("postgres://u:a@b@h/d", "postgres://u:***@h/d"),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
+            assert!(!redacted_url(url).contains("s3cr"), "{url}");
+        }
     }
 }

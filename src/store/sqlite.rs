@@ -24,8 +24,9 @@ use writer::{Claim, Job, Pending, UpkeepJob};
 
 use super::{
     Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
-    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, NewDelivery, NewWebhook,
-    Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Migrations, NewDelivery,
+    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    WebhookRecord,
 };
 
 /// How long a connection waits for another process's write lock (the CLI beside `serve`).
@@ -43,8 +44,9 @@ fn path_of(url: &str) -> Result<PathBuf, StoreError> {
 
 /// Creates the database at `path` if need be (and its directory), puts it in WAL mode and
 /// applies the migrations it lacks, on a connection of its own with `synchronous = FULL`,
-/// closed before the writer opens its own.
-fn prepare_file(path: &Path) -> Result<(), StoreError> {
+/// closed before the writer opens its own. With [`Migrations::Require`] it applies none, and
+/// refuses a database that lacks any.
+fn prepare_file(path: &Path, migrations: Migrations) -> Result<(), StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| {
             StoreError::Open(format!(
@@ -63,7 +65,10 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    migrate::migrate(&mut conn)
+    match migrations {
+        Migrations::Apply => migrate::migrate(&mut conn),
+        Migrations::Require => migrate::require_migrated(&conn),
+    }
 }
 
 /// The writer's connection to the (migrated) database at `path`: foreign keys on, the busy
@@ -120,17 +125,22 @@ pub struct SqliteStore {
 impl SqliteStore {
     #[tracing::instrument(name = "open_sqlite_store", skip_all, fields(url = %url))]
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Migrations::Apply).await
+    }
+
+    /// [`SqliteStore::open`], applying the migrations or requiring them applied.
+    pub async fn open_with(url: &str, migrations: Migrations) -> Result<Self, StoreError> {
         let path = path_of(url)?;
-        tokio::task::spawn_blocking(move || Self::open_file(&path))
+        tokio::task::spawn_blocking(move || Self::open_file(&path, migrations))
             .await
             .map_err(|error| {
                 StoreError::Open(format!("opening the store did not finish: {error}"))
             })?
     }
 
-    fn open_file(path: &Path) -> Result<Self, StoreError> {
+    fn open_file(path: &Path, migrations: Migrations) -> Result<Self, StoreError> {
         let opened = (|| {
-            prepare_file(path)?;
+            prepare_file(path, migrations)?;
             let commits = Arc::new(AtomicU64::new(0));
             let stopped = Arc::new(AtomicBool::new(false));
             let writer = writer::spawn_writer(

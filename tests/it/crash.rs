@@ -1,6 +1,7 @@
 //! The real binary under concurrent load, killed with SIGKILL mid-stream and restarted,
 //! several times: every webhook answered 200 reaches Legion, and no order ever gets a
-//! second, different Legion event.
+//! second, different Legion event. On SQLite, and on PostgreSQL where `DATABASE_URL` names
+//! one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -22,9 +23,21 @@ const ROUNDS: usize = 3;
 /// the test's own deadline.
 const LEASE: &str = "5s";
 
-/// Starts the binary in `dir`, with the shipped configuration but a lease of [`LEASE`] (a
-/// `storehook.toml` in the working directory is the one `serve` reads).
-fn start(dir: &std::path::Path, port: u16, legion_url: &str) -> Child {
+/// Starts the binary in `dir` on the store `store_url`, with the shipped configuration but a
+/// lease of [`LEASE`] (a `storehook.toml` in the working directory is the one `serve`
+/// reads), Legion live at `legion_url`.
+pub fn start(dir: &std::path::Path, port: u16, store_url: &str, legion_url: &str) -> Child {
+    start_with_env(dir, port, store_url, legion_url, &[])
+}
+
+/// [`start`], with these variables in its environment too.
+pub fn start_with_env(
+    dir: &std::path::Path,
+    port: u16,
+    store_url: &str,
+    legion_url: &str,
+    env: &[(&str, &str)],
+) -> Child {
     let shipped = storehook::config::EMBEDDED;
     std::fs::write(
         dir.join("storehook.toml"),
@@ -36,10 +49,7 @@ fn start(dir: &std::path::Path, port: u16, legion_url: &str) -> Child {
         .current_dir(dir)
         .env_clear()
         .env("PORT", port.to_string())
-        .env(
-            "STOREHOOK_STORE_URL",
-            format!("sqlite://{}", dir.join("crash.db").display()),
-        )
+        .env("STOREHOOK_STORE_URL", store_url)
         .env(
             "STOREHOOK_MAPPINGS_DIR",
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
@@ -48,13 +58,14 @@ fn start(dir: &std::path::Path, port: u16, legion_url: &str) -> Child {
         .env("LEGION_BASE_URL", legion_url)
         .env("LEGION_API_KEY", "legion-key")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }
 
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await
@@ -68,7 +79,7 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
 }
 
 /// The n-th distinct paid Haravan order, signed.
-fn order(n: u64) -> (Vec<(String, String)>, Vec<u8>) {
+pub fn order(n: u64) -> (Vec<(String, String)>, Vec<u8>) {
     let fixture = fixture("haravan", "paid-two-items-discount");
     let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
     order["id"] = (3_000_000_000 + n).into();
@@ -84,8 +95,25 @@ fn order(n: u64) -> (Vec<(String, String)>, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_webhook_and_doubles_no_legion_event() {
-    let (legion, legion_url) = Double::start().await;
     let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    sigkill_under_load(dir.path(), &store_url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_on_postgresql_loses_no_acknowledged_webhook_and_doubles_no_legion_event()
+ {
+    let Some(schema) = crate::postgres::fresh_schema("crash on PostgreSQL").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    sigkill_under_load(dir.path(), &schema.store_url()).await;
+}
+
+/// Rounds of orders sent to the binary, each killed a third of the way through; the shop
+/// retries what was not answered; then a clean run delivers everything.
+async fn sigkill_under_load(dir: &std::path::Path, store_url: &str) {
+    let (legion, legion_url) = Double::start().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
@@ -96,7 +124,7 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook_and_doubles_no_legion_
     let mut unacked: Vec<u64> = Vec::new();
 
     for round in 0..ROUNDS {
-        let mut child = start(dir.path(), port, &legion_url);
+        let mut child = start(dir, port, store_url, &legion_url);
         wait_healthy(&client, &base).await;
         // This round's orders, plus what the last crash left unanswered (the shop retries).
         let first = (round * ORDERS_PER_ROUND) as u64;
@@ -141,7 +169,7 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook_and_doubles_no_legion_
     }
 
     // A last, clean run: the shop's retries of the unanswered webhooks, then delivery.
-    let mut child = start(dir.path(), port, &legion_url);
+    let mut child = start(dir, port, store_url, &legion_url);
     wait_healthy(&client, &base).await;
     for n in std::mem::take(&mut unacked) {
         let (headers, body) = order(n);

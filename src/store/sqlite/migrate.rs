@@ -34,6 +34,21 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(|error| StoreError::Open(format!("migration failed: {error}")))
 }
 
+/// Succeeds when every migration of this build is applied (`serve` with `store.migrate =
+/// false`); else says how many are missing and how to apply them.
+pub(super) fn require_migrated(conn: &Connection) -> Result<(), StoreError> {
+    let counted: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let ours = MIGRATIONS.len() as i64;
+    if counted >= ours {
+        return Ok(());
+    }
+    Err(StoreError::Open(format!(
+        "the store's schema lacks migration(s) {}..={ours}: run `storehook migrate`, or let \
+         serve apply them (store.migrate = true)",
+        counted + 1
+    )))
+}
+
 /// Sets `user_version` to the number of migrations sqlx applied, for a store sqlx migrated.
 fn carry_over_from_sqlx(conn: &Connection) -> Result<(), StoreError> {
     let counted: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;

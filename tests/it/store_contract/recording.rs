@@ -9,14 +9,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use storehook::store::{
     Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
-    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, NewDelivery, NewWebhook,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Due, NewDelivery, NewWebhook,
     Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
 };
 
 /// Every method of [`Store`]. [`Recording`] must override each one: a method added to the
 /// trait without a default body does not compile here until it is, and this list must then
 /// name it for the check to pass.
-const EVERY_METHOD: [&str; 20] = [
+const EVERY_METHOD: [&str; 21] = [
     "accept",
     "check_ready",
     "claim_due_deliveries",
@@ -37,6 +37,7 @@ const EVERY_METHOD: [&str; 20] = [
     "purge_before",
     "release_leases",
     "next_due_at",
+    "subscribe_due",
 ];
 
 /// The names of the methods called so far, shared by every [`Recording`] of one test.
@@ -234,5 +235,10 @@ impl Store for Recording {
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
         self.called.note("next_due_at");
         self.store.next_due_at(destination).await
+    }
+
+    fn subscribe_due(&self) -> Option<tokio::sync::mpsc::Receiver<Due>> {
+        self.called.note("subscribe_due");
+        self.store.subscribe_due()
     }
 }
