@@ -5,7 +5,7 @@
 //! at once after the cool-down or at the next start; an attempt that was answered is never
 //! released (it would be sent again), but recorded before anything more is claimed.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::Worker;
@@ -16,8 +16,9 @@ pub(super) type Attempts = Vec<(Vec<i64>, Attempt)>;
 
 #[derive(Default)]
 pub(super) struct Held {
-    /// Deliveries claimed and not yet recorded: released if the shutdown grace runs out.
-    ids: Mutex<HashSet<i64>>,
+    /// Deliveries claimed and not yet recorded, with their mappings: released if the
+    /// shutdown grace runs out.
+    ids: Mutex<HashMap<i64, String>>,
     /// The next round, claimed with the record of a full one (its ids are in `ids`), sent
     /// by the next round.
     ahead: Mutex<Vec<ClaimedDelivery>>,
@@ -31,7 +32,7 @@ impl Held {
         self.ids
             .lock()
             .expect("held ids")
-            .extend(claimed.iter().map(|d| d.id));
+            .extend(claimed.iter().map(|d| (d.id, d.mapping.clone())));
     }
 
     /// Recorded or not, the leases of the attempts made are no longer the round's to
@@ -41,20 +42,23 @@ impl Held {
     pub(super) fn settle(
         &self,
         attempts: &Attempts,
-        not_started: &[i64],
+        not_started: &[(i64, String)],
         next: &[ClaimedDelivery],
     ) {
         let mut held = self.ids.lock().expect("held ids");
         let finished = attempts
             .iter()
             .filter(|(_, attempt)| !matches!(attempt.recorded, Recorded::Split { .. }));
-        for id in finished.flat_map(|(ids, _)| ids).chain(not_started) {
+        for id in finished
+            .flat_map(|(ids, _)| ids)
+            .chain(not_started.iter().map(|(id, _)| id))
+        {
             held.remove(id);
         }
-        held.extend(next.iter().map(|d| d.id));
+        held.extend(next.iter().map(|d| (d.id, d.mapping.clone())));
     }
 
-    fn take_ids(&self) -> Vec<i64> {
+    fn take_ids(&self) -> Vec<(i64, String)> {
         self.ids.lock().expect("held ids").drain().collect()
     }
 
@@ -92,12 +96,16 @@ impl Worker {
         self.release(self.held.take_ids(), why).await
     }
 
-    /// Gives back the leases of `deliveries` (no longer held), for the reason `why`; how
-    /// many were given back (a release the store refuses is logged: those leases expire).
-    pub(super) async fn release(&self, deliveries: Vec<i64>, why: Release) -> usize {
+    /// Gives back the leases of `deliveries` (no longer held; each with its mapping), for the
+    /// reason `why`; how many were given back (a release the store refuses is logged: those
+    /// leases expire).
+    pub(super) async fn release(&self, deliveries: Vec<(i64, String)>, why: Release) -> usize {
         if deliveries.is_empty() {
             return 0;
         }
+        let (deliveries, mut mappings): (Vec<i64>, Vec<String>) = deliveries.into_iter().unzip();
+        mappings.sort();
+        mappings.dedup();
         let what = match why {
             Release::GraceOver => "shutdown grace over: attempts in flight abandoned",
             Release::ClaimedAhead => "stopping: the round claimed ahead is not sent",
@@ -112,12 +120,14 @@ impl Worker {
             Ok(released) => tracing::warn!(
                 %destination,
                 deliveries = ?deliveries,
+                ?mappings,
                 released,
                 "{what}; their leases released, they are sent again at the next start"
             ),
             Err(err) => tracing::error!(
                 %destination,
                 deliveries = ?deliveries,
+                ?mappings,
                 error = %err,
                 "{what}, and the leases could not be released: they are claimed again when they expire"
             ),

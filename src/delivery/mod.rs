@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
+use tracing::Instrument as _;
 
 use self::attempt::Sender;
 use self::breaker::Breaker;
@@ -171,8 +172,16 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(destination = %self.destination_id(), dry = self.sender.dry, concurrency = self.concurrency, round_size = self.round_size, "delivery worker started");
         let worker = Arc::new(self);
-        // A task of its own, so the grace below can abandon it.
-        let mut rounds = tokio::spawn(worker.clone().work_rounds(shutdown.clone()));
+        // A task of its own, so the grace below can abandon it. Its lines name the
+        // destination even where the code that writes them does not know it (a
+        // destination's reading of an answer).
+        let span = tracing::info_span!("worker", destination = %worker.destination_id());
+        let mut rounds = tokio::spawn(
+            worker
+                .clone()
+                .work_rounds(shutdown.clone())
+                .instrument(span),
+        );
         // A dropped sender means the service is going away: stop as well.
         let _ = shutdown.wait_for(|stop| *stop).await;
         // The round in flight records what finished by the end of the grace itself; this

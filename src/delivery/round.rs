@@ -18,8 +18,8 @@ use crate::store::{ClaimedDelivery, Recorded, StoreError};
 struct Sent {
     /// The attempts made, in the order they finished.
     attempts: Attempts,
-    /// The deliveries of the requests not started.
-    not_started: Vec<i64>,
+    /// The deliveries of the requests not started, with their mappings.
+    not_started: Vec<(i64, String)>,
     /// Whether the shutdown grace ran out: the requests not finished were given up, and
     /// their deliveries are in neither list (still held).
     abandoned: bool,
@@ -157,7 +157,7 @@ impl Worker {
         loop {
             tokio::select! {
                 request = requests.next() => match request {
-                    Some(Err(batch)) => sent.not_started.extend(batch.iter().map(|d| d.id)),
+                    Some(Err(batch)) => sent.not_started.extend(batch.iter().map(|d| (d.id, d.mapping.clone()))),
                     Some(Ok((batch, attempt))) => {
                         if matches!(attempt.recorded, Recorded::Split { .. }) {
                             requests.extend(batch.chunks(1).map(send));

@@ -103,8 +103,11 @@ impl Destination for Scalef {
             .map(str::to_string);
         if conversion_id.is_none() {
             let deliveries: Vec<i64> = batch.iter().map(|d| d.delivery_id).collect();
+            let mut mappings: Vec<&str> = batch.iter().map(|d| d.mapping.as_str()).collect();
+            mappings.dedup();
             tracing::warn!(
                 ?deliveries,
+                ?mappings,
                 "scalef created the conversion without answering data.conversion.conversion_id; \
                  its status updates will be skipped"
             );

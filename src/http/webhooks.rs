@@ -94,14 +94,6 @@ async fn receive_webhook(
         .delivery_id_header()
         .and_then(|name| header_text(headers, name))
         .unwrap_or("-");
-    if !platform.known_topics().contains(&topic) {
-        tracing::info!(
-            source = source_id,
-            delivery_id,
-            topic,
-            "unknown topic accepted"
-        );
-    }
     let kept = kept_headers(platform, headers);
     let (plans, translation_error) = state.catalog.load().plans_and_error(&Webhook {
         source: source_id,
@@ -111,19 +103,12 @@ async fn receive_webhook(
         body: &raw,
     });
     let deliveries: Vec<NewDelivery> = plans.into_iter().map(NewDelivery::from).collect();
-    if let Some(error) = &translation_error {
-        tracing::warn!(source = source_id, delivery_id, topic, %error, "webhook not (fully) translated: stored as untranslated");
-    }
-    for skip in deliveries.iter().filter(|d| d.skipped.is_some()) {
-        tracing::info!(
-            source = source_id,
-            delivery_id,
-            topic,
-            mapping = skip.mapping,
-            reason = skip.skipped,
-            "mapping skipped the webhook"
-        );
-    }
+    // Said once the webhook has its id, so that each line names it.
+    let skips: Vec<(String, String)> = deliveries
+        .iter()
+        .filter_map(|d| Some((d.mapping.clone(), d.skipped.clone()?)))
+        .collect();
+    let error_text = translation_error.clone();
     let destinations: Vec<String> = deliveries
         .iter()
         .filter(|d| d.skipped.is_none())
@@ -161,11 +146,37 @@ async fn receive_webhook(
             }
         }
     }
+    if !duplicate {
+        let webhook_id = webhook_id.0;
+        if !platform.known_topics().contains(&topic) {
+            tracing::info!(
+                source = source_id,
+                topic,
+                webhook_id,
+                delivery_id,
+                "unknown topic accepted"
+            );
+        }
+        if let Some(error) = &error_text {
+            tracing::warn!(source = source_id, topic, webhook_id, delivery_id, %error, "webhook not (fully) translated: stored as untranslated");
+        }
+        for (mapping, reason) in &skips {
+            tracing::info!(
+                source = source_id,
+                topic,
+                webhook_id,
+                delivery_id,
+                mapping,
+                reason,
+                "mapping skipped the webhook"
+            );
+        }
+    }
     tracing::info!(
         source = source_id,
-        delivery_id,
         topic,
         webhook_id = webhook_id.0,
+        delivery_id,
         duplicate,
         deliveries,
         skipped,

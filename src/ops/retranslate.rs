@@ -146,6 +146,15 @@ async fn run(
             .await?;
         done.added += added;
         done.replaced += replaced;
+        tracing::info!(
+            source = %webhook.source,
+            topic = %webhook.topic,
+            webhook_id = webhook.id.0,
+            added,
+            replaced,
+            error = error.as_deref().map(|e| e.replace('\n', "; ")),
+            "webhook re-translated"
+        );
         progress(webhook.id, error.as_deref(), (index + 1, webhooks.len()));
         if let Some(error) = error {
             done.failed.push((webhook.id, error));

@@ -150,6 +150,9 @@ async fn a_run_logs_no_secret_nor_personal_data(format: &str) {
             "a secret in the {format} log: {secret}"
         );
     }
+    if format == "json" {
+        every_line_names_its_webhook_or_delivery(&log, sent);
+    }
     let personal = personal_data();
     assert!(personal.len() >= 10, "{personal:?}");
     for value in personal {
@@ -160,6 +163,54 @@ async fn a_run_logs_no_secret_nor_personal_data(format: &str) {
             );
         }
     }
+}
+
+/// Every JSON line about a webhook (one with a `webhook_id`) names its source and topic too;
+/// every line about deliveries names them, their mappings and their destination (a field of
+/// its own or of the worker's span). Each kind is there: a line per webhook sent at least,
+/// and the deliveries' refusals.
+fn every_line_names_its_webhook_or_delivery(log: &[String], sent: usize) {
+    let (mut about_webhooks, mut about_deliveries) = (0, 0);
+    for line in log {
+        let Ok(line_json) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let fields = &line_json["fields"];
+        let has = |name: &str| {
+            !fields[name].is_null()
+                || line_json["spans"]
+                    .as_array()
+                    .is_some_and(|spans| spans.iter().any(|span| !span[name].is_null()))
+        };
+        if has("webhook_id") {
+            about_webhooks += 1;
+            for name in ["source", "topic"] {
+                assert!(
+                    has(name),
+                    "a line about a webhook without its {name}: {line}"
+                );
+            }
+        }
+        // `deliveries` is a list of ids (written `[1, 2]`), or a count (on the line of a
+        // webhook accepted).
+        if fields["deliveries"]
+            .as_str()
+            .is_some_and(|ids| ids.starts_with('['))
+        {
+            about_deliveries += 1;
+            for name in ["destination", "mappings"] {
+                assert!(
+                    has(name),
+                    "a line about deliveries without its {name}: {line}"
+                );
+            }
+        }
+    }
+    assert!(
+        about_webhooks >= sent,
+        "{about_webhooks} lines name a webhook, {sent} were sent"
+    );
+    assert!(about_deliveries > 0, "no line names a delivery");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
