@@ -224,13 +224,14 @@ impl App {
             .map(|worker| delivery.spawn(worker.run(stopped.clone())))
             .collect();
         workers.push(tokio::spawn(reload_on_hangup(
-            self.mappings,
+            self.mappings.clone(),
             stopped.clone(),
         )));
-        if let Some(due) = self.store.subscribe_due() {
-            workers.push(tokio::spawn(wake_on_announcements(
-                due,
+        if let Some(announcements) = self.store.subscribe() {
+            workers.push(tokio::spawn(heed_announcements(
+                announcements,
                 self.wake,
+                self.mappings,
                 stopped.clone(),
             )));
         }
@@ -362,27 +363,87 @@ async fn purge_periodically(
     }
 }
 
-/// Wakes the workers of the destinations whose deliveries the store announces due (see
-/// [`store::Store::subscribe_due`]: another instance received a webhook, or a replay ran),
-/// until the stop. Workers poll as well, so a lost announcement only delays.
-async fn wake_on_announcements(
-    mut due: tokio::sync::mpsc::Receiver<store::Due>,
+/// Acts on what the store announces (see [`store::Store::subscribe`]) until the stop: wakes
+/// the worker of a destination whose deliveries fell due (another instance received a
+/// webhook, or a replay ran; workers poll as well, so a lost announcement only delays), and
+/// loads the mappings again when an operator reloaded another instance's, or once when the
+/// store listens again after losing its connection (a reload may have been announced
+/// meanwhile).
+async fn heed_announcements(
+    mut announcements: tokio::sync::mpsc::Receiver<store::Announcement>,
     wake: Arc<HashMap<String, Arc<Notify>>>,
+    mappings: Mappings,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
         let announced = tokio::select! {
-            announced = due.recv() => announced,
+            announced = announcements.recv() => announced,
             _ = stopped.wait_for(|stop| *stop) => return,
         };
         match announced {
-            Some(store::Due::Destination(destination)) => {
+            Some(store::Announcement::Due(destination)) => {
                 if let Some(worker) = wake.get(&destination) {
                     worker.notify_one();
                 }
             }
-            Some(store::Due::Any) => wake.values().for_each(|worker| worker.notify_one()),
+            Some(store::Announcement::Listening { again }) => {
+                wake.values().for_each(|worker| worker.notify_one());
+                if again {
+                    reload_as_announced(&mappings, None).await;
+                }
+            }
+            Some(store::Announcement::Reload(reload)) => {
+                reload_as_announced(&mappings, Some(&reload)).await;
+            }
             None => return,
+        }
+    }
+}
+
+/// Loads the mappings again because another instance announced its operator's reload
+/// (`reload`), or because the store listens again after losing its connection (`None`), and
+/// logs the outcome: how many are live, or why the ones in force stay.
+async fn reload_as_announced(mappings: &Mappings, reload: Option<&store::ReloadAnnounced>) {
+    let reloading = mappings.clone();
+    let reloaded = tokio::task::spawn_blocking(move || reloading.reload())
+        .await
+        .expect("a reload does not panic");
+    let dir = mappings.dir();
+    let (client, why) = match reload {
+        Some(reload) => (
+            reload.client.as_str(),
+            format!(
+                "as announced by another instance ({}, asked via the {} by {})",
+                reload.from, reload.via, reload.client
+            ),
+        ),
+        None => (
+            "none",
+            "after the store's LISTEN connection was made again (a reload announced while it \
+             was lost would have been missed)"
+                .to_string(),
+        ),
+    };
+    match reloaded {
+        Ok(count) => tracing::info!(
+            action = "reload",
+            client = %client,
+            mappings = %dir,
+            count,
+            "mappings reloaded {why}; {count} live"
+        ),
+        Err(error) => {
+            let live = mappings.count();
+            // On one line: the log reader sees every file it names.
+            tracing::error!(
+                action = "reload",
+                client = %client,
+                mappings = %dir,
+                count = live,
+                error = %error.replace('\n', "; "),
+                "mappings not reloaded {why}; the {live} in force stay live: fix the files in \
+                 {dir} on this instance, then reload it (SIGHUP, or the admin API)"
+            )
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The live mappings: what the receive path translates with, listing them with the problems
 //! of the files on disk, and loading them again while the service runs (`SIGHUP`, the admin
-//! API).
+//! API, the dashboard, another instance's announcement of one).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -315,23 +315,47 @@ pub trait Store: Send + Sync {
     async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError>;
     /// When the next delivery of `destination` falls due, if any is pending or leased.
     async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError>;
-    /// Announcements that deliveries fell due in this store, made by any process that
-    /// writes it (another instance's receive path, a replay from the CLI), for this
-    /// process's workers to wake on; `None` when the store makes none (SQLite: one process
-    /// serves it, and its receive path wakes its own workers). Announcements may be lost:
-    /// workers still poll. The announcements end when the receiver is dropped.
-    fn subscribe_due(&self) -> Option<tokio::sync::mpsc::Receiver<Due>> {
+    /// Announcements made by the processes that write this store (an instance's receive
+    /// path, a replay from the CLI, a reload asked of another instance), for this process to
+    /// act on; `None` when the store makes none (SQLite: one process serves it, and wakes its
+    /// own workers). Announcements may be lost: [`Announcement::Listening`] says when some
+    /// may have been. The announcements end when the receiver is dropped.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Announcement>> {
         None
+    }
+    /// Announces to the other processes that serve this store that an operator reloaded the
+    /// mappings of this one (`via` the admin API or the dashboard, asked by `client`), for
+    /// each to load its own mappings directory again ([`Announcement::Reload`]); this store's
+    /// own subscribers do not hear it. `Ok(false)` when the store makes no announcements
+    /// (SQLite: one process serves it).
+    async fn announce_reload(&self, via: &str, client: &str) -> Result<bool, StoreError> {
+        let _ = (via, client);
+        Ok(false)
     }
 }
 
-/// An announcement of [`Store::subscribe_due`].
+/// An announcement of [`Store::subscribe`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Due {
+pub enum Announcement {
     /// Deliveries of this destination are due.
-    Destination(String),
-    /// Deliveries of any destination may be due (announcements may have been missed).
-    Any,
+    Due(String),
+    /// An operator reloaded the mappings of another instance ([`Store::announce_reload`]).
+    Reload(ReloadAnnounced),
+    /// The subscription is listening: at the start (`again` false), or again after it lost
+    /// its connection (`again` true). Whatever was announced while it was not listening was
+    /// missed: deliveries of any destination may be due, and a reload may have been asked.
+    Listening { again: bool },
+}
+
+/// A reload of the mappings asked of another instance, as [`Announcement::Reload`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadAnnounced {
+    /// Where it was asked: `admin API` or `dashboard`.
+    pub via: String,
+    /// The address of the client that asked, as that instance saw it.
+    pub client: String,
+    /// The instance that was asked, for the log: its host name and process id.
+    pub from: String,
 }
 
 /// Whether opening a store applies the migrations its schema lacks.

@@ -4,7 +4,8 @@
 //! webhook or a delivery, claims lock with `FOR UPDATE SKIP LOCKED` and lease with an expiry,
 //! a transaction chosen as a deadlock's victim is run again, the retention purge runs on one
 //! instance at a time (an advisory lock), and `LISTEN/NOTIFY` wakes the other instances'
-//! workers ([`wake`]). The delivery rules are stated in [`rules`], the schema in [`migrate`].
+//! workers and carries an operator's mappings reload to them ([`wake`]). The delivery rules
+//! are stated in [`rules`], the schema in [`migrate`].
 //!
 //! Every connection of the pool is a session of its own: the URL must be the server's
 //! direct one, not a pooler's in transaction mode (which breaks `LISTEN`, advisory locks and
@@ -28,9 +29,9 @@ mod types;
 mod wake;
 
 use super::{
-    Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
-    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Due, Migrations, NewDelivery,
-    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    Accepted, Announcement, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter,
+    DeliveryId, DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Migrations,
+    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
     WebhookRecord, redacted_url,
 };
 
@@ -69,6 +70,8 @@ pub struct PostgresStore {
     /// advisory lock of the retention purge and the payload of the notifications name it, so
     /// stores in two schemas of one database keep apart.
     schema: String,
+    /// This store's name in the announcements it makes ([`wake`]).
+    announcer: wake::Announcer,
 }
 
 impl PostgresStore {
@@ -115,7 +118,12 @@ impl PostgresStore {
             Migrations::Apply => migrate::migrate(&pool).await?,
             Migrations::Require => migrate::require_migrated(&pool).await?,
         }
-        Ok(Self { pool, schema })
+        let announcer = wake::Announcer::new(schema.clone());
+        Ok(Self {
+            pool,
+            schema,
+            announcer,
+        })
     }
 
     /// Runs `work` in a transaction of its own and commits it; a transaction PostgreSQL
@@ -361,7 +369,12 @@ impl Store for PostgresStore {
         Ok(reads::next_due_at(&self.pool, destination).await?)
     }
 
-    fn subscribe_due(&self) -> Option<mpsc::Receiver<Due>> {
-        Some(wake::subscribe(self.pool.clone(), self.schema.clone()))
+    fn subscribe(&self) -> Option<mpsc::Receiver<Announcement>> {
+        Some(wake::subscribe(self.pool.clone(), self.announcer.clone()))
+    }
+
+    async fn announce_reload(&self, via: &str, client: &str) -> Result<bool, StoreError> {
+        wake::notify_reload(&self.pool, &self.announcer, via, client).await?;
+        Ok(true)
     }
 }

@@ -124,7 +124,7 @@ async fn submit(
 }
 
 /// The CSRF token of the forms of a page.
-fn csrf_of(html: &str) -> String {
+pub fn csrf_of(html: &str) -> String {
     let at = html
         .find(r#"name="csrf" value=""#)
         .expect("a form with the CSRF token");

@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::auth::{self, ClientOrigin, SESSION_COOKIE};
-use super::mappings::{source_for, try_payload};
+use super::mappings::{announce_reload, source_for, try_payload};
 use super::{AdminError, AdminState};
 use crate::domain::{DeliveryId, DeliveryStatus, PlatformKind, WebhookId, WebhookStatus};
 use crate::ops::{self, Tried};
@@ -875,23 +875,31 @@ async fn reload(State(state): State<AdminState>, form: Form) -> Page {
         .await
         .expect("a reload does not panic");
     let dir = state.mappings.dir();
+    let client = form.origin.address.to_string();
+    let announced = announce_reload(&state, "dashboard", &client).await;
     let to = match reloaded {
         Ok(count) => {
-            tracing::info!(action = "reload", client = %form.origin.address, mappings = %dir, count, "dashboard: mappings reloaded; {count} live");
+            tracing::info!(action = "reload", client = %client, mappings = %dir, count, announced, "dashboard: mappings reloaded; {count} live");
             format!("/admin/mappings?reloaded={count}")
         }
         Err(error) => {
             let live = state.mappings.count();
             tracing::error!(
                 action = "reload",
-                client = %form.origin.address,
+                client = %client,
                 mappings = %dir,
                 count = live,
+                announced,
                 error = %error.replace('\n', "; "),
                 "dashboard: mappings not reloaded; the ones in force stay live"
             );
             format!("/admin/mappings?failed={live}")
         }
+    };
+    let to = if announced {
+        format!("{to}&announced=1")
+    } else {
+        to
     };
     Ok(Redirect::to(&to).into_response())
 }

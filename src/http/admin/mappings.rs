@@ -30,17 +30,24 @@ pub(super) async fn list(State(state): State<AdminState>) -> Json<MappingsListed
 /// A reload that took.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Reloaded {
-    /// Mappings live now.
+    /// Mappings live now on the instance that answers.
     pub count: usize,
+    /// Whether the reload was announced to the other instances on this store (PostgreSQL),
+    /// each of which loads its own mappings directory again and logs the outcome. `false`
+    /// on SQLite, which one instance serves, or when the announcement failed (the log says
+    /// why).
+    pub announced: bool,
 }
 
 /// Loads the mappings directory again, as `SIGHUP` does: with any error the mappings in
-/// force stay live, and the answer (422) lists every problem.
+/// force stay live, and the answer (422) lists every problem. Either way, on a PostgreSQL
+/// store the reload is then announced to the other instances on it, each of which loads its
+/// own mappings directory again and logs the outcome (a 422 says so in its message).
 #[utoipa::path(
     post,
     path = "/api/mappings/reload",
     responses(
-        (status = 200, description = "The new mappings are live", body = Reloaded),
+        (status = 200, description = "The new mappings are live on this instance, and the reload was announced to the others (`announced`)", body = Reloaded),
         (status = 422, description = "A file does not load; the mappings in force stay", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -54,24 +61,51 @@ pub(super) async fn reload(
         .await
         .expect("a reload does not panic");
     let dir = state.mappings.dir();
+    let client = origin.address.to_string();
+    let announced = announce_reload(&state, "admin API", &client).await;
     match reloaded {
         Ok(count) => {
-            tracing::info!(action = "reload", client = %origin.address, mappings = %dir, count, "admin API: mappings reloaded; {count} live");
-            Ok(Json(Reloaded { count }))
+            tracing::info!(action = "reload", client = %client, mappings = %dir, count, announced, "admin API: mappings reloaded; {count} live");
+            Ok(Json(Reloaded { count, announced }))
         }
         Err(error) => {
             let live = state.mappings.count();
             tracing::error!(
                 action = "reload",
-                client = %origin.address,
+                client = %client,
                 mappings = %dir,
                 count = live,
+                announced,
                 error = %error.replace('\n', "; "),
                 "admin API: mappings not reloaded; the ones in force stay live"
             );
+            let others = if announced { ANNOUNCED } else { "" };
             Err(AdminError::Unprocessable(format!(
-                "mappings not reloaded; the {live} in force stay live. {error}"
+                "mappings not reloaded; the {live} in force stay live.{others} {error}"
             )))
+        }
+    }
+}
+
+/// What a refused reload's message says when it was announced.
+const ANNOUNCED: &str = " The reload was announced to the other instances on this store: \
+                         each loads its own mappings directory again and logs the outcome.";
+
+/// Announces an operator's reload of this instance's mappings (`via` the admin API or the
+/// dashboard, asked by `client`) to the other instances on the store; whether it was
+/// announced (never on SQLite). A failure is logged: the reload here stands.
+pub(super) async fn announce_reload(state: &AdminState, via: &str, client: &str) -> bool {
+    match state.store.announce_reload(via, client).await {
+        Ok(announced) => announced,
+        Err(error) => {
+            tracing::warn!(
+                action = "reload",
+                client = %client,
+                mappings = %state.mappings.dir(),
+                %error,
+                "{via}: the reload was not announced to the other instances on the store; reload each of them (SIGHUP, or its admin API)"
+            );
+            false
         }
     }
 }

@@ -12,7 +12,8 @@
 //! [`retranslate`], [`rounds`] (claims, leases, attempts), [`waiting`] (deliveries that need
 //! another one first: Scalef status updates), [`skips`] (skipped deliveries by kind),
 //! [`upkeep`] (replay and retention), [`cancel`] (an operator's cancel, and the filters and
-//! counts of listings and the overview), [`wakeups`] (announcements of due deliveries).
+//! counts of listings and the overview), [`wakeups`] (announcements of due deliveries and
+//! of mappings reloads).
 
 mod cancel;
 mod receive;
@@ -65,6 +66,7 @@ macro_rules! with_every_rule {
             cancel::listings_filter_by_mapping_time_range_order_and_page_by_cursor,
             cancel::the_overview_counts_by_destination_and_status_the_oldest_pending_and_attempts_per_minute,
             wakeups::a_store_that_announces_due_deliveries_announces_each_destination_made_due,
+            wakeups::a_store_that_announces_a_reload_does_not_announce_it_to_itself,
         );
     };
 }

@@ -8,15 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use storehook::store::{
-    Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
-    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Due, NewDelivery, NewWebhook,
-    Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
+    Accepted, Announcement, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter,
+    DeliveryId, DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, NewDelivery,
+    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    WebhookRecord,
 };
 
 /// Every method of [`Store`]. [`Recording`] must override each one: a method added to the
 /// trait without a default body does not compile here until it is, and this list must then
 /// name it for the check to pass.
-const EVERY_METHOD: [&str; 21] = [
+const EVERY_METHOD: [&str; 22] = [
     "accept",
     "check_ready",
     "claim_due_deliveries",
@@ -37,7 +38,8 @@ const EVERY_METHOD: [&str; 21] = [
     "purge_before",
     "release_leases",
     "next_due_at",
-    "subscribe_due",
+    "subscribe",
+    "announce_reload",
 ];
 
 /// The names of the methods called so far, shared by every [`Recording`] of one test.
@@ -237,8 +239,13 @@ impl Store for Recording {
         self.store.next_due_at(destination).await
     }
 
-    fn subscribe_due(&self) -> Option<tokio::sync::mpsc::Receiver<Due>> {
-        self.called.note("subscribe_due");
-        self.store.subscribe_due()
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Announcement>> {
+        self.called.note("subscribe");
+        self.store.subscribe()
+    }
+
+    async fn announce_reload(&self, via: &str, client: &str) -> Result<bool, StoreError> {
+        self.called.note("announce_reload");
+        self.store.announce_reload(via, client).await
     }
 }
