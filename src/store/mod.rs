@@ -1,7 +1,9 @@
 //! The Store seam: where webhooks are kept durably before they are acknowledged. One room per
 //! backend (SQLite, PostgreSQL), chosen by the store URL's scheme ([`open`]); the HTTP layer
-//! and the CLI see only [`Store`].
+//! and the CLI see only [`Store`]. [`heartbeat`] is how a running `serve` says so in its
+//! store.
 
+pub mod heartbeat;
 mod postgres;
 mod records;
 mod sqlite;
@@ -15,6 +17,7 @@ pub use crate::domain::{
     AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, SkipKind, WebhookId,
     WebhookStatus,
 };
+pub use heartbeat::Heartbeat;
 pub use postgres::PostgresStore;
 pub use records::{
     AttemptRecord, Cancelled, DeliveryFilter, DeliveryRecord, DeliveryStats, DeliverySummary,
@@ -323,6 +326,18 @@ pub trait Store: Send + Sync {
     fn subscribe_due(&self) -> Option<tokio::sync::mpsc::Receiver<Due>> {
         None
     }
+    /// Writes a running instance's heartbeat (its row, by instance id, with its `seen_at`)
+    /// and removes those last seen before `forget_before_ms` (instances that were killed):
+    /// see [`heartbeat`].
+    async fn record_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Removes an instance's heartbeat: it stopped cleanly.
+    async fn remove_heartbeat(&self, instance: &str) -> Result<(), StoreError>;
+    /// Every heartbeat the store keeps, the most recently seen first.
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError>;
 }
 
 /// An announcement of [`Store::subscribe_due`].

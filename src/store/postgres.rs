@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
 mod accept;
+mod heartbeats;
 mod migrate;
 mod reads;
 mod rounds;
@@ -29,8 +30,8 @@ mod wake;
 
 use super::{
     Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
-    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Due, Migrations, NewDelivery,
-    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Due, Heartbeat, Migrations,
+    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
     WebhookRecord, redacted_url,
 };
 
@@ -363,5 +364,26 @@ impl Store for PostgresStore {
 
     fn subscribe_due(&self) -> Option<mpsc::Receiver<Due>> {
         Some(wake::subscribe(self.pool.clone(), self.schema.clone()))
+    }
+
+    async fn record_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |conn| {
+            heartbeats::record(conn, heartbeat, forget_before_ms).await?
+        })
+        .await
+    }
+
+    async fn remove_heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(heartbeats::remove(&mut conn, instance).await?)
+    }
+
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(heartbeats::list(&mut conn).await?)
     }
 }

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 
 /// The migrations, oldest first: (version, description, SQL). A migration once shipped
 /// never changes (the migrator refuses a store whose recorded checksum differs).
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (
         1,
         "schema",
@@ -22,6 +22,11 @@ const MIGRATIONS: [(i64, &str, &str); 2] = [
         2,
         "cancel and listings",
         include_str!("../migrations/postgres/0002_cancel_and_listings.sql"),
+    ),
+    (
+        3,
+        "heartbeats",
+        include_str!("../migrations/postgres/0003_heartbeats.sql"),
     ),
 ];
 

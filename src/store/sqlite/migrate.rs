@@ -15,7 +15,7 @@ use crate::store::StoreError;
 
 /// The migrations, oldest first; a migration once shipped never changes (a store made by
 /// sqlx is checked against these texts).
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("../migrations/sqlite/0001_inbox.sql"),
     include_str!("../migrations/sqlite/0002_deliveries.sql"),
     include_str!("../migrations/sqlite/0003_per_source_keys.sql"),
@@ -23,6 +23,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("../migrations/sqlite/0005_needs_index.sql"),
     include_str!("../migrations/sqlite/0006_skip_kind.sql"),
     include_str!("../migrations/sqlite/0007_attempts_started_index.sql"),
+    include_str!("../migrations/sqlite/0008_heartbeats.sql"),
 ];
 
 /// Applies the migrations the database has not had yet, in one transaction.

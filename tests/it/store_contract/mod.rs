@@ -12,9 +12,11 @@
 //! [`retranslate`], [`rounds`] (claims, leases, attempts), [`waiting`] (deliveries that need
 //! another one first: Scalef status updates), [`skips`] (skipped deliveries by kind),
 //! [`upkeep`] (replay and retention), [`cancel`] (an operator's cancel, and the filters and
-//! counts of listings and the overview), [`wakeups`] (announcements of due deliveries).
+//! counts of listings and the overview), [`wakeups`] (announcements of due deliveries),
+//! [`heartbeats`] (the running instances' heartbeats).
 
 mod cancel;
+mod heartbeats;
 mod receive;
 mod recording;
 mod retranslate;
@@ -65,6 +67,7 @@ macro_rules! with_every_rule {
             cancel::listings_filter_by_mapping_time_range_order_and_page_by_cursor,
             cancel::the_overview_counts_by_destination_and_status_the_oldest_pending_and_attempts_per_minute,
             wakeups::a_store_that_announces_due_deliveries_announces_each_destination_made_due,
+            heartbeats::a_heartbeat_is_listed_until_removed_and_stale_ones_are_forgotten,
         );
     };
 }

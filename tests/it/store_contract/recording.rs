@@ -9,14 +9,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use storehook::store::{
     Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
-    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Due, NewDelivery, NewWebhook,
-    Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId, WebhookRecord,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Due, Heartbeat, NewDelivery,
+    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    WebhookRecord,
 };
 
 /// Every method of [`Store`]. [`Recording`] must override each one: a method added to the
 /// trait without a default body does not compile here until it is, and this list must then
 /// name it for the check to pass.
-const EVERY_METHOD: [&str; 21] = [
+const EVERY_METHOD: [&str; 24] = [
     "accept",
     "check_ready",
     "claim_due_deliveries",
@@ -38,6 +39,9 @@ const EVERY_METHOD: [&str; 21] = [
     "release_leases",
     "next_due_at",
     "subscribe_due",
+    "record_heartbeat",
+    "remove_heartbeat",
+    "list_heartbeats",
 ];
 
 /// The names of the methods called so far, shared by every [`Recording`] of one test.
@@ -240,5 +244,26 @@ impl Store for Recording {
     fn subscribe_due(&self) -> Option<tokio::sync::mpsc::Receiver<Due>> {
         self.called.note("subscribe_due");
         self.store.subscribe_due()
+    }
+
+    async fn record_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.called.note("record_heartbeat");
+        self.store
+            .record_heartbeat(heartbeat, forget_before_ms)
+            .await
+    }
+
+    async fn remove_heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        self.called.note("remove_heartbeat");
+        self.store.remove_heartbeat(instance).await
+    }
+
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        self.called.note("list_heartbeats");
+        self.store.list_heartbeats().await
     }
 }
