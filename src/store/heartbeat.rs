@@ -2,7 +2,7 @@
 //! when it starts (before it serves), refreshes it every [`BEAT_EVERY`] and removes it when
 //! it stops cleanly; a killed instance leaves its row behind, which goes stale after
 //! [`FRESH_FOR`] and is forgotten by the next instance's beat after [`FORGET_AFTER`].
-//! `storehook copy-store` refuses a source with a fresh heartbeat.
+//! `storehook copy-store` refuses a source with a fresh heartbeat ([`super::copy`]).
 //!
 //! A row in the store, not a lock: it works the same on both backends and across hosts
 //! sharing one PostgreSQL, it names the instance (host, pid, when it started) in the

@@ -1,8 +1,9 @@
 //! The Store seam: where webhooks are kept durably before they are acknowledged. One room per
 //! backend (SQLite, PostgreSQL), chosen by the store URL's scheme ([`open`]); the HTTP layer
-//! and the CLI see only [`Store`]. [`heartbeat`] is how a running `serve` says so in its
-//! store.
+//! and the CLI see only [`Store`]. [`copy`] moves one store's rows into another
+//! (`storehook copy-store`); [`heartbeat`] is how a running `serve` says so in its store.
 
+pub mod copy;
 pub mod heartbeat;
 mod postgres;
 mod records;
@@ -376,12 +377,28 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// for PostgreSQL. Only this URL: the server never falls back to `DATABASE_URL`, which may
 /// name another application's database.
 pub async fn open_with(url: &str, migrations: Migrations) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open_with(url, migrations).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url, migrations).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl(redacted_url(url)))
+    match Backend::of(url)? {
+        Backend::Sqlite => Ok(Arc::new(SqliteStore::open_with(url, migrations).await?)),
+        Backend::Postgres => Ok(Arc::new(PostgresStore::open(url, migrations).await?)),
+    }
+}
+
+/// The backend a store URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(redacted_url(url)))
+        }
     }
 }
 

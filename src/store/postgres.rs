@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
 mod accept;
+pub(super) mod copy;
 mod heartbeats;
 mod migrate;
 mod reads;

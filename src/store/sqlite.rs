@@ -13,6 +13,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 mod accept;
+pub(super) mod copy;
 mod heartbeats;
 mod migrate;
 mod reads;

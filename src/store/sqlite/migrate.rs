@@ -50,6 +50,32 @@ pub(super) fn require_migrated(conn: &Connection) -> Result<(), StoreError> {
     )))
 }
 
+/// The migrations that shape the rows `storehook copy-store` reads (0003 the keys, 0006 the
+/// last column, the skip kinds); those after them add indexes and the heartbeats table.
+const SHAPE_THE_ROWS: i64 = 6;
+
+/// Succeeds when `storehook copy-store` can read this store's rows as this build writes
+/// them: it has every migration that shapes them, and none this build does not know.
+pub(super) fn require_copyable(conn: &Connection) -> Result<(), StoreError> {
+    let counted: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let ours = MIGRATIONS.len() as i64;
+    if counted > ours {
+        return Err(StoreError::Open(format!(
+            "the store has migration(s) {}..={counted}, which this storehook does not know: \
+             copy it with the storehook that made it",
+            ours + 1
+        )));
+    }
+    if counted < SHAPE_THE_ROWS {
+        return Err(StoreError::Open(format!(
+            "the store lacks migration(s) {}..={SHAPE_THE_ROWS} (it may not be a storehook \
+             store): run `storehook migrate --store URL` on it first",
+            counted + 1
+        )));
+    }
+    Ok(())
+}
+
 /// Sets `user_version` to the number of migrations sqlx applied, for a store sqlx migrated.
 fn carry_over_from_sqlx(conn: &Connection) -> Result<(), StoreError> {
     let counted: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
