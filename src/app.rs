@@ -235,6 +235,7 @@ impl App {
                 stopped.clone(),
             )));
         }
+        workers.push(store::heartbeat::start(self.store.clone(), stopped.clone()).await);
         workers.push(tokio::spawn(purge_periodically(
             self.store,
             self.retention,

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `send`, `sign`, `check`, `test`, `translate`, `deliveries`,
-//! `replay`, `cancel`, `webhooks`, `webhook`, `delivery`, `migrate`.
+//! `replay`, `cancel`, `webhooks`, `webhook`, `delivery`, `migrate`, `copy-store`.
 
 /// Writes a line of the command's output to stdout. A closed pipe (`storehook … | head`)
 /// ends the process quietly, with success: whoever read the output has what it wanted.
@@ -9,6 +9,7 @@ macro_rules! say {
     };
 }
 
+mod copy_store;
 mod mapping;
 mod outbox;
 mod test;
@@ -192,6 +193,31 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         store: Option<String>,
     },
+    /// Copy every webhook, delivery and attempt of one store into another, empty one, with
+    /// their ids (e.g. SQLite to PostgreSQL).
+    ///
+    /// Deliveries are copied in every state, so each keeps its Legion event id and its
+    /// Idempotency-Key; prints how many of each were copied. The target is created or
+    /// migrated first and refused unless it holds no row, and written in one transaction:
+    /// a copy that fails leaves it without a row. The source is read as one snapshot and
+    /// never written to. A delivery in flight keeps its lease: the target sends it again
+    /// once the lease ends. New ids on the target follow the copied ones. Stop the source's
+    /// `serve` first: a source with a running instance (a heartbeat in the last 20 s) is
+    /// refused. Exits 0 once the copy is committed, 2 when nothing was copied.
+    CopyStore {
+        /// The store to copy from (sqlite://PATH or postgres://…)
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The store to copy into (sqlite://PATH or postgres://…): created when missing,
+        /// migrated, and it must hold no webhook, delivery or attempt
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Copy even though a storehook serve is running on the source: the copy holds what
+        /// the source held when it began; a webhook the instance accepts after that is not
+        /// in it, and a delivery it sends after that is still due in it
+        #[arg(long)]
+        allow_running_source: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -288,6 +314,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             say!("store ready: {}", store::redacted_url(&url));
             Ok(ExitCode::SUCCESS)
         }
+        Command::CopyStore {
+            from,
+            to,
+            allow_running_source,
+        } => copy_store::copy_store(&from, &to, allow_running_source).await,
     }
 }
 

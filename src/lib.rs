@@ -11,7 +11,9 @@
 //!   `http::admin` serves the `/api` routes over [`ops`], behind the admin token.
 //! - [`mapping`]: mapping files (jq) turn a webhook into delivery plans, each checked against
 //!   its operation's JSON Schema.
-//! - [`store`]: the Store seam (typed, backend-neutral) and its SQLite backend.
+//! - [`store`]: the Store seam (typed, backend-neutral), its SQLite and PostgreSQL backends,
+//!   the copy of one store into another (`store::copy`) and the heartbeats of running
+//!   instances (`store::heartbeat`).
 //! - [`delivery`]: one worker per destination: rounds of claim, send and record, retries,
 //!   circuit breaker, rate limit, shutdown, on an injected clock.
 //! - [`destination`]: how Legion, Scalef, Salekit and generic HTTP endpoints are asked to do

@@ -1,7 +1,10 @@
 //! The Store seam: where webhooks are kept durably before they are acknowledged. One room per
 //! backend (SQLite, PostgreSQL), chosen by the store URL's scheme ([`open`]); the HTTP layer
-//! and the CLI see only [`Store`].
+//! and the CLI see only [`Store`]. [`copy`] moves one store's rows into another
+//! (`storehook copy-store`); [`heartbeat`] is how a running `serve` says so in its store.
 
+pub mod copy;
+pub mod heartbeat;
 mod postgres;
 mod records;
 mod sqlite;
@@ -15,6 +18,7 @@ pub use crate::domain::{
     AttemptOutcome, DeliveryId, DeliveryStatus, Operation, PlatformKind, SkipKind, WebhookId,
     WebhookStatus,
 };
+pub use heartbeat::Heartbeat;
 pub use postgres::PostgresStore;
 pub use records::{
     AttemptRecord, Cancelled, DeliveryFilter, DeliveryRecord, DeliveryStats, DeliverySummary,
@@ -332,6 +336,18 @@ pub trait Store: Send + Sync {
         let _ = (via, client);
         Ok(false)
     }
+    /// Writes a running instance's heartbeat (its row, by instance id, with its `seen_at`)
+    /// and removes those last seen before `forget_before_ms` (instances that were killed):
+    /// see [`heartbeat`].
+    async fn record_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Removes an instance's heartbeat: it stopped cleanly.
+    async fn remove_heartbeat(&self, instance: &str) -> Result<(), StoreError>;
+    /// Every heartbeat the store keeps, the most recently seen first.
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError>;
 }
 
 /// An announcement of [`Store::subscribe`].
@@ -385,12 +401,28 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// for PostgreSQL. Only this URL: the server never falls back to `DATABASE_URL`, which may
 /// name another application's database.
 pub async fn open_with(url: &str, migrations: Migrations) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open_with(url, migrations).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url, migrations).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl(redacted_url(url)))
+    match Backend::of(url)? {
+        Backend::Sqlite => Ok(Arc::new(SqliteStore::open_with(url, migrations).await?)),
+        Backend::Postgres => Ok(Arc::new(PostgresStore::open(url, migrations).await?)),
+    }
+}
+
+/// The backend a store URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(redacted_url(url)))
+        }
     }
 }
 

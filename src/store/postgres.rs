@@ -21,6 +21,8 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
 mod accept;
+pub(super) mod copy;
+mod heartbeats;
 mod migrate;
 mod reads;
 mod rounds;
@@ -30,9 +32,9 @@ mod wake;
 
 use super::{
     Accepted, Announcement, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter,
-    DeliveryId, DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Migrations,
-    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
-    WebhookRecord, redacted_url,
+    DeliveryId, DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Heartbeat,
+    Migrations, NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter,
+    WebhookId, WebhookRecord, redacted_url,
 };
 
 /// Connections of one instance's pool, the `LISTEN` one among them.
@@ -376,5 +378,26 @@ impl Store for PostgresStore {
     async fn announce_reload(&self, via: &str, client: &str) -> Result<bool, StoreError> {
         wake::notify_reload(&self.pool, &self.announcer, via, client).await?;
         Ok(true)
+    }
+
+    async fn record_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |conn| {
+            heartbeats::record(conn, heartbeat, forget_before_ms).await?
+        })
+        .await
+    }
+
+    async fn remove_heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(heartbeats::remove(&mut conn, instance).await?)
+    }
+
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(heartbeats::list(&mut conn).await?)
     }
 }

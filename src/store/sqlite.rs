@@ -13,6 +13,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 mod accept;
+pub(super) mod copy;
+mod heartbeats;
 mod migrate;
 mod reads;
 mod rounds;
@@ -24,8 +26,8 @@ use writer::{Claim, Job, Pending, UpkeepJob};
 
 use super::{
     Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
-    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Migrations, NewDelivery,
-    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Heartbeat, Migrations,
+    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
     WebhookRecord,
 };
 
@@ -400,5 +402,25 @@ impl Store for SqliteStore {
             now_ms,
         };
         self.write(|reply| Job::Replace(replace, reply)).await
+    }
+
+    async fn record_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        let heartbeat = heartbeat.clone();
+        self.upkeep(move |conn| heartbeats::record(conn, &heartbeat, forget_before_ms))
+            .await
+    }
+
+    async fn remove_heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        let instance = instance.to_string();
+        self.upkeep(move |conn| heartbeats::remove(conn, &instance))
+            .await
+    }
+
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        self.readers.read(heartbeats::list).await
     }
 }

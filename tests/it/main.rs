@@ -4,6 +4,7 @@
 mod admin_api;
 mod browser;
 mod cli;
+mod copy_store;
 mod crash;
 mod dashboard;
 mod delivery;

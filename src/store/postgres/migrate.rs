@@ -6,13 +6,13 @@
 use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{PgPool, Row, SqlSafeStr};
+use sqlx::{PgConnection, PgPool, Row, SqlSafeStr};
 
 use crate::store::StoreError;
 
 /// The migrations, oldest first: (version, description, SQL). A migration once shipped
 /// never changes (the migrator refuses a store whose recorded checksum differs).
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (
         1,
         "schema",
@@ -22,6 +22,11 @@ const MIGRATIONS: [(i64, &str, &str); 2] = [
         2,
         "cancel and listings",
         include_str!("../migrations/postgres/0002_cancel_and_listings.sql"),
+    ),
+    (
+        3,
+        "heartbeats",
+        include_str!("../migrations/postgres/0003_heartbeats.sql"),
     ),
 ];
 
@@ -53,6 +58,50 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .run(pool)
         .await
         .map_err(|error| StoreError::Open(format!("cannot migrate the store's schema: {error}")))
+}
+
+/// The migrations that shape the rows `storehook copy-store` reads (the first makes every
+/// table as it is); those after it add an index, a function and the heartbeats table.
+const SHAPE_THE_ROWS: i64 = 1;
+
+/// Succeeds when `storehook copy-store` can read this schema's rows as this build writes
+/// them: it has every migration that shapes them, and none this build does not know.
+pub(super) async fn require_copyable(conn: &mut PgConnection) -> Result<(), StoreError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(MIGRATIONS_TABLE)
+        .fetch_one(&mut *conn)
+        .await?;
+    let applied: Vec<(i64, bool)> = if exists {
+        // [`MIGRATIONS_TABLE`], which `to_regclass` found.
+        sqlx::query_as("SELECT version, success FROM storehook_migrations")
+            .fetch_all(&mut *conn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let ours = MIGRATIONS.len() as i64;
+    if let Some(unknown) = applied
+        .iter()
+        .map(|&(version, _)| version)
+        .find(|&v| v > ours)
+    {
+        return Err(StoreError::Open(format!(
+            "the store's schema has migration {unknown}, which this storehook does not know: \
+             copy it with the storehook that made it"
+        )));
+    }
+    let missing: Vec<String> = (1..=SHAPE_THE_ROWS)
+        .filter(|version| !applied.contains(&(*version, true)))
+        .map(|version| version.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Open(format!(
+        "the store's schema lacks migration(s) {} (it may not be a storehook store, or the \
+         URL may name another schema): run `storehook migrate --store URL` on it first",
+        missing.join(", ")
+    )))
 }
 
 /// Succeeds when every migration of this build is applied (`serve` with `store.migrate =

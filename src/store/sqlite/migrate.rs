@@ -15,7 +15,7 @@ use crate::store::StoreError;
 
 /// The migrations, oldest first; a migration once shipped never changes (a store made by
 /// sqlx is checked against these texts).
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("../migrations/sqlite/0001_inbox.sql"),
     include_str!("../migrations/sqlite/0002_deliveries.sql"),
     include_str!("../migrations/sqlite/0003_per_source_keys.sql"),
@@ -23,6 +23,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("../migrations/sqlite/0005_needs_index.sql"),
     include_str!("../migrations/sqlite/0006_skip_kind.sql"),
     include_str!("../migrations/sqlite/0007_attempts_started_index.sql"),
+    include_str!("../migrations/sqlite/0008_heartbeats.sql"),
 ];
 
 /// Applies the migrations the database has not had yet, in one transaction.
@@ -47,6 +48,32 @@ pub(super) fn require_migrated(conn: &Connection) -> Result<(), StoreError> {
          serve apply them (store.migrate = true)",
         counted + 1
     )))
+}
+
+/// The migrations that shape the rows `storehook copy-store` reads (0003 the keys, 0006 the
+/// last column, the skip kinds); those after them add indexes and the heartbeats table.
+const SHAPE_THE_ROWS: i64 = 6;
+
+/// Succeeds when `storehook copy-store` can read this store's rows as this build writes
+/// them: it has every migration that shapes them, and none this build does not know.
+pub(super) fn require_copyable(conn: &Connection) -> Result<(), StoreError> {
+    let counted: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let ours = MIGRATIONS.len() as i64;
+    if counted > ours {
+        return Err(StoreError::Open(format!(
+            "the store has migration(s) {}..={counted}, which this storehook does not know: \
+             copy it with the storehook that made it",
+            ours + 1
+        )));
+    }
+    if counted < SHAPE_THE_ROWS {
+        return Err(StoreError::Open(format!(
+            "the store lacks migration(s) {}..={SHAPE_THE_ROWS} (it may not be a storehook \
+             store): run `storehook migrate --store URL` on it first",
+            counted + 1
+        )));
+    }
+    Ok(())
 }
 
 /// Sets `user_version` to the number of migrations sqlx applied, for a store sqlx migrated.

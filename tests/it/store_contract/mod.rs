@@ -13,9 +13,10 @@
 //! another one first: Scalef status updates), [`skips`] (skipped deliveries by kind),
 //! [`upkeep`] (replay and retention), [`cancel`] (an operator's cancel, and the filters and
 //! counts of listings and the overview), [`wakeups`] (announcements of due deliveries and
-//! of mappings reloads).
+//! of mappings reloads), [`heartbeats`] (the running instances' heartbeats).
 
 mod cancel;
+mod heartbeats;
 mod receive;
 mod recording;
 mod retranslate;
@@ -67,6 +68,7 @@ macro_rules! with_every_rule {
             cancel::the_overview_counts_by_destination_and_status_the_oldest_pending_and_attempts_per_minute,
             wakeups::a_store_that_announces_due_deliveries_announces_each_destination_made_due,
             wakeups::a_store_that_announces_a_reload_does_not_announce_it_to_itself,
+            heartbeats::a_heartbeat_is_listed_until_removed_and_stale_ones_are_forgotten,
         );
     };
 }

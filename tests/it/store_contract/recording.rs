@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use storehook::store::{
     Accepted, Announcement, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter,
-    DeliveryId, DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, NewDelivery,
-    NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
+    DeliveryId, DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Heartbeat,
+    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
     WebhookRecord,
 };
 
 /// Every method of [`Store`]. [`Recording`] must override each one: a method added to the
 /// trait without a default body does not compile here until it is, and this list must then
 /// name it for the check to pass.
-const EVERY_METHOD: [&str; 22] = [
+const EVERY_METHOD: [&str; 25] = [
     "accept",
     "check_ready",
     "claim_due_deliveries",
@@ -40,6 +40,9 @@ const EVERY_METHOD: [&str; 22] = [
     "next_due_at",
     "subscribe",
     "announce_reload",
+    "record_heartbeat",
+    "remove_heartbeat",
+    "list_heartbeats",
 ];
 
 /// The names of the methods called so far, shared by every [`Recording`] of one test.
@@ -247,5 +250,26 @@ impl Store for Recording {
     async fn announce_reload(&self, via: &str, client: &str) -> Result<bool, StoreError> {
         self.called.note("announce_reload");
         self.store.announce_reload(via, client).await
+    }
+
+    async fn record_heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.called.note("record_heartbeat");
+        self.store
+            .record_heartbeat(heartbeat, forget_before_ms)
+            .await
+    }
+
+    async fn remove_heartbeat(&self, instance: &str) -> Result<(), StoreError> {
+        self.called.note("remove_heartbeat");
+        self.store.remove_heartbeat(instance).await
+    }
+
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        self.called.note("list_heartbeats");
+        self.store.list_heartbeats().await
     }
 }
