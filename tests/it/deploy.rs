@@ -170,11 +170,19 @@ fn the_image_is_built_locked_and_runs_storehook_serve_as_a_user_owning_the_store
         .find_map(|pair| pair.strip_prefix("STOREHOOK_STORE_URL=sqlite://"))
         .expect("the image sets a SQLite store URL");
     let dir = Path::new(store).parent().unwrap().display().to_string();
+    // Made in the build stage (the runtime image has no shell) under a root directory that
+    // is copied into the image owned by the user.
     let runs = all("RUN").join(" && ");
-    assert!(runs.contains(&format!("mkdir {dir}")), "{runs}");
+    let made = runs
+        .split("&&")
+        .filter_map(|run| run.trim().strip_prefix("mkdir -p "))
+        .find_map(|path| path.trim().strip_suffix(&dir))
+        .unwrap_or_else(|| panic!("the build stage makes ROOT{dir}: {runs}"));
+    let copied = format!("--from=build --chown={user}:{user} {made}/ /");
     assert!(
-        runs.contains(&format!("chown {user}:{user} {dir}")),
-        "{runs}"
+        all("COPY").contains(&copied.as_str()),
+        "COPY {copied} in {:?}",
+        all("COPY")
     );
     // The port it listens on by default is the one fly.toml sends to.
     assert!(env.contains("PORT=8080"), "{env}");
