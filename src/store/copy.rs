@@ -28,6 +28,70 @@ use crate::domain::DeliveryStatus;
 /// Rows read and written per page (webhooks are a few KiB each; at most 2 MiB).
 pub const PAGE_ROWS: usize = 100;
 
+/// The columns copied, in the order both backends read and write them (the row types below
+/// list them in the same order).
+const WEBHOOK_COLUMNS: &str =
+    "id, source, platform, topic, dedupe_id, headers, body, status, error, received_at";
+const DELIVERY_COLUMNS: &str = "id, webhook_id, mapping, key, destination, operation, \
+     payload, needs_mapping, needs_key, status, skip_kind, attempts, next_attempt_at, \
+     lease_until, conversion_id, last_error, request, created_at, updated_at";
+const ATTEMPT_COLUMNS: &str =
+    "id, delivery_id, started_at, duration_ms, outcome, http_status, response";
+
+/// One of the three tables copied, in the order their foreign keys need.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Table {
+    Webhooks,
+    Deliveries,
+    Attempts,
+}
+
+impl Table {
+    pub(super) const ALL: [Table; 3] = [Table::Webhooks, Table::Deliveries, Table::Attempts];
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Table::Webhooks => "webhooks",
+            Table::Deliveries => "deliveries",
+            Table::Attempts => "attempts",
+        }
+    }
+
+    fn columns(self) -> &'static str {
+        match self {
+            Table::Webhooks => WEBHOOK_COLUMNS,
+            Table::Deliveries => DELIVERY_COLUMNS,
+            Table::Attempts => ATTEMPT_COLUMNS,
+        }
+    }
+
+    /// A page of rows, every column copied: those after the id `$1`, at most `$2`, in id
+    /// order (`$N` parameters: both SQLite and PostgreSQL read them).
+    pub(super) fn page_query(self) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
+            self.columns(),
+            self.name()
+        )
+    }
+
+    /// `INSERT INTO table (every column copied) `, for the values to follow.
+    pub(super) fn insert_into(self) -> String {
+        format!("INSERT INTO {} ({}) ", self.name(), self.columns())
+    }
+
+    /// `VALUES ($1, …, $N)`, one parameter a column copied.
+    pub(super) fn values(self) -> String {
+        let count = self.columns().split(',').count();
+        let parameters: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
+        format!("VALUES ({})", parameters.join(", "))
+    }
+}
+
+/// The rows each table holds, as one row of three counts.
+pub(super) const COUNTS: &str = "SELECT (SELECT count(*) FROM webhooks), \
+     (SELECT count(*) FROM deliveries), (SELECT count(*) FROM attempts)";
+
 /// A `webhooks` row, every column as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRow {

@@ -7,19 +7,16 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgRow};
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, QueryBuilder, Row};
 
 use super::{PostgresStore, Tx, heartbeats, migrate};
 use crate::store::copy::{
-    AttemptRow, CopySource, CopyTarget, Counts, DeliveryRow, IdMarks, WebhookRow,
+    AttemptRow, COUNTS, CopySource, CopyTarget, Counts, DeliveryRow, IdMarks, Table, WebhookRow,
 };
 use crate::store::{Heartbeat, Migrations, StoreError, redacted_url};
 
 /// How long the target waits for another writer's lock on its tables before it gives up.
 const LOCK_TIMEOUT: &str = "10s";
-
-const COUNTS: &str = "SELECT (SELECT count(*) FROM webhooks), (SELECT count(*) FROM deliveries), \
-     (SELECT count(*) FROM attempts)";
 
 pub(in crate::store) struct PgSource {
     conn: PgConnection,
@@ -88,14 +85,11 @@ impl CopySource for PgSource {
         after: i64,
         limit: usize,
     ) -> Result<Vec<WebhookRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, source, platform, topic, dedupe_id, headers, body, status, error, \
-             received_at FROM webhooks WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit_of(limit))
-        .fetch_all(&mut self.conn)
-        .await?;
+        let rows = sqlx::query(AssertSqlSafe(Table::Webhooks.page_query()))
+            .bind(after)
+            .bind(limit_of(limit))
+            .fetch_all(&mut self.conn)
+            .await?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -120,16 +114,11 @@ impl CopySource for PgSource {
         after: i64,
         limit: usize,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, webhook_id, mapping, key, destination, operation, payload, \
-             needs_mapping, needs_key, status, skip_kind, attempts, next_attempt_at, \
-             lease_until, conversion_id, last_error, request, created_at, updated_at \
-             FROM deliveries WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit_of(limit))
-        .fetch_all(&mut self.conn)
-        .await?;
+        let rows = sqlx::query(AssertSqlSafe(Table::Deliveries.page_query()))
+            .bind(after)
+            .bind(limit_of(limit))
+            .fetch_all(&mut self.conn)
+            .await?;
         Ok(rows
             .iter()
             .map(delivery)
@@ -141,14 +130,11 @@ impl CopySource for PgSource {
         after: i64,
         limit: usize,
     ) -> Result<Vec<AttemptRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, delivery_id, started_at, duration_ms, outcome, http_status, response \
-             FROM attempts WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit_of(limit))
-        .fetch_all(&mut self.conn)
-        .await?;
+        let rows = sqlx::query(AssertSqlSafe(Table::Attempts.page_query()))
+            .bind(after)
+            .bind(limit_of(limit))
+            .fetch_all(&mut self.conn)
+            .await?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -235,10 +221,7 @@ impl CopyTarget for PgTarget {
     }
 
     async fn write_webhooks(&mut self, rows: Vec<WebhookRow>) -> Result<(), StoreError> {
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO webhooks (id, source, platform, topic, dedupe_id, headers, body, \
-             status, error, received_at) ",
-        );
+        let mut insert = QueryBuilder::<Postgres>::new(Table::Webhooks.insert_into());
         insert.push_values(&rows, |mut values, row| {
             values
                 .push_bind(row.id)
@@ -257,11 +240,7 @@ impl CopyTarget for PgTarget {
     }
 
     async fn write_deliveries(&mut self, rows: Vec<DeliveryRow>) -> Result<(), StoreError> {
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO deliveries (id, webhook_id, mapping, key, destination, operation, \
-             payload, needs_mapping, needs_key, status, skip_kind, attempts, next_attempt_at, \
-             lease_until, conversion_id, last_error, request, created_at, updated_at) ",
-        );
+        let mut insert = QueryBuilder::<Postgres>::new(Table::Deliveries.insert_into());
         insert.push_values(&rows, |mut values, row| {
             values
                 .push_bind(row.id)
@@ -289,10 +268,7 @@ impl CopyTarget for PgTarget {
     }
 
     async fn write_attempts(&mut self, rows: Vec<AttemptRow>) -> Result<(), StoreError> {
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO attempts (id, delivery_id, started_at, duration_ms, outcome, \
-             http_status, response) ",
-        );
+        let mut insert = QueryBuilder::<Postgres>::new(Table::Attempts.insert_into());
         insert.push_values(&rows, |mut values, row| {
             values
                 .push_bind(row.id)

@@ -11,12 +11,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{BUSY_TIMEOUT, heartbeats, migrate, open_writer_connection, path_of, prepare_file};
 use crate::store::copy::{
-    AttemptRow, CopySource, CopyTarget, Counts, DeliveryRow, IdMarks, WebhookRow,
+    AttemptRow, COUNTS, CopySource, CopyTarget, Counts, DeliveryRow, IdMarks, Table, WebhookRow,
 };
 use crate::store::{Heartbeat, Migrations, StoreError};
-
-/// The three tables copied, in the order their foreign keys need.
-const TABLES: [&str; 3] = ["webhooks", "deliveries", "attempts"];
 
 /// A connection used in blocking tasks: each call takes it into one and gives it back.
 struct Blocking(Option<Connection>);
@@ -115,12 +112,12 @@ impl CopySource for SqliteSource {
         self.conn
             .run(|conn| {
                 let mut marks = [0; 3];
-                for (mark, table) in marks.iter_mut().zip(TABLES) {
+                for (mark, table) in marks.iter_mut().zip(Table::ALL) {
                     // AUTOINCREMENT keeps the highest id given in `sqlite_sequence`.
                     let given: Option<i64> = conn
                         .query_row(
                             "SELECT seq FROM sqlite_sequence WHERE name = ?1",
-                            [table],
+                            [table.name()],
                             |row| row.get(0),
                         )
                         .optional()?;
@@ -143,27 +140,20 @@ impl CopySource for SqliteSource {
     ) -> Result<Vec<WebhookRow>, StoreError> {
         self.conn
             .run(move |conn| {
-                page(
-                    conn,
-                    "SELECT id, source, platform, topic, dedupe_id, headers, body, status, error, \
-                     received_at FROM webhooks WHERE id > ?1 ORDER BY id LIMIT ?2",
-                    after,
-                    limit,
-                    |row| {
-                        Ok(WebhookRow {
-                            id: row.get(0)?,
-                            source: row.get(1)?,
-                            platform: row.get(2)?,
-                            topic: row.get(3)?,
-                            dedupe_id: row.get(4)?,
-                            headers: row.get(5)?,
-                            body: bytes(row, 6)?,
-                            status: row.get(7)?,
-                            error: row.get(8)?,
-                            received_at: row.get(9)?,
-                        })
-                    },
-                )
+                page(conn, &Table::Webhooks.page_query(), after, limit, |row| {
+                    Ok(WebhookRow {
+                        id: row.get(0)?,
+                        source: row.get(1)?,
+                        platform: row.get(2)?,
+                        topic: row.get(3)?,
+                        dedupe_id: row.get(4)?,
+                        headers: row.get(5)?,
+                        body: bytes(row, 6)?,
+                        status: row.get(7)?,
+                        error: row.get(8)?,
+                        received_at: row.get(9)?,
+                    })
+                })
             })
             .await
     }
@@ -175,38 +165,29 @@ impl CopySource for SqliteSource {
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         self.conn
             .run(move |conn| {
-                page(
-                    conn,
-                    "SELECT id, webhook_id, mapping, key, destination, operation, payload, \
-                     needs_mapping, needs_key, status, skip_kind, attempts, next_attempt_at, \
-                     lease_until, conversion_id, last_error, request, created_at, updated_at \
-                     FROM deliveries WHERE id > ?1 ORDER BY id LIMIT ?2",
-                    after,
-                    limit,
-                    |row| {
-                        Ok(DeliveryRow {
-                            id: row.get(0)?,
-                            webhook_id: row.get(1)?,
-                            mapping: row.get(2)?,
-                            key: row.get(3)?,
-                            destination: row.get(4)?,
-                            operation: row.get(5)?,
-                            payload: row.get(6)?,
-                            needs_mapping: row.get(7)?,
-                            needs_key: row.get(8)?,
-                            status: row.get(9)?,
-                            skip_kind: row.get(10)?,
-                            attempts: row.get(11)?,
-                            next_attempt_at: row.get(12)?,
-                            lease_until: row.get(13)?,
-                            conversion_id: row.get(14)?,
-                            last_error: row.get(15)?,
-                            request: row.get(16)?,
-                            created_at: row.get(17)?,
-                            updated_at: row.get(18)?,
-                        })
-                    },
-                )
+                page(conn, &Table::Deliveries.page_query(), after, limit, |row| {
+                    Ok(DeliveryRow {
+                        id: row.get(0)?,
+                        webhook_id: row.get(1)?,
+                        mapping: row.get(2)?,
+                        key: row.get(3)?,
+                        destination: row.get(4)?,
+                        operation: row.get(5)?,
+                        payload: row.get(6)?,
+                        needs_mapping: row.get(7)?,
+                        needs_key: row.get(8)?,
+                        status: row.get(9)?,
+                        skip_kind: row.get(10)?,
+                        attempts: row.get(11)?,
+                        next_attempt_at: row.get(12)?,
+                        lease_until: row.get(13)?,
+                        conversion_id: row.get(14)?,
+                        last_error: row.get(15)?,
+                        request: row.get(16)?,
+                        created_at: row.get(17)?,
+                        updated_at: row.get(18)?,
+                    })
+                })
             })
             .await
     }
@@ -218,24 +199,17 @@ impl CopySource for SqliteSource {
     ) -> Result<Vec<AttemptRow>, StoreError> {
         self.conn
             .run(move |conn| {
-                page(
-                    conn,
-                    "SELECT id, delivery_id, started_at, duration_ms, outcome, http_status, \
-                     response FROM attempts WHERE id > ?1 ORDER BY id LIMIT ?2",
-                    after,
-                    limit,
-                    |row| {
-                        Ok(AttemptRow {
-                            id: row.get(0)?,
-                            delivery_id: row.get(1)?,
-                            started_at: row.get(2)?,
-                            duration_ms: row.get(3)?,
-                            outcome: row.get(4)?,
-                            http_status: row.get(5)?,
-                            response: row.get(6)?,
-                        })
-                    },
-                )
+                page(conn, &Table::Attempts.page_query(), after, limit, |row| {
+                    Ok(AttemptRow {
+                        id: row.get(0)?,
+                        delivery_id: row.get(1)?,
+                        started_at: row.get(2)?,
+                        duration_ms: row.get(3)?,
+                        outcome: row.get(4)?,
+                        http_status: row.get(5)?,
+                        response: row.get(6)?,
+                    })
+                })
             })
             .await
     }
@@ -265,12 +239,9 @@ fn bytes(row: &Row<'_>, column: usize) -> rusqlite::Result<Vec<u8>> {
 }
 
 fn counts(conn: &Connection) -> Result<Counts, StoreError> {
-    let (webhooks, deliveries, attempts): (i64, i64, i64) = conn.query_row(
-        "SELECT (SELECT count(*) FROM webhooks), (SELECT count(*) FROM deliveries), \
-         (SELECT count(*) FROM attempts)",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-    )?;
+    let (webhooks, deliveries, attempts): (i64, i64, i64) = conn.query_row(COUNTS, [], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })?;
     Ok(Counts {
         webhooks: webhooks.unsigned_abs(),
         deliveries: deliveries.unsigned_abs(),
@@ -309,11 +280,8 @@ impl CopyTarget for SqliteTarget {
     async fn write_webhooks(&mut self, rows: Vec<WebhookRow>) -> Result<(), StoreError> {
         self.conn
             .run(move |conn| {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO webhooks (id, source, platform, topic, dedupe_id, headers, \
-                     body, status, error, received_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?;
+                let mut insert = conn
+                    .prepare_cached(&(Table::Webhooks.insert_into() + &Table::Webhooks.values()))?;
                 for row in &rows {
                     insert.execute(params![
                         row.id,
@@ -337,11 +305,7 @@ impl CopyTarget for SqliteTarget {
         self.conn
             .run(move |conn| {
                 let mut insert = conn.prepare_cached(
-                    "INSERT INTO deliveries (id, webhook_id, mapping, key, destination, \
-                     operation, payload, needs_mapping, needs_key, status, skip_kind, attempts, \
-                     next_attempt_at, lease_until, conversion_id, last_error, request, \
-                     created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-                     ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                    &(Table::Deliveries.insert_into() + &Table::Deliveries.values()),
                 )?;
                 for row in &rows {
                     insert.execute(params![
@@ -374,10 +338,8 @@ impl CopyTarget for SqliteTarget {
     async fn write_attempts(&mut self, rows: Vec<AttemptRow>) -> Result<(), StoreError> {
         self.conn
             .run(move |conn| {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO attempts (id, delivery_id, started_at, duration_ms, outcome, \
-                     http_status, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
+                let mut insert = conn
+                    .prepare_cached(&(Table::Attempts.insert_into() + &Table::Attempts.values()))?;
                 for row in &rows {
                     insert.execute(params![
                         row.id,
@@ -400,15 +362,15 @@ impl CopyTarget for SqliteTarget {
         self.conn
             .run(move |conn| {
                 let marks = [marks.webhooks, marks.deliveries, marks.attempts];
-                for (table, mark) in TABLES.into_iter().zip(marks) {
+                for (table, mark) in Table::ALL.into_iter().zip(marks) {
                     let kept = conn.execute(
                         "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
-                        params![table, mark],
+                        params![table.name(), mark],
                     )?;
                     if kept == 0 && mark > 0 {
                         conn.execute(
                             "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
-                            params![table, mark],
+                            params![table.name(), mark],
                         )?;
                     }
                 }
