@@ -9,6 +9,11 @@
 //! was sent, so a server that stalls is charged for every request that waited behind the
 //! stall (no coordinated omission). The time from send to answer is reported too
 //! ("service latency"), and so is how late requests left ("send lag").
+//!
+//! Several URLs (`--url` repeated, e.g. one per server of a cluster) share the load in turn,
+//! as a round-robin balancer would: connection `i` goes to URL `i mod n`, and at a fixed rate
+//! the scheduler deals the due times to the URLs in turn, each URL's connections taking from
+//! its own queue.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,9 +40,14 @@ use storehook::fixture::Fixture;
 
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// Where to POST the orders.
-    #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/haravan")]
-    pub url: String,
+    /// Where to POST the orders. Repeat it to spread the load over several servers: the
+    /// connections go to the URLs in turn, and at a fixed rate so do the requests.
+    #[arg(
+        long = "url",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080/webhooks/haravan"
+    )]
+    pub urls: Vec<String>,
     /// The Haravan source's webhook secret.
     #[arg(long, env = "HARAVAN_WEBHOOK_SECRET", hide_env_values = true)]
     pub secret: String,
@@ -252,8 +262,17 @@ struct Clock {
     end: Instant,
 }
 
+/// The URL (its index) each of `connections` connections goes to: in turn, so each of the
+/// `urls` URLs gets connections / urls of them, the first ones one more when that does not
+/// divide.
+fn spread(connections: usize, urls: usize) -> Vec<usize> {
+    (0..connections).map(|i| i % urls).collect()
+}
+
 /// One virtual user: its connection (replaced after an error) and what it saw.
 struct User {
+    /// Which of the URLs it sends to.
+    url: usize,
     target: Arc<Target>,
     pool: Arc<OrderPool>,
     sender: Option<http1::SendRequest<Full<Bytes>>>,
@@ -334,9 +353,20 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
     if args.duration.is_zero() {
         bail!("--duration must be above 0");
     }
+    if args.connections < args.urls.len() {
+        bail!(
+            "--connections ({}) must be at least the number of URLs ({}), or some would get none",
+            args.connections,
+            args.urls.len()
+        );
+    }
     let fixture = Fixture::load(&args.fixture)?;
     let headers = request_headers(&fixture)?;
-    let target = Arc::new(Target::new(&args.url, headers)?);
+    let targets = args
+        .urls
+        .iter()
+        .map(|url| Target::new(url, headers.clone()).map(Arc::new))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut base = RunBase::from_clock();
     if let Some(id_base) = args.id_base {
         base.id_base = id_base;
@@ -367,7 +397,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         .worker_threads(args.threads.max(1))
         .enable_all()
         .build()?;
-    let report = runtime.block_on(drive(&args, target, pool.clone()))?;
+    let report = runtime.block_on(drive(&args, &targets, pool.clone()))?;
     let report = Report {
         body_bytes,
         prepared,
@@ -386,6 +416,8 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
 
 struct Report {
     stats: Stats,
+    /// Requests due while measuring, per URL (in the order of `--url`).
+    requests_per_url: Vec<u64>,
     measured: Duration,
     cpu: Option<Duration>,
     body_bytes: usize,
@@ -395,13 +427,15 @@ struct Report {
 
 async fn drive(
     args: &IngestArgs,
-    target: Arc<Target>,
+    targets: &[Arc<Target>],
     pool: Arc<OrderPool>,
 ) -> anyhow::Result<Report> {
     // Every connection is open before the clock starts.
     let mut users = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
+    for url in spread(args.connections, targets.len()) {
+        let target = &targets[url];
         users.push(User {
+            url,
             sender: Some(target.connect().await?),
             target: target.clone(),
             pool: pool.clone(),
@@ -422,7 +456,10 @@ async fn drive(
             None => "closed loop,".to_string(),
         },
         args.connections,
-        args.url,
+        match args.urls.as_slice() {
+            [url] => url.clone(),
+            urls => format!("{} URLs in turn ({})", urls.len(), urls.join(", ")),
+        },
         args.warmup.as_secs_f64(),
         args.duration.as_secs_f64()
     );
@@ -451,18 +488,24 @@ async fn drive(
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
-                    user.stats
+                    (user.url, user.stats)
                 }));
             }
         }
         Some(rate) => {
-            let (tx, rx) = mpsc::unbounded_channel::<Instant>();
+            // One queue per URL, which the scheduler deals the due times to in turn.
+            let (txs, queues): (Vec<_>, Vec<_>) = targets
+                .iter()
+                .map(|_| {
+                    let (tx, rx) = mpsc::unbounded_channel::<Instant>();
+                    (tx, Arc::new(tokio::sync::Mutex::new(rx)))
+                })
+                .unzip();
             std::thread::Builder::new()
                 .name("scheduler".into())
-                .spawn(move || schedule(clock, rate, tx))?;
-            let queue = Arc::new(tokio::sync::Mutex::new(rx));
+                .spawn(move || schedule(clock, rate, txs))?;
             for mut user in users {
-                let queue = queue.clone();
+                let queue = queues[user.url].clone();
                 tasks.push(tokio::spawn(async move {
                     loop {
                         let due = queue.lock().await.recv().await;
@@ -474,18 +517,22 @@ async fn drive(
                         }
                         user.request(&clock, due).await;
                     }
-                    user.stats
+                    (user.url, user.stats)
                 }));
             }
         }
     }
     let mut stats = Stats::new();
+    let mut requests_per_url = vec![0; targets.len()];
     for task in tasks {
-        stats.merge(task.await?);
+        let (url, user_stats) = task.await?;
+        requests_per_url[url] += user_stats.measured.requests;
+        stats.merge(user_stats);
     }
     let cpu = cpu_probe.await.ok().flatten();
     Ok(Report {
         stats,
+        requests_per_url,
         measured: args.duration,
         cpu,
         body_bytes: 0,
@@ -495,10 +542,10 @@ async fn drive(
 }
 
 /// Releases one due time every 1/rate s from the clock's start until its end (a sleeping OS
-/// thread: much finer than the runtime's 1 ms timer).
-fn schedule(clock: Clock, rate: f64, tx: mpsc::UnboundedSender<Instant>) {
+/// thread: much finer than the runtime's 1 ms timer), to each of the queues in turn.
+fn schedule(clock: Clock, rate: f64, queues: Vec<mpsc::UnboundedSender<Instant>>) {
     let interval = Duration::from_secs_f64(1.0 / rate);
-    for n in 0u32.. {
+    for (n, tx) in (0u32..).zip(queues.iter().cycle()) {
         let due = clock.start + interval * n;
         if due >= clock.end {
             break;
@@ -548,7 +595,9 @@ impl Report {
         let m = &s.measured;
         json!({
             "mode": if args.rate.is_some() { "fixed_rate" } else { "closed_loop" },
-            "url": args.url,
+            "url": args.urls[0],
+            "urls": args.urls,
+            "requests_per_url": self.requests_per_url,
             "connections": args.connections,
             "rate": args.rate,
             "warmup_s": args.warmup.as_secs_f64(),
@@ -619,6 +668,11 @@ impl Report {
             m.requests,
             m.ok()
         );
+        if args.urls.len() > 1 {
+            for (url, requests) in args.urls.iter().zip(&self.requests_per_url) {
+                println!("  {requests} to {url}");
+            }
+        }
         println!(
             "throughput       {:.1} req/s ({} answers while measuring)",
             self.rps(),
@@ -698,7 +752,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         std::thread::sleep(Duration::from_millis(30));
         // The scheduler started late (a stall): the due times still follow the schedule.
-        schedule(clock, 100.0, tx);
+        schedule(clock, 100.0, vec![tx]);
         let mut dues = Vec::new();
         while let Ok(due) = rx.try_recv() {
             dues.push(due);
@@ -707,6 +761,45 @@ mod tests {
         for (n, due) in dues.iter().enumerate() {
             assert_eq!(*due - start, Duration::from_millis(10) * n as u32);
         }
+    }
+
+    #[test]
+    fn connections_go_to_the_urls_in_turn() {
+        assert_eq!(spread(4, 1), [0, 0, 0, 0]);
+        assert_eq!(spread(5, 2), [0, 1, 0, 1, 0]);
+        let per_url = |connections, urls| {
+            let mut counts = vec![0; urls];
+            for url in spread(connections, urls) {
+                counts[url] += 1;
+            }
+            counts
+        };
+        assert_eq!(per_url(64, 3), [22, 21, 21]);
+        assert_eq!(per_url(64, 4), [16, 16, 16, 16]);
+        assert_eq!(per_url(3, 3), [1, 1, 1]);
+    }
+
+    #[test]
+    fn a_fixed_rate_is_dealt_to_the_urls_in_turn() {
+        let start = Instant::now();
+        let clock = Clock {
+            start,
+            measure_from: start,
+            end: start + Duration::from_millis(70),
+        };
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::unbounded_channel()).unzip();
+        schedule(clock, 100.0, txs);
+        let dues: Vec<Vec<u32>> = rxs
+            .iter_mut()
+            .map(|rx| {
+                let mut dues = Vec::new();
+                while let Ok(due) = rx.try_recv() {
+                    dues.push(((due - start).as_millis() / 10) as u32);
+                }
+                dues
+            })
+            .collect();
+        assert_eq!(dues, [vec![0, 3, 6], vec![1, 4], vec![2, 5]]);
     }
 
     #[test]

@@ -100,5 +100,22 @@ mod tests {
         assert_eq!(args.connections, 64);
         assert_eq!(args.duration, Duration::from_secs(20));
         assert_eq!(args.warmup, Duration::from_secs(2));
+        assert_eq!(args.urls, ["http://127.0.0.1:8080/webhooks/haravan"]);
+
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "ingest",
+            "--secret",
+            "s",
+            "--url",
+            "http://127.0.0.1:1/a",
+            "--url",
+            "http://127.0.0.1:2/a",
+        ])
+        .unwrap();
+        let Command::Ingest(args) = cli.command else {
+            panic!("not ingest")
+        };
+        assert_eq!(args.urls, ["http://127.0.0.1:1/a", "http://127.0.0.1:2/a"]);
     }
 }
