@@ -513,18 +513,18 @@ fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error(
         String::from_utf8_lossy(&output.stderr)
     );
 
+    // `check` run on a configuration file holding `text`.
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[server]\nlisten = \"nowhere\"\n[store]\nurl = \"sqlite://x.db\"\n",
-    )
-    .unwrap();
-    let output = storehook(root)
-        .arg("--config")
-        .arg(&bad)
-        .arg("check")
-        .output()
-        .unwrap();
+    let check_config = |text: &str| {
+        std::fs::write(&bad, text).unwrap();
+        storehook(root)
+            .arg("--config")
+            .arg(&bad)
+            .arg("check")
+            .output()
+            .unwrap()
+    };
+    let output = check_config("[server]\nlisten = \"nowhere\"\n[store]\nurl = \"sqlite://x.db\"\n");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("server.listen"), "{stderr}");
@@ -543,13 +543,7 @@ fn check_catches_a_destination_the_configuration_lacks_and_exits_1_on_any_error(
             "destinations.salekit.settings.list_id",
         ),
     ] {
-        std::fs::write(&bad, shipped_config.replace(from, to)).unwrap();
-        let output = storehook(root)
-            .arg("--config")
-            .arg(&bad)
-            .arg("check")
-            .output()
-            .unwrap();
+        let output = check_config(&shipped_config.replace(from, to));
         assert_eq!(output.status.code(), Some(1), "{key}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(key), "{stderr}");

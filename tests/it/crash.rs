@@ -85,12 +85,7 @@ pub fn order(n: u64) -> (Vec<(String, String)>, Vec<u8>) {
     order["id"] = (3_000_000_000 + n).into();
     order["order_number"] = format!("#{}", 500_000 + n).into();
     let body = serde_json::to_vec(&order).unwrap();
-    let mut headers = recorded_headers_without_signature(&fixture);
-    headers.push((
-        "X-Haravan-Hmacsha256".into(),
-        platform_signature(secret_of("haravan"), &body),
-    ));
-    (headers, body)
+    (signed_headers(&fixture, &body, secret_of("haravan")), body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -650,16 +650,10 @@ fn shopify_order_event(
     let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
     change(&mut order);
     let body = serde_json::to_vec(&order).unwrap();
-    let mut headers: BTreeMap<String, String> = recorded_headers_without_signature(fixture)
-        .into_iter()
-        .collect();
-    headers.insert("X-Shopify-Topic".into(), topic.into());
-    headers.insert("X-Shopify-Event-Id".into(), event_id.into());
-    headers.insert(
-        "X-Shopify-Hmac-Sha256".into(),
-        platform_signature(secret_of("shopify"), &body),
-    );
-    (headers.into_iter().collect(), body)
+    let mut headers = signed_headers(fixture, &body, secret_of("shopify"));
+    set_header(&mut headers, "X-Shopify-Topic", Some(topic));
+    set_header(&mut headers, "X-Shopify-Event-Id", Some(event_id));
+    (headers, body)
 }
 
 /// An order fulfilled, then refunded: Scalef must end with the conversion rejected, even

@@ -250,13 +250,12 @@ impl TestApp {
         body: &[u8],
         secret: &str,
     ) -> reqwest::Response {
-        let platform = platform_of(fixture);
-        let mut headers = recorded_headers_without_signature(fixture);
-        headers.push((
-            signature_header(platform).to_string(),
-            platform_signature(secret, body),
-        ));
-        self.post_raw(source, &headers, body.to_vec()).await
+        self.post_raw(
+            source,
+            &signed_headers(fixture, body, secret),
+            body.to_vec(),
+        )
+        .await
     }
 
     pub async fn post_raw(
@@ -493,6 +492,24 @@ pub fn recorded_headers_without_signature(fixture: &Fixture) -> Vec<(String, Str
         })
         .cloned()
         .collect()
+}
+
+/// `fixture`'s recorded headers, with the platform's signature of `body` under `secret`.
+pub fn signed_headers(fixture: &Fixture, body: &[u8], secret: &str) -> Vec<(String, String)> {
+    let mut headers = recorded_headers_without_signature(fixture);
+    headers.push((
+        signature_header(platform_of(fixture)).to_string(),
+        platform_signature(secret, body),
+    ));
+    headers
+}
+
+/// Sets header `name` (any case) to `value`, or removes it when `value` is `None`.
+pub fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    if let Some(value) = value {
+        headers.push((name.to_string(), value.to_string()));
+    }
 }
 
 pub async fn json_of(response: reqwest::Response) -> serde_json::Value {

@@ -41,15 +41,8 @@ fn scalef_event(
     order["updated_at"] = updated_at.into();
     change(&mut order);
     let body = serde_json::to_vec(&order).unwrap();
-    let mut headers: Vec<(String, String)> = recorded_headers_without_signature(&fixture)
-        .into_iter()
-        .filter(|(name, _)| !name.eq_ignore_ascii_case("x-haravan-topic"))
-        .collect();
-    headers.push(("X-Haravan-Topic".into(), topic.into()));
-    headers.push((
-        "X-Haravan-Hmacsha256".into(),
-        platform_signature(secret_of("haravan"), &body),
-    ));
+    let mut headers = signed_headers(&fixture, &body, secret_of("haravan"));
+    set_header(&mut headers, "X-Haravan-Topic", Some(topic));
     (headers, body)
 }
 

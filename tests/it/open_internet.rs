@@ -24,12 +24,7 @@ fn signed_order(id: u64) -> (Vec<(String, String)>, Vec<u8>) {
     let mut order: serde_json::Value = serde_json::from_slice(&fixture.body).unwrap();
     order["id"] = id.into();
     let body = serde_json::to_vec(&order).unwrap();
-    let mut headers = recorded_headers_without_signature(&fixture);
-    headers.push((
-        signature_header("haravan").to_string(),
-        platform_signature(secret_of("haravan"), &body),
-    ));
-    (headers, body)
+    (signed_headers(&fixture, &body, secret_of("haravan")), body)
 }
 
 /// The head of a `POST /webhooks/haravan` with `headers` and a body of `length` bytes.

@@ -108,15 +108,8 @@ async fn a_repeated_shopify_event_adds_no_delivery() {
 async fn a_webhook_no_mapping_applies_to_is_stored_untranslated_and_acknowledged() {
     let app = spawn_app().await;
     let fixture = fixture("shopify", "paid-two-items-discount");
-    let mut headers: Vec<(String, String)> = recorded_headers_without_signature(&fixture)
-        .into_iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("X-Shopify-Topic"))
-        .collect();
-    headers.push(("X-Shopify-Topic".into(), "customers/create".into()));
-    headers.push((
-        "X-Shopify-Hmac-Sha256".into(),
-        platform_signature(secret_of("shopify"), &fixture.body),
-    ));
+    let mut headers = signed_headers(&fixture, &fixture.body, secret_of("shopify"));
+    set_header(&mut headers, "X-Shopify-Topic", Some("customers/create"));
     let response = app
         .post_raw("shopify", &headers, fixture.body.clone())
         .await;

@@ -48,15 +48,8 @@ fn json_out(output: &Output) -> Value {
 /// Posts a Shopify order under a topic no mapping takes: stored `untranslated`.
 async fn post_untranslated(app: &TestApp) -> i64 {
     let fixture = fixture("shopify", "paid-two-items-discount");
-    let mut headers: Vec<(String, String)> = recorded_headers_without_signature(&fixture)
-        .into_iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("X-Shopify-Topic"))
-        .collect();
-    headers.push(("X-Shopify-Topic".into(), "customers/create".into()));
-    headers.push((
-        "X-Shopify-Hmac-Sha256".into(),
-        platform_signature(secret_of("shopify"), &fixture.body),
-    ));
+    let mut headers = signed_headers(&fixture, &fixture.body, secret_of("shopify"));
+    set_header(&mut headers, "X-Shopify-Topic", Some("customers/create"));
     let answer = json_of(
         app.post_raw("shopify", &headers, fixture.body.clone())
             .await,

@@ -66,17 +66,10 @@ pub(super) async fn post_haravan(app: &TestApp, name: &str, id: u64, topic: Opti
     let mut order: Value = serde_json::from_slice(&fixture.body).unwrap();
     order["id"] = id.into();
     let body = serde_json::to_vec(&order).unwrap();
-    let mut headers: Vec<(String, String)> = recorded_headers_without_signature(&fixture)
-        .into_iter()
-        .filter(|(name, _)| topic.is_none() || !name.eq_ignore_ascii_case("x-haravan-topic"))
-        .collect();
-    if let Some(topic) = topic {
-        headers.push(("X-Haravan-Topic".into(), topic.into()));
+    let mut headers = signed_headers(&fixture, &body, secret_of("haravan"));
+    if topic.is_some() {
+        set_header(&mut headers, "X-Haravan-Topic", topic);
     }
-    headers.push((
-        "X-Haravan-Hmacsha256".into(),
-        platform_signature(secret_of("haravan"), &body),
-    ));
     let response = app.post_raw("haravan", &headers, body).await;
     assert_eq!(response.status(), 200);
 }
