@@ -36,8 +36,11 @@ pub struct App {
     shutdown_grace: Duration,
 }
 
-/// How often the retention purge runs.
+/// How often the retention purge runs, among all the instances sharing the store.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often an instance asks whether the purge is due (see [`store::periodic`]): when the
+/// instance that ran it last stopped, another takes over within this.
+const PURGE_CHECK_EVERY: Duration = Duration::from_secs(900);
 
 /// How much lower the delivery threads' CPU priority is than the receive path's (a Linux
 /// nice value: 10 gives them about a tenth of the CPU the receive path gets when both want
@@ -344,21 +347,39 @@ fn lower_this_threads_priority() {
     }
 }
 
-/// Runs the retention purge at start and then every [`PURGE_EVERY`], until the stop.
+/// Runs the retention purge once every [`PURGE_EVERY`] among the instances sharing the
+/// store, until the stop: at start and then every [`PURGE_CHECK_EVERY`], this instance
+/// claims the run (see [`store::periodic`]) and purges when the claim is granted.
 async fn purge_periodically(
     store: Arc<dyn store::Store>,
     retention: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let every_ms = i64::try_from(PURGE_EVERY.as_millis()).unwrap_or(i64::MAX);
     loop {
-        let cutoff = store::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        match store.purge_before(cutoff).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "retention: old webhooks purged"),
-            Err(err) => tracing::error!(error = %err, "retention purge failed; retried later"),
+        let now = store::now_ms();
+        match store
+            .claim_run(store::periodic::RETENTION, now, every_ms)
+            .await
+        {
+            Ok(true) => {
+                let cutoff = now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+                match store.purge_before(cutoff).await {
+                    Ok(purged) => tracing::info!(purged, "retention: old webhooks purged"),
+                    Err(err) => {
+                        tracing::error!(error = %err, "retention purge failed; run again next period")
+                    }
+                }
+            }
+            Ok(false) => {
+                tracing::debug!("retention: purged within the last period; not run now")
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "retention: cannot claim the purge; asked again later")
+            }
         }
         tokio::select! {
-            () = tokio::time::sleep(PURGE_EVERY) => {}
+            () = tokio::time::sleep(PURGE_CHECK_EVERY) => {}
             _ = stop.changed() => return,
         }
     }

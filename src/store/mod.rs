@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod heartbeat;
+pub mod periodic;
 mod postgres;
 mod records;
 mod sqlite;
@@ -314,6 +315,10 @@ pub trait Store: Send + Sync {
     /// attempts of done deliveries. Rows, dedupe ids and keys stay. Returns how many webhooks
     /// were purged.
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
+    /// Claims a run of the periodic `job` at `now_ms` (see [`periodic`]): `true`, with the
+    /// run recorded, when no run of it was recorded after `now_ms - every_ms`; `false` when
+    /// one was (by this instance or another). Of callers claiming at once, one gets `true`.
+    async fn claim_run(&self, job: &str, now_ms: i64, every_ms: i64) -> Result<bool, StoreError>;
     /// Gives up the leases of these deliveries, if still `in_flight`: they are `pending` and
     /// due at `now_ms`, the unfinished attempt uncounted. Returns how many were released.
     async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError>;

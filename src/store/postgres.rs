@@ -357,6 +357,17 @@ impl Store for PostgresStore {
         self.purge_in_steps(cutoff_ms, rules::PURGE_STEP).await
     }
 
+    async fn claim_run(&self, job: &str, now_ms: i64, every_ms: i64) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let claimed = sqlx::query(super::periodic::CLAIM)
+            .bind(job)
+            .bind(now_ms)
+            .bind(now_ms - every_ms)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(claimed.is_some())
+    }
+
     async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError> {
         let schema = &self.schema;
         in_transaction!(self, |conn| {

@@ -288,6 +288,15 @@ impl Store for SqliteStore {
         self.purge_in_steps(cutoff_ms, rules::PURGE_STEP).await
     }
 
+    async fn claim_run(&self, job: &str, now_ms: i64, every_ms: i64) -> Result<bool, StoreError> {
+        let job = job.to_string();
+        self.upkeep(move |conn| {
+            let mut claim = conn.prepare_cached(super::periodic::CLAIM)?;
+            Ok(claim.exists(rusqlite::params![job, now_ms, now_ms - every_ms])?)
+        })
+        .await
+    }
+
     async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError> {
         let deliveries = deliveries.to_vec();
         self.upkeep(move |conn| rules::release_leases(conn, &deliveries, now_ms))

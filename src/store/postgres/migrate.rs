@@ -12,7 +12,7 @@ use crate::store::StoreError;
 
 /// The migrations, oldest first: (version, description, SQL). A migration once shipped
 /// never changes (the migrator refuses a store whose recorded checksum differs).
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (
         1,
         "schema",
@@ -27,6 +27,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         3,
         "heartbeats",
         include_str!("../migrations/postgres/0003_heartbeats.sql"),
+    ),
+    (
+        4,
+        "periodic runs",
+        include_str!("../migrations/postgres/0004_periodic_runs.sql"),
     ),
 ];
 
@@ -61,7 +66,7 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 /// The migrations that shape the rows `storehook copy-store` reads (the first makes every
-/// table as it is); those after it add an index, a function and the heartbeats table.
+/// table as it is); those after it add an index, a function, and the heartbeats and periodic runs tables.
 const SHAPE_THE_ROWS: i64 = 1;
 
 /// Succeeds when `storehook copy-store` can read this schema's rows as this build writes

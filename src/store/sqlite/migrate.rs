@@ -15,7 +15,7 @@ use crate::store::StoreError;
 
 /// The migrations, oldest first; a migration once shipped never changes (a store made by
 /// sqlx is checked against these texts).
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     include_str!("../migrations/sqlite/0001_inbox.sql"),
     include_str!("../migrations/sqlite/0002_deliveries.sql"),
     include_str!("../migrations/sqlite/0003_per_source_keys.sql"),
@@ -24,6 +24,7 @@ const MIGRATIONS: [&str; 8] = [
     include_str!("../migrations/sqlite/0006_skip_kind.sql"),
     include_str!("../migrations/sqlite/0007_attempts_started_index.sql"),
     include_str!("../migrations/sqlite/0008_heartbeats.sql"),
+    include_str!("../migrations/sqlite/0009_periodic_runs.sql"),
 ];
 
 /// Applies the migrations the database has not had yet, in one transaction.
@@ -51,7 +52,7 @@ pub(super) fn require_migrated(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// The migrations that shape the rows `storehook copy-store` reads (0003 the keys, 0006 the
-/// last column, the skip kinds); those after them add indexes and the heartbeats table.
+/// last column, the skip kinds); those after them add indexes and the heartbeats and periodic runs tables.
 const SHAPE_THE_ROWS: i64 = 6;
 
 /// Succeeds when `storehook copy-store` can read this store's rows as this build writes

@@ -61,6 +61,7 @@ macro_rules! with_every_rule {
             upkeep::retention_purges_bodies_and_payloads_but_keeps_ids_and_keys,
             upkeep::replay_touches_only_what_its_filter_names,
             upkeep::a_replay_keeps_the_attempt_log_and_counts_attempts_anew,
+            upkeep::a_periodic_job_is_claimed_once_per_period,
             cancel::a_cancel_touches_only_pending_waiting_and_dead_and_only_a_replay_naming_one_requeues_it,
             cancel::cancelling_a_conversion_skips_the_updates_waiting_for_it_and_a_replay_naming_it_re_arms_them,
             cancel::a_cancelled_update_no_longer_holds_back_the_newer_ones,

@@ -17,7 +17,7 @@ use storehook::store::{
 /// Every method of [`Store`]. [`Recording`] must override each one: a method added to the
 /// trait without a default body does not compile here until it is, and this list must then
 /// name it for the check to pass.
-const EVERY_METHOD: [&str; 25] = [
+const EVERY_METHOD: [&str; 26] = [
     "accept",
     "check_ready",
     "claim_due_deliveries",
@@ -36,6 +36,7 @@ const EVERY_METHOD: [&str; 25] = [
     "list_attempts",
     "replace_deliveries",
     "purge_before",
+    "claim_run",
     "release_leases",
     "next_due_at",
     "subscribe",
@@ -230,6 +231,11 @@ impl Store for Recording {
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         self.called.note("purge_before");
         self.store.purge_before(cutoff_ms).await
+    }
+
+    async fn claim_run(&self, job: &str, now_ms: i64, every_ms: i64) -> Result<bool, StoreError> {
+        self.called.note("claim_run");
+        self.store.claim_run(job, now_ms, every_ms).await
     }
 
     async fn release_leases(&self, deliveries: &[i64], now_ms: i64) -> Result<u64, StoreError> {

@@ -1,11 +1,12 @@
-//! What operators and the store's upkeep do to stored deliveries: replay and retention.
+//! What operators and the store's upkeep do to stored deliveries: replay and retention, and
+//! the claim that runs a periodic job once among the instances.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use storehook::store::{
     Accepted, AttemptOutcome, DeliveryFilter, DeliveryStatus, Recorded, Requeued, Store,
-    WebhookFilter, WebhookStatus,
+    WebhookFilter, WebhookStatus, periodic::RETENTION,
 };
 
 use super::*;
@@ -335,4 +336,35 @@ pub async fn a_replay_keeps_the_attempt_log_and_counts_attempts_anew(store: Arc<
         "the attempt before the replay, then the one after it"
     );
     assert_eq!(get(&store, id).await.summary.attempts, 1, "counted anew");
+}
+
+/// A periodic job is claimed once per period, whoever asks: of claims made at once one
+/// wins; a claim within the period of the last run is refused, one a period later wins, and
+/// each job has a period of its own.
+pub async fn a_periodic_job_is_claimed_once_per_period(store: Arc<dyn Store>) {
+    const HOUR: i64 = 3_600_000;
+    let claims = (0..6).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_run(RETENTION, T0, HOUR).await.unwrap() })
+    });
+    let mut won = 0;
+    for claim in claims {
+        won += usize::from(claim.await.unwrap());
+    }
+    assert_eq!(won, 1, "one of the claims made at once wins");
+
+    assert!(
+        !store
+            .claim_run(RETENTION, T0 + HOUR - 1, HOUR)
+            .await
+            .unwrap()
+    );
+    assert!(store.claim_run("another job", T0 + 1, HOUR).await.unwrap());
+    assert!(store.claim_run(RETENTION, T0 + HOUR, HOUR).await.unwrap());
+    assert!(
+        !store
+            .claim_run(RETENTION, T0 + HOUR + 1, HOUR)
+            .await
+            .unwrap()
+    );
 }

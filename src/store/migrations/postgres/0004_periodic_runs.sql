@@ -1,0 +1,8 @@
+-- When each periodic job (the retention purge) last ran on this schema, as the SQLite
+-- store's migration 0009: the instances sharing the schema run the job once per period
+-- between them, not once each (src/store/mod.rs, `Store::claim_run`).
+CREATE TABLE periodic_runs (
+    job    TEXT   PRIMARY KEY,
+    -- Unix time in milliseconds, by the clock of the instance that ran it.
+    ran_at BIGINT NOT NULL
+);
