@@ -170,12 +170,7 @@ fn a_bad_configuration_stops_the_program_naming_the_file_and_key() {
 /// come, the lines up to the one with its address, and its port.
 pub fn serve(
     mut command: Command,
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<String>,
-    Vec<String>,
-    u16,
-) {
+) -> (Process, std::sync::mpsc::Receiver<String>, Vec<String>, u16) {
     let mut child = command
         .arg("serve")
         .env("PORT", "0")
@@ -212,11 +207,11 @@ pub fn serve(
             break digits.parse::<u16>().unwrap();
         }
     };
-    (child, rx, log, port)
+    (Process(child), rx, log, port)
 }
 
 /// Stops a `serve` child with SIGTERM; it must exit cleanly.
-pub fn stop(mut child: std::process::Child) {
+pub fn stop(mut child: Process) {
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

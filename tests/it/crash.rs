@@ -4,7 +4,7 @@
 //! one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ const LEASE: &str = "5s";
 /// Starts the binary in `dir` on the store `store_url`, with the shipped configuration but a
 /// lease of [`LEASE`] (a `storehook.toml` in the working directory is the one `serve`
 /// reads), Legion live at `legion_url`.
-pub fn start(dir: &std::path::Path, port: u16, store_url: &str, legion_url: &str) -> Child {
+pub fn start(dir: &std::path::Path, port: u16, store_url: &str, legion_url: &str) -> Process {
     start_with_env(dir, port, store_url, legion_url, &[])
 }
 
@@ -37,14 +37,14 @@ pub fn start_with_env(
     store_url: &str,
     legion_url: &str,
     env: &[(&str, &str)],
-) -> Child {
+) -> Process {
     let shipped = storehook::config::EMBEDDED;
     std::fs::write(
         dir.join("storehook.toml"),
         format!("{shipped}\n[delivery]\nlease = \"{LEASE}\"\n"),
     )
     .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_storehook"))
+    let child = Command::new(env!("CARGO_BIN_EXE_storehook"))
         .arg("serve")
         .current_dir(dir)
         .env_clear()
@@ -62,7 +62,8 @@ pub fn start_with_env(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Process(child)
 }
 
 pub async fn wait_healthy(client: &reqwest::Client, base: &str) {

@@ -83,9 +83,10 @@ async fn a_concurrency_of_one_sends_one_request_at_a_time() {
 /// Once `arrived` counts a request at the destination, stops the app; the one Salekit
 /// delivery, as the stop left it.
 async fn stop_once_a_request_arrived(app: &mut TestApp, arrived: &AtomicUsize) -> DeliveryRow {
-    while arrived.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("a request at Salekit", || {
+        arrived.load(Ordering::SeqCst) > 0
+    })
+    .await;
     app.stop().await;
     let mut salekit: Vec<DeliveryRow> = app
         .delivery_rows()
@@ -159,9 +160,10 @@ async fn shutdown_records_what_was_answered_and_releases_only_the_rest() {
     tokio::spawn(async move { axum::serve(listener, salekit).await });
     let mut app = salekit_app(url, 2, Duration::from_millis(500)).await;
     app.post_paid_haravan_orders(1_000_000, 2).await;
-    while arrived.load(Ordering::SeqCst) < 2 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("two requests at Salekit", || {
+        arrived.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     app.stop().await;
     let mut salekit: Vec<(String, i64)> = app
         .delivery_rows()
