@@ -77,6 +77,10 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        // Resolved before the workers start: the admin token is a secret their
+        // destinations' answers are redacted of too.
+        let token = admin::token::resolve(&config)?;
+        let secrets = config.secrets().with(token.secret());
         let mut wake = HashMap::new();
         let mut workers = Vec::new();
         for destination in config.destinations.values() {
@@ -87,6 +91,7 @@ impl App {
                 &config.delivery,
                 store.clone(),
                 notify,
+                secrets.clone(),
             ));
         }
         let wake = Arc::new(wake);
@@ -114,7 +119,6 @@ impl App {
             })
         });
         let mut admin = None;
-        let token = admin::token::resolve(&config)?;
         if let Some(secret) = token.secret() {
             let admin_state = admin::AdminState {
                 store: store.clone(),

@@ -223,7 +223,7 @@ pub async fn replay(
             say!("nothing done");
             return Ok(ExitCode::FAILURE);
         }
-        let done = ops::replay(store.as_ref(), &filter).await?;
+        let (done, _) = ops::replay(store.as_ref(), &filter).await?;
         say!(
             "requeued {} deliveries; a running `storehook serve` sends them now",
             done.requeued
@@ -342,7 +342,7 @@ pub async fn cancel(config: &Config, args: &FilterArgs, yes: bool) -> anyhow::Re
         say!("nothing done");
         return Ok(ExitCode::FAILURE);
     }
-    let done = ops::cancel(store.as_ref(), &filter).await?;
+    let (done, _) = ops::cancel(store.as_ref(), &filter).await?;
     say!("cancelled {} deliveries", done.cancelled);
     if done.skipped > 0 {
         say!(

@@ -119,6 +119,18 @@ impl DestinationConfig {
     pub fn is_dry(&self) -> bool {
         !self.unset_variables.is_empty() || self.base_url.is_empty()
     }
+
+    /// Its secrets: the credentials, and the `http` headers taken from the environment.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        let headers = self
+            .headers
+            .iter()
+            .filter_map(|(_, setting)| match setting {
+                HeaderSetting::Secret(secret) => secret.as_ref(),
+                HeaderSetting::Plain(_) => None,
+            });
+        self.credentials.values().chain(headers)
+    }
 }
 
 impl Reader<'_> {

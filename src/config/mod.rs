@@ -26,7 +26,7 @@ pub use server::{
     DEFAULT_REQUEST_TIMEOUT, ServerLimits,
 };
 
-use crate::domain::{PlatformKind, Secret};
+use crate::domain::{PlatformKind, Redactions, Secret};
 
 /// The configuration shipped at the repository root, compiled in so that the binary runs on
 /// its defaults even where no `storehook.toml` sits beside it.
@@ -135,6 +135,25 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_MAPPINGS_DIR: &str = "mappings";
 
 impl Config {
+    /// Every secret this configuration holds: the destinations' credentials (and `http`
+    /// headers taken from the environment), the sources' webhook secrets and verify tokens,
+    /// the admin token. The one list of them, from which answers of the outside world are
+    /// redacted before they are logged or stored.
+    pub fn secrets(&self) -> Redactions {
+        let destinations = self
+            .destinations
+            .values()
+            .flat_map(DestinationConfig::secrets);
+        let sources = self.sources.values().flat_map(|source| {
+            source
+                .secrets
+                .values
+                .iter()
+                .chain(&source.verify_token.values)
+        });
+        Redactions::new(destinations.chain(sources).chain(self.admin.token.as_ref()))
+    }
+
     /// Loads `file`, or `storehook.toml` in the working directory, or the embedded defaults
     /// when neither exists, expanding variables from the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {

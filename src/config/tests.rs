@@ -327,3 +327,49 @@ fn store_migrate_may_be_turned_off() {
     let error = Config::parse(&text, "storehook.toml", &env_of(&[])).unwrap_err();
     assert!(error.to_string().contains("migrate"), "{error}");
 }
+
+#[test]
+fn every_configured_secret_is_in_the_list_redacted_from_answers() {
+    let text = format!(
+        "{EMBEDDED}\n[destinations.crm]\nkind = \"http\"\nurl = \"https://crm.example\"\n\
+         headers = {{ Authorization = \"Bearer ${{CRM_TOKEN}}\", \"X-Shop\" = \"shop-one\" }}\n"
+    );
+    let env = env_of(&[
+        ("HARAVAN_WEBHOOK_SECRET", "haravan-now"),
+        ("HARAVAN_WEBHOOK_SECRET_PREVIOUS", "haravan-before"),
+        ("HARAVAN_VERIFY_TOKEN", "verify-tok"),
+        ("SHOPIFY_WEBHOOK_SECRET", "shopify-s"),
+        ("LEGION_API_KEY", "legion-k"),
+        ("SCALEF_USER", "scalef-u"),
+        ("SCALEF_ACCESS_TOKEN", "scalef-t"),
+        ("SALEKIT_TOKEN", "salekit-t"),
+        ("CRM_TOKEN", "crm-t"),
+        (ADMIN_TOKEN_VARIABLE, "admin-t"),
+    ]);
+    let config = Config::parse(&text, "storehook.toml", &env).unwrap();
+    let secrets = config.secrets();
+    let all = [
+        "haravan-now",
+        "haravan-before",
+        "verify-tok",
+        "shopify-s",
+        "legion-k",
+        "scalef-u",
+        "scalef-t",
+        "salekit-t",
+        "Bearer crm-t",
+        "admin-t",
+    ];
+    let quoted = all.join(" | ");
+    let redacted = secrets.redact(&quoted);
+    assert_eq!(
+        redacted,
+        vec!["[redacted]"; all.len()].join(" | "),
+        "{secrets:?}"
+    );
+    assert_eq!(
+        secrets.redact("shop-one"),
+        "shop-one",
+        "a plain header is no secret"
+    );
+}

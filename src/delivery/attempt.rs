@@ -12,7 +12,7 @@ use super::clock::Clock;
 use super::schedule::{millis, next_retry};
 use crate::config::DestinationConfig;
 use crate::destination::{self, Destination, Outcome, Outgoing};
-use crate::domain::Operation;
+use crate::domain::{Operation, Redactions};
 use crate::store::{Attempt, ClaimedDelivery, Recorded};
 
 /// What a worker sends with: its destination, the HTTP client, the rate limit and the
@@ -26,10 +26,12 @@ pub(super) struct Sender {
     /// Shared by every lane; it keeps its own clock.
     rate_limit: Option<DefaultDirectRateLimiter>,
     retry_schedule: Vec<Duration>,
+    /// Redacted from the destination's answers before they are logged or recorded.
+    secrets: Redactions,
 }
 
 impl Sender {
-    pub(super) fn new(config: &DestinationConfig) -> Sender {
+    pub(super) fn new(config: &DestinationConfig, secrets: Redactions) -> Sender {
         Sender {
             destination_id: config.id.clone(),
             destination: destination::build(config),
@@ -39,6 +41,7 @@ impl Sender {
                 .rate_limit_per_second
                 .map(|n| RateLimiter::direct(Quota::per_second(n))),
             retry_schedule: config.retry_schedule.clone(),
+            secrets,
         }
     }
 
@@ -104,7 +107,13 @@ impl Sender {
         if let Some(limit) = &self.rate_limit {
             limit.until_ready().await;
         }
-        let outcome = destination::send(&self.client, self.destination.as_ref(), outgoing).await;
+        let outcome = destination::send(
+            &self.client,
+            self.destination.as_ref(),
+            outgoing,
+            &self.secrets,
+        )
+        .await;
         breaker.count(&outcome);
         let http_status = outcome.http_status();
         let recorded = match outcome {

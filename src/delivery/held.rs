@@ -5,7 +5,7 @@
 //! at once after the cool-down or at the next start; an attempt that was answered is never
 //! released (it would be sent again), but recorded before anything more is claimed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use super::Worker;
@@ -24,7 +24,32 @@ pub(super) struct Held {
     ahead: Mutex<Vec<ClaimedDelivery>>,
     /// Attempts made whose record failed: recorded before anything else is claimed, so a
     /// delivery that was answered is not sent again when its lease expires.
-    unrecorded: Mutex<Attempts>,
+    unrecorded: Mutex<Unrecorded>,
+}
+
+/// Attempts whose record failed, with the mapping of each of their deliveries (no longer
+/// held: the lines about them name their mappings all the same).
+#[derive(Default)]
+struct Unrecorded {
+    attempts: Attempts,
+    mappings: HashMap<i64, String>,
+}
+
+impl Unrecorded {
+    /// The ids of the attempts' deliveries and their mappings (each once, in order), for a
+    /// log line.
+    fn named(&self) -> (Vec<i64>, Vec<&str>) {
+        let deliveries: Vec<i64> = self
+            .attempts
+            .iter()
+            .flat_map(|(ids, _)| ids.iter().copied())
+            .collect();
+        let mappings: BTreeSet<&str> = deliveries
+            .iter()
+            .filter_map(|id| self.mappings.get(id).map(String::as_str))
+            .collect();
+        (deliveries, mappings.into_iter().collect())
+    }
 }
 
 impl Held {
@@ -70,11 +95,30 @@ impl Held {
         *self.ahead.lock().expect("ahead") = next;
     }
 
-    pub(super) fn keep_unrecorded(&self, attempts: Attempts) {
-        self.unrecorded.lock().expect("unrecorded").extend(attempts);
+    /// Keeps `attempts`, whose record failed, with the mappings of their deliveries (found in
+    /// `claimed`, the round they were made of).
+    pub(super) fn keep_unrecorded(&self, attempts: Attempts, claimed: &[ClaimedDelivery]) {
+        let ids: BTreeSet<i64> = attempts
+            .iter()
+            .flat_map(|(ids, _)| ids.iter().copied())
+            .collect();
+        let mappings = claimed
+            .iter()
+            .filter(|d| ids.contains(&d.id))
+            .map(|d| (d.id, d.mapping.clone()));
+        let mut unrecorded = self.unrecorded.lock().expect("unrecorded");
+        unrecorded.mappings.extend(mappings);
+        unrecorded.attempts.extend(attempts);
     }
 
-    fn take_unrecorded(&self) -> Attempts {
+    /// Gives back what [`Held::take_unrecorded`] took, when its record failed again.
+    fn keep_unrecorded_again(&self, again: Unrecorded) {
+        let mut unrecorded = self.unrecorded.lock().expect("unrecorded");
+        unrecorded.mappings.extend(again.mappings);
+        unrecorded.attempts.extend(again.attempts);
+    }
+
+    fn take_unrecorded(&self) -> Unrecorded {
         std::mem::take(&mut *self.unrecorded.lock().expect("unrecorded"))
     }
 }
@@ -138,23 +182,82 @@ impl Worker {
     /// Records the attempts whose record failed before, if any; how many were recorded. On
     /// an error they are kept, and nothing more may be claimed.
     pub(super) async fn record_unrecorded(&self) -> Result<usize, StoreError> {
-        let attempts = self.held.take_unrecorded();
-        if attempts.is_empty() {
+        let unrecorded = self.held.take_unrecorded();
+        if unrecorded.attempts.is_empty() {
             return Ok(0);
         }
         let destination = &self.sender.destination_id;
-        match self.store.record_attempts(&attempts).await {
+        let count = unrecorded.attempts.len();
+        let recorded = self.store.record_attempts(&unrecorded.attempts).await;
+        let (deliveries, mappings) = unrecorded.named();
+        match recorded {
             Ok(()) => {
-                tracing::info!(%destination, attempts = attempts.len(), "attempts recorded after a failed record");
-                Ok(attempts.len())
+                tracing::info!(%destination, ?deliveries, ?mappings, attempts = count, "attempts recorded after a failed record");
+                Ok(count)
             }
             Err(err) => {
-                let deliveries: Vec<i64> =
-                    attempts.iter().flat_map(|(ids, _)| ids.clone()).collect();
-                tracing::error!(%destination, ?deliveries, error = %err, "cannot record attempts made; nothing more is claimed until they are recorded");
-                self.held.keep_unrecorded(attempts);
+                tracing::error!(%destination, ?deliveries, ?mappings, error = %err, "cannot record attempts made; nothing more is claimed until they are recorded");
+                self.held.keep_unrecorded_again(unrecorded);
                 Err(err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Attempt, Recorded};
+
+    fn claimed(id: i64, mapping: &str) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id,
+            mapping: mapping.into(),
+            key: format!("shop/{id}"),
+            operation: "legion.purchase_event".into(),
+            payload: "{}".into(),
+            conversion_id: None,
+            attempts: 1,
+            created_at_ms: 0,
+        }
+    }
+
+    fn attempt(ids: &[i64]) -> (Vec<i64>, Attempt) {
+        let attempt = Attempt {
+            started_at_ms: 0,
+            duration_ms: 1,
+            http_status: Some(200),
+            recorded: Recorded::Delivered {
+                response: "{}".into(),
+                conversion_id: None,
+            },
+        };
+        (ids.to_vec(), attempt)
+    }
+
+    /// The attempts whose record failed keep the mappings of their deliveries (and only
+    /// theirs), also when they fail again and are kept once more.
+    #[test]
+    fn unrecorded_attempts_keep_the_mappings_of_their_deliveries() {
+        let held = Held::default();
+        let round = [
+            claimed(1, "b/legion"),
+            claimed(2, "a/salekit"),
+            claimed(3, "c/not-sent"),
+        ];
+        held.keep_unrecorded(vec![attempt(&[1]), attempt(&[2])], &round);
+        let taken = held.take_unrecorded();
+        assert_eq!(taken.named(), (vec![1, 2], vec!["a/salekit", "b/legion"]));
+        assert!(held.take_unrecorded().attempts.is_empty(), "taken");
+
+        held.keep_unrecorded_again(taken);
+        held.keep_unrecorded(
+            vec![attempt(&[4, 5])],
+            &[claimed(4, "b/legion"), claimed(5, "d/http")],
+        );
+        assert_eq!(
+            held.take_unrecorded().named(),
+            (vec![1, 2, 4, 5], vec!["a/salekit", "b/legion", "d/http"])
+        );
     }
 }

@@ -41,6 +41,7 @@ pub use self::clock::{Clock, ManualClock};
 use self::held::{Held, Release};
 pub use self::schedule::{next_retry, round_size};
 use crate::config::{DeliveryConfig, DestinationConfig};
+use crate::domain::Redactions;
 use crate::store::{Store, StoreError};
 
 /// The longest a worker sleeps between looks at its queue (waiting deliveries and expired
@@ -125,14 +126,17 @@ enum Stalled {
 }
 
 impl Worker {
-    /// A worker for `config`'s destination on the system's clock.
+    /// A worker for `config`'s destination on the system's clock; `secrets` (every
+    /// configured one, [`crate::config::Config::secrets`]) are redacted from its
+    /// destination's answers before they are logged or recorded.
     pub fn new(
         config: &DestinationConfig,
         delivery: &DeliveryConfig,
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
+        secrets: Redactions,
     ) -> Worker {
-        let sender = Sender::new(config);
+        let sender = Sender::new(config, secrets);
         Worker {
             round_size: round_size(config, sender.max_batch(), delivery.lease),
             sender,

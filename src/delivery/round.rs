@@ -91,7 +91,7 @@ impl Worker {
         let attempts = sent.attempts.len();
         if recorded.is_err() {
             // Recorded before the next round claims anything.
-            self.held.keep_unrecorded(sent.attempts);
+            self.held.keep_unrecorded(sent.attempts, &claimed);
         }
         // Only those: the circuit may have closed again meanwhile (an answer in flight
         // came back), and the next round been claimed with the record.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{DestinationConfig, HttpMethod};
-use crate::domain::{DestinationKind, Operation, Secret};
+use crate::domain::{DestinationKind, Operation, Redactions, Secret};
 
 /// How much of a response body is kept with an attempt.
 pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
@@ -197,12 +197,16 @@ pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
         .expect("a client with rustls builds")
 }
 
-/// Sends a batch and reads the answer.
+/// Sends a batch and reads the answer. What the answer says (its excerpt, the reason of a
+/// failure) comes with every one of `secrets` and of the credentials the request carried
+/// redacted: a destination that quotes the request it refuses puts no secret in the log or
+/// the store.
 #[tracing::instrument(name = "send_to_destination", skip_all, fields(kind = destination.kind(), deliveries = batch.len()))]
 pub async fn send(
     client: &reqwest::Client,
     destination: &dyn Destination,
     batch: &[Outgoing],
+    secrets: &Redactions,
 ) -> Outcome {
     let request = match request(destination, batch) {
         Ok(request) => request,
@@ -213,6 +217,10 @@ pub async fn send(
             };
         }
     };
+    let secrets = secrets.with(request.headers.iter().filter_map(|(_, value)| match value {
+        HeaderValue::Secret(secret) => Some(secret),
+        HeaderValue::Plain(_) | HeaderValue::Unset => None,
+    }));
     let method = match request.method {
         HttpMethod::Post => reqwest::Method::POST,
         HttpMethod::Put => reqwest::Method::PUT,
@@ -243,9 +251,10 @@ pub async fn send(
         Err(err) => {
             // Without the URL: it may hold a secret (a token in a path), and the reason is
             // stored and shown.
+            let error = error_chain(&err.without_url());
             return Outcome::Retry {
                 after: None,
-                reason: format!("the request failed: {}", error_chain(&err.without_url())),
+                reason: format!("the request failed: {}", secrets.redact(&error)),
                 status: None,
             };
         }
@@ -257,12 +266,12 @@ pub async fn send(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry_after(v, std::time::SystemTime::now()));
     match response.bytes().await {
-        Ok(body) => classify(destination, batch, status, retry_after, &body),
+        Ok(body) => classify(destination, batch, status, retry_after, &body, &secrets),
         Err(err) => Outcome::Retry {
             after: retry_after,
             reason: format!(
                 "HTTP {status}, but the body could not be read: {}",
-                err.without_url()
+                secrets.redact(&err.without_url().to_string())
             ),
             status: Some(status),
         },
@@ -289,15 +298,18 @@ fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
 }
 
 /// The outcome of an answer: 2xx is read by the destination, 408/429/5xx are retried,
-/// everything else fails for good.
+/// everything else fails for good. The body's excerpt and a refusal read in it have
+/// `secrets` redacted (the whole body before it is cut, so that no part of one is left at
+/// the cut).
 pub fn classify(
     destination: &dyn Destination,
     batch: &[Outgoing],
     status: u16,
     retry_after: Option<Duration>,
     body: &[u8],
+    secrets: &Redactions,
 ) -> Outcome {
-    let response = excerpt(body);
+    let response = excerpt(&secrets.redact(&String::from_utf8_lossy(body)));
     match status {
         200..=299 => match destination.read_success(batch, body) {
             Ok(conversion_id) => Outcome::Delivered {
@@ -306,7 +318,7 @@ pub fn classify(
                 conversion_id,
             },
             Err(refusal) => Outcome::Failed {
-                reason: format!("HTTP {status} but refused: {refusal}"),
+                reason: format!("HTTP {status} but refused: {}", secrets.redact(&refusal)),
                 status: Some(status),
             },
         },
@@ -322,10 +334,10 @@ pub fn classify(
     }
 }
 
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+/// At most [`RESPONSE_EXCERPT_BYTES`] of `text` (cut at a character's boundary, `…` after).
+fn excerpt(text: &str) -> String {
     if text.len() <= RESPONSE_EXCERPT_BYTES {
-        text.into_owned()
+        text.to_string()
     } else {
         format!(
             "{}…",

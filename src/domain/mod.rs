@@ -17,6 +17,6 @@ pub use destination_kind::DestinationKind;
 pub use ids::{DeliveryId, WebhookId};
 pub use operation::Operation;
 pub use platform::PlatformKind;
-pub use secret::Secret;
+pub use secret::{REDACTED, Redactions, Secret};
 pub use status::{AttemptOutcome, DeliveryStatus, SkipKind, WebhookStatus};
 pub use words::UnknownWord;

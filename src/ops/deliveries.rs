@@ -2,7 +2,7 @@
 
 use crate::domain::DeliveryStatus;
 use crate::store::{
-    Cancelled, DeliveryFilter, DeliverySummary, Requeued, Store, StoreError, now_ms,
+    Cancelled, DeliveryFilter, DeliverySummary, Requeued, Store, StoreError, Touched, now_ms,
 };
 
 /// How many deliveries a listing shows when the filter names no limit.
@@ -77,12 +77,20 @@ pub async fn deliveries_to_cancel(
 
 /// Cancels the deliveries matching `filter` that are pending, waiting or dead (see
 /// [`Store::cancel_deliveries`]): they are never sent, unless a replay names one by its id.
-pub async fn cancel(store: &dyn Store, filter: &DeliveryFilter) -> Result<Cancelled, StoreError> {
+/// Returns the counts, and the deliveries cancelled (for the caller's log line).
+pub async fn cancel(
+    store: &dyn Store,
+    filter: &DeliveryFilter,
+) -> Result<(Cancelled, Touched), StoreError> {
     store.cancel_deliveries(filter, now_ms()).await
 }
 
 /// Puts the deliveries matching `filter` that were not delivered back in the queue, due now
-/// (see [`Store::requeue_deliveries`]); a running service sends them at once.
-pub async fn replay(store: &dyn Store, filter: &DeliveryFilter) -> Result<Requeued, StoreError> {
+/// (see [`Store::requeue_deliveries`]); a running service sends them at once. Returns the
+/// counts, and the deliveries requeued (for the caller's log line).
+pub async fn replay(
+    store: &dyn Store,
+    filter: &DeliveryFilter,
+) -> Result<(Requeued, Touched), StoreError> {
     store.requeue_deliveries(filter, now_ms()).await
 }

@@ -23,7 +23,7 @@ pub use heartbeat::Heartbeat;
 pub use postgres::PostgresStore;
 pub use records::{
     AttemptRecord, Cancelled, DeliveryFilter, DeliveryRecord, DeliveryStats, DeliverySummary,
-    MinuteCount, Requeued, StatusCount, StoredWebhook, WebhookFilter, WebhookRecord,
+    MinuteCount, Requeued, StatusCount, StoredWebhook, Touched, WebhookFilter, WebhookRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -247,12 +247,13 @@ pub trait Store: Send + Sync {
     /// first (it takes that delivery's answer again once it is delivered). The status
     /// updates that were `skipped` because a requeued delivery was not made wait for it
     /// again. A delivery whose payload the retention purge removed is not requeued. A
-    /// `cancelled` delivery is requeued only when the filter names its id.
+    /// `cancelled` delivery is requeued only when the filter names its id. Returns the
+    /// counts, and the deliveries requeued.
     async fn requeue_deliveries(
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<Requeued, StoreError>;
+    ) -> Result<(Requeued, Touched), StoreError>;
     /// An operator's cancel: the matching deliveries that are `pending`, `waiting` or `dead`
     /// ([`DeliveryStatus::CANCELLABLE`]) become `cancelled`, in one transaction; the others
     /// (in flight, delivered, skipped, dry run, cancelled already) are left as they are.
@@ -263,12 +264,13 @@ pub trait Store: Send + Sync {
     /// conversion re-arms them) with a reason naming the cancel, in the same transaction,
     /// and so does a delivery that comes to need it later (when waiting deliveries are
     /// released). A cancelled delivery no longer holds back the later deliveries of its
-    /// mapping that need the same one (it is not [`DeliveryStatus::UNFINISHED`]).
+    /// mapping that need the same one (it is not [`DeliveryStatus::UNFINISHED`]). Returns
+    /// the counts, and the deliveries cancelled.
     async fn cancel_deliveries(
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<Cancelled, StoreError>;
+    ) -> Result<(Cancelled, Touched), StoreError>;
     /// Counts for an operator's overview: deliveries per destination and status, the
     /// oldest `pending` delivery of each destination, and the attempts per minute started
     /// at or after `since_ms`.

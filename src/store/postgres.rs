@@ -33,8 +33,8 @@ mod wake;
 use super::{
     Accepted, Announcement, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter,
     DeliveryId, DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Heartbeat,
-    Migrations, NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter,
-    WebhookId, WebhookRecord, redacted_url,
+    Migrations, NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, Touched,
+    WebhookFilter, WebhookId, WebhookRecord, redacted_url,
 };
 
 /// Connections of one instance's pool, the `LISTEN` one among them.
@@ -266,12 +266,12 @@ impl Store for PostgresStore {
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<Requeued, StoreError> {
+    ) -> Result<(Requeued, Touched), StoreError> {
         let schema = &self.schema;
         in_transaction!(self, |conn| {
-            let (requeued, destinations) = rules::requeue(conn, filter, now_ms).await?;
-            wake::notify_due(conn, schema, &destinations).await?;
-            requeued
+            let (requeued, touched) = rules::requeue(conn, filter, now_ms).await?;
+            wake::notify_due(conn, schema, &touched.destinations).await?;
+            (requeued, touched)
         })
         .await
     }
@@ -280,13 +280,13 @@ impl Store for PostgresStore {
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<Cancelled, StoreError> {
+    ) -> Result<(Cancelled, Touched), StoreError> {
         let schema = &self.schema;
         in_transaction!(self, |conn| {
-            let (cancelled, destinations) = rules::cancel(conn, filter, now_ms).await?;
+            let (cancelled, touched) = rules::cancel(conn, filter, now_ms).await?;
             // A newer delivery a cancelled one held back may be due now.
-            wake::notify_due(conn, schema, &destinations).await?;
-            cancelled
+            wake::notify_due(conn, schema, &touched.destinations).await?;
+            (cancelled, touched)
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! What operators ask the store for and what it answers: filters, and the typed records
 //! of webhooks, deliveries and attempts it reads back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -155,6 +155,59 @@ pub struct Cancelled {
     pub skipped: u64,
 }
 
+/// The deliveries an operator's replay or cancel changed (those it requeued or cancelled;
+/// not the ones that change with them, re-armed or skipped, which are only counted): their
+/// ids, and the mappings and destinations they belong to, for the line that logs the action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Ascending.
+    pub ids: Vec<DeliveryId>,
+    pub mappings: BTreeSet<String>,
+    pub destinations: BTreeSet<String>,
+}
+
+impl Touched {
+    /// At most this many ids are written in a log line ([`Touched::ids_shown`]).
+    pub const IDS_SHOWN: usize = 50;
+
+    /// Rows of `(id, mapping, destination)`, in any order.
+    pub fn from_rows(rows: impl IntoIterator<Item = (i64, String, String)>) -> Touched {
+        let mut touched = Touched::default();
+        for (id, mapping, destination) in rows {
+            touched.ids.push(DeliveryId(id));
+            touched.mappings.insert(mapping);
+            touched.destinations.insert(destination);
+        }
+        touched.ids.sort_unstable();
+        touched
+    }
+
+    /// Adds what another replay or cancel of the same request touched.
+    pub fn merge(&mut self, other: Touched) {
+        self.ids.extend(other.ids);
+        self.ids.sort_unstable();
+        self.ids.dedup();
+        self.mappings.extend(other.mappings);
+        self.destinations.extend(other.destinations);
+    }
+
+    /// The ids as a log line writes them, `[3, 4, 9]`; past [`Touched::IDS_SHOWN`], the
+    /// first ones and how many more (`[3, 4, …] and 950 more`), so that a bulk action's line
+    /// stays short. Its mappings and destinations are few whatever the count.
+    pub fn ids_shown(&self) -> String {
+        let shown: Vec<String> = self
+            .ids
+            .iter()
+            .take(Self::IDS_SHOWN)
+            .map(|id| id.0.to_string())
+            .collect();
+        match self.ids.len().checked_sub(Self::IDS_SHOWN) {
+            None | Some(0) => format!("[{}]", shown.join(", ")),
+            Some(more) => format!("[{}, …] and {more} more", shown.join(", ")),
+        }
+    }
+}
+
 /// How many deliveries of one destination are in one status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatusCount {
@@ -197,4 +250,39 @@ pub struct Requeued {
     pub rearmed: u64,
     /// Matching deliveries left as they are: the retention purge removed their payload.
     pub purged: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Touched;
+
+    #[test]
+    fn touched_ids_are_written_in_full_up_to_fifty_then_with_how_many_more() {
+        let rows = |n: i64| {
+            (1..=n)
+                .rev()
+                .map(|id| (id, format!("m{}", id % 2), "d".into()))
+        };
+        let few = Touched::from_rows(rows(3));
+        assert_eq!(few.ids_shown(), "[1, 2, 3]");
+        assert_eq!(few.mappings.len(), 2);
+        let exactly = Touched::from_rows(rows(Touched::IDS_SHOWN as i64));
+        assert!(
+            exactly.ids_shown().ends_with(", 50]"),
+            "{}",
+            exactly.ids_shown()
+        );
+        let many = Touched::from_rows(rows(1000));
+        let shown = many.ids_shown();
+        assert!(shown.starts_with("[1, 2, "), "{shown}");
+        assert!(shown.ends_with(", 50, …] and 950 more"), "{shown}");
+        let mut merged = few.clone();
+        merged.merge(Touched::from_rows([
+            (2, "m9".into(), "e".into()),
+            (7, "m0".into(), "d".into()),
+        ]));
+        assert_eq!(merged.ids_shown(), "[1, 2, 3, 7]");
+        assert_eq!(merged.destinations.len(), 2);
+        assert_eq!(merged.mappings.len(), 3);
+    }
 }

@@ -27,8 +27,8 @@ use writer::{Claim, Job, Pending, UpkeepJob};
 use super::{
     Accepted, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter, DeliveryId,
     DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Heartbeat, Migrations,
-    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
-    WebhookRecord,
+    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, Touched, WebhookFilter,
+    WebhookId, WebhookRecord,
 };
 
 /// How long a connection waits for another process's write lock (the CLI beside `serve`).
@@ -363,7 +363,7 @@ impl Store for SqliteStore {
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<Requeued, StoreError> {
+    ) -> Result<(Requeued, Touched), StoreError> {
         let filter = filter.clone();
         self.upkeep(move |conn| rules::requeue(conn, &filter, now_ms))
             .await
@@ -373,7 +373,7 @@ impl Store for SqliteStore {
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<Cancelled, StoreError> {
+    ) -> Result<(Cancelled, Touched), StoreError> {
         let filter = filter.clone();
         self.upkeep(move |conn| rules::cancel(conn, &filter, now_ms))
             .await

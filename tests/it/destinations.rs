@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use storehook::config::{Config, EMBEDDED};
 use storehook::destination::{self, Destination, Outcome, Outgoing};
-use storehook::domain::Operation;
+use storehook::domain::{Operation, Redactions, Secret};
 
 use crate::doubles::{Double, Received};
 
@@ -67,7 +67,8 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
             json!({"id": "b", "event_id": 2}),
         ),
     ];
-    let outcome = destination::send(&client(), legion.as_ref(), &batch).await;
+    let outcome =
+        destination::send(&client(), legion.as_ref(), &batch, &Redactions::default()).await;
     assert!(
         matches!(outcome, Outcome::Delivered { status: 200, .. }),
         "{outcome:?}"
@@ -87,7 +88,13 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
         vec![],
         r#"{"status": "error", "message": "bad event"}"#,
     );
-    let outcome = destination::send(&client(), legion.as_ref(), &batch[..1]).await;
+    let outcome = destination::send(
+        &client(),
+        legion.as_ref(),
+        &batch[..1],
+        &Redactions::default(),
+    )
+    .await;
     assert!(
         matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("error")),
         "{outcome:?}"
@@ -98,7 +105,13 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
         r#"{"status": 400, "message": "bad event"}"#,
     ] {
         double.answer(200, vec![], body);
-        let outcome = destination::send(&client(), legion.as_ref(), &batch[..1]).await;
+        let outcome = destination::send(
+            &client(),
+            legion.as_ref(),
+            &batch[..1],
+            &Redactions::default(),
+        )
+        .await;
         assert!(
             matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("status")),
             "{body}: {outcome:?}"
@@ -116,7 +129,8 @@ async fn salekit_success_is_read_from_the_body() {
         json!({"full_name": "A", "email": "a@b.vn"}),
     )];
     double.answer(200, vec![], r#"{"error": false, "msg": "Thành công"}"#);
-    let outcome = destination::send(&client(), salekit.as_ref(), &batch).await;
+    let outcome =
+        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
     assert!(matches!(outcome, Outcome::Delivered { .. }), "{outcome:?}");
     let received = &double.received()[0];
     assert_eq!(received.path, "/api/v1/audience/create");
@@ -128,7 +142,8 @@ async fn salekit_success_is_read_from_the_body() {
         vec![],
         r#"{"error": true, "msg": "Sai Token vui lòng kiểm tra lại!"}"#,
     );
-    let outcome = destination::send(&client(), salekit.as_ref(), &batch).await;
+    let outcome =
+        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
     match outcome {
         Outcome::Failed { reason, .. } => assert!(reason.contains("Sai Token"), "{reason}"),
         other => panic!("{other:?}"),
@@ -149,7 +164,8 @@ async fn scalef_creates_a_conversion_then_updates_it_by_id() {
         Operation::ScalefCreateConversion,
         json!({"click_id": "c", "campaign_id": "463", "order_id": "1", "currency": "VND"}),
     )];
-    let outcome = destination::send(&client(), scalef.as_ref(), &create).await;
+    let outcome =
+        destination::send(&client(), scalef.as_ref(), &create, &Redactions::default()).await;
     let Outcome::Delivered { conversion_id, .. } = outcome else {
         panic!("{outcome:?}")
     };
@@ -160,8 +176,13 @@ async fn scalef_creates_a_conversion_then_updates_it_by_id() {
         Operation::ScalefUpdateConversionStatus,
         json!({"status": "rejected", "reason": "Don hang bi huy"}),
     );
-    let outcome =
-        destination::send(&client(), scalef.as_ref(), std::slice::from_ref(&update)).await;
+    let outcome = destination::send(
+        &client(),
+        scalef.as_ref(),
+        std::slice::from_ref(&update),
+        &Redactions::default(),
+    )
+    .await;
     assert!(
         matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("conversion id")),
         "{outcome:?}"
@@ -174,7 +195,13 @@ async fn scalef_creates_a_conversion_then_updates_it_by_id() {
 
     update.conversion_id = conversion_id;
     double.answer(200, vec![], r#"{"status": "success"}"#);
-    let outcome = destination::send(&client(), scalef.as_ref(), &[update]).await;
+    let outcome = destination::send(
+        &client(),
+        scalef.as_ref(),
+        &[update],
+        &Redactions::default(),
+    )
+    .await;
     assert!(
         matches!(
             outcome,
@@ -218,12 +245,14 @@ async fn answers_become_retries_or_failures() {
     double.answer(400, vec![], r#"{"error": true, "msg": "thiếu email"}"#);
     double.answer(302, vec![("location", "http://127.0.0.1:1/elsewhere")], "");
 
-    let first = destination::send(&client(), salekit.as_ref(), &batch).await;
+    let first =
+        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
     assert!(
         matches!(&first, Outcome::Retry { after: None, reason, .. } if reason.contains("500")),
         "{first:?}"
     );
-    let second = destination::send(&client(), salekit.as_ref(), &batch).await;
+    let second =
+        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
     assert_eq!(
         second,
         Outcome::Retry {
@@ -232,14 +261,17 @@ async fn answers_become_retries_or_failures() {
             status: Some(429),
         }
     );
-    let third = destination::send(&client(), salekit.as_ref(), &batch).await;
+    let third =
+        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
     assert!(matches!(third, Outcome::Retry { .. }), "{third:?}");
-    let fourth = destination::send(&client(), salekit.as_ref(), &batch).await;
+    let fourth =
+        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
     assert!(
         matches!(&fourth, Outcome::Failed { reason, .. } if reason.contains("thiếu email")),
         "the response is kept: {fourth:?}"
     );
-    let fifth = destination::send(&client(), salekit.as_ref(), &batch).await;
+    let fifth =
+        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
     assert!(
         matches!(&fifth, Outcome::Failed { reason, .. } if reason.contains("302")),
         "redirects are not followed: {fifth:?}"
@@ -259,7 +291,8 @@ async fn a_closed_port_is_a_retry_whose_reason_leaves_the_url_out() {
     drop(listener);
     let legion = shipped_destination("legion", &url);
     let batch = [outgoing(1, Operation::LegionPurchaseEvent, json!({}))];
-    let outcome = destination::send(&client(), legion.as_ref(), &batch).await;
+    let outcome =
+        destination::send(&client(), legion.as_ref(), &batch, &Redactions::default()).await;
     let Outcome::Retry { reason, .. } = &outcome else {
         panic!("{outcome:?}");
     };
@@ -348,10 +381,22 @@ async fn an_http_destination_sends_its_headers_a_user_agent_and_the_same_idempot
         payload: json!({"email": "an@example.com"}),
         conversion_id: None,
     };
-    let first = destination::send(&client(), crm.as_ref(), &[delivery(7)]).await;
+    let first = destination::send(
+        &client(),
+        crm.as_ref(),
+        &[delivery(7)],
+        &Redactions::default(),
+    )
+    .await;
     assert!(matches!(first, Outcome::Retry { .. }), "{first:?}");
     // The retry, and a replay stored under another row id: the same delivery.
-    let second = destination::send(&client(), crm.as_ref(), &[delivery(8)]).await;
+    let second = destination::send(
+        &client(),
+        crm.as_ref(),
+        &[delivery(8)],
+        &Redactions::default(),
+    )
+    .await;
     assert!(matches!(second, Outcome::Delivered { .. }), "{second:?}");
     let received = double.received();
     assert_eq!(received.len(), 2);
@@ -475,4 +520,81 @@ fn a_bad_http_destination_is_refused_naming_the_key() {
             "the secret is not repeated: {error}"
         );
     }
+}
+
+/// A destination that quotes the credentials it was sent (in an error, a refusal in a 2xx,
+/// or a success) has them redacted from what is logged and recorded: the reason and the
+/// excerpt, also where the excerpt is cut, and so is any other configured secret it quotes.
+#[tokio::test]
+async fn credentials_a_destination_quotes_back_are_redacted_from_its_answer() {
+    // By default: a 422 quoting the request's credential headers.
+    let (double, url) = Double::start_with(|request| {
+        let user = header(request, "X-At-User");
+        let token = header(request, "X-At-User-Access-Token");
+        assert!(!token.is_empty(), "the double is sent the token");
+        (
+            422,
+            vec![],
+            format!(
+                r#"{{"error":"refused","X-At-User":"{user}","X-At-User-Access-Token":"{token}"}}"#
+            ),
+        )
+    })
+    .await;
+    let scalef = shipped_destination("scalef", &url);
+    let create = [outgoing(
+        1,
+        Operation::ScalefCreateConversion,
+        json!({"click_id": "c", "campaign_id": "463", "order_id": "1", "currency": "VND"}),
+    )];
+    let webhook_secret = Secret::new("haravan-webhook-secret-9c1e");
+    let secrets = Redactions::new([&webhook_secret]);
+    let in_clear = |text: &str| {
+        [
+            "scalef-user",
+            "scalef-token",
+            "scalef-to",
+            webhook_secret.expose(),
+        ]
+        .into_iter()
+        .find(|secret| text.contains(secret))
+        .map(str::to_string)
+    };
+
+    let refused = destination::send(&client(), scalef.as_ref(), &create, &secrets).await;
+    let Outcome::Failed { reason, .. } = &refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(in_clear(reason), None, "{reason}");
+    assert!(
+        reason.contains(r#""X-At-User-Access-Token":"[redacted]""#),
+        "{reason}"
+    );
+
+    // Cut at the excerpt's length across the token: no part of it is left either (cut
+    // before it is redacted, `scalef-to` would be).
+    let padding = "x".repeat(destination::RESPONSE_EXCERPT_BYTES - "scalef-to".len());
+    double.answer(500, vec![], &format!("{padding}scalef-token and more"));
+    // A 2xx that refuses, quoting the token; a success quoting the user and a webhook
+    // secret.
+    double.answer(200, vec![], r#"{"status": "scalef-token"}"#);
+    double.answer(
+        200,
+        vec![],
+        r#"{"status": "success", "data": {"conversion": {"conversion_id": "c1"}}, "by": "scalef-user", "hmac": "haravan-webhook-secret-9c1e"}"#,
+    );
+    for expected in ["retry", "refusal", "delivered"] {
+        let outcome = destination::send(&client(), scalef.as_ref(), &create, &secrets).await;
+        let text = match (&outcome, expected) {
+            (Outcome::Retry { reason, .. }, "retry") => reason,
+            (Outcome::Failed { reason, .. }, "refusal") => reason,
+            (Outcome::Delivered { response, .. }, "delivered") => response,
+            _ => panic!("{expected}: {outcome:?}"),
+        };
+        assert_eq!(in_clear(text), None, "{expected}: {text}");
+        if expected != "retry" {
+            assert!(text.contains("[redacted]"), "{expected}: {text}");
+        }
+    }
+    assert_eq!(double.received().len(), 4);
 }

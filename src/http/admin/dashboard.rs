@@ -780,24 +780,29 @@ fn with_query(path: &str, query: &str) -> String {
 async fn replay(State(state): State<AdminState>, form: Form) -> Page {
     let ids = selected_ids(&form)?;
     let mut done = crate::store::Requeued::default();
+    let mut touched = crate::store::Touched::default();
     for id in &ids {
         let filter = DeliveryFilter {
             id: Some(*id),
             ..DeliveryFilter::default()
         };
-        let one = ops::replay(state.store.as_ref(), &filter)
+        let (one, its) = ops::replay(state.store.as_ref(), &filter)
             .await
             .map_err(store_failed)?;
         done.requeued += one.requeued;
         done.waiting += one.waiting;
         done.rearmed += one.rearmed;
         done.purged += one.purged;
+        touched.merge(its);
     }
     state.wake_workers();
     tracing::info!(
         action = "replay",
         client = %form.origin.address,
         ids = ?ids.iter().map(|id| id.0).collect::<Vec<_>>(),
+        deliveries = %touched.ids_shown(),
+        mappings = ?touched.mappings,
+        destinations = ?touched.destinations,
         requeued = done.requeued,
         waiting = done.waiting,
         rearmed = done.rearmed,
@@ -821,21 +826,26 @@ async fn replay(State(state): State<AdminState>, form: Form) -> Page {
 async fn cancel(State(state): State<AdminState>, form: Form) -> Page {
     let ids = selected_ids(&form)?;
     let mut done = crate::store::Cancelled::default();
+    let mut touched = crate::store::Touched::default();
     for id in &ids {
         let filter = DeliveryFilter {
             id: Some(*id),
             ..DeliveryFilter::default()
         };
-        let one = ops::cancel(state.store.as_ref(), &filter)
+        let (one, its) = ops::cancel(state.store.as_ref(), &filter)
             .await
             .map_err(store_failed)?;
         done.cancelled += one.cancelled;
         done.skipped += one.skipped;
+        touched.merge(its);
     }
     tracing::info!(
         action = "cancel",
         client = %form.origin.address,
         ids = ?ids.iter().map(|id| id.0).collect::<Vec<_>>(),
+        deliveries = %touched.ids_shown(),
+        mappings = ?touched.mappings,
+        destinations = ?touched.destinations,
         cancelled = done.cancelled,
         skipped = done.skipped,
         "dashboard: deliveries cancelled"

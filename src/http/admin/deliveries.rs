@@ -9,7 +9,7 @@ use super::query::{Body, DeliveryQuery, DeliverySelection, Query, Selected, limi
 use super::{AdminError, AdminState, ErrorBody, Page};
 use crate::domain::DeliveryId;
 use crate::ops::{self, DeliveryDetail};
-use crate::store::{Cancelled, DeliveryFilter, DeliverySummary, Requeued};
+use crate::store::{Cancelled, DeliveryFilter, DeliverySummary, Requeued, Touched};
 
 /// Deliveries, newest first, a page at a time.
 #[utoipa::path(
@@ -103,21 +103,28 @@ pub(super) async fn replay(
         .as_ref()
         .is_some_and(|f| f.status.is_some());
     let mut done = Requeued::default();
+    let mut touched = Touched::default();
     for filter in filters(selection.selected()?, |f| {
         ops::replay_filter(f, status_named)
     }) {
-        let one = ops::replay(state.store.as_ref(), &filter).await?;
+        let (one, its) = ops::replay(state.store.as_ref(), &filter).await?;
         done.requeued += one.requeued;
         done.waiting += one.waiting;
         done.rearmed += one.rearmed;
         done.purged += one.purged;
+        touched.merge(its);
     }
     state.wake_workers();
+    // What was asked (`ids`, `filter`), and what it touched: the deliveries requeued, with
+    // their mappings and destinations.
     tracing::info!(
         action = "replay",
         client = %origin.address,
         ids = ?selection.ids,
         filter = ?selection.filter,
+        deliveries = %touched.ids_shown(),
+        mappings = ?touched.mappings,
+        destinations = ?touched.destinations,
         requeued = done.requeued,
         waiting = done.waiting,
         rearmed = done.rearmed,
@@ -154,16 +161,21 @@ pub(super) async fn cancel(
         ));
     }
     let mut done = Cancelled::default();
+    let mut touched = Touched::default();
     for filter in filters(selected, |f| f) {
-        let one = ops::cancel(state.store.as_ref(), &filter).await?;
+        let (one, its) = ops::cancel(state.store.as_ref(), &filter).await?;
         done.cancelled += one.cancelled;
         done.skipped += one.skipped;
+        touched.merge(its);
     }
     tracing::info!(
         action = "cancel",
         client = %origin.address,
         ids = ?selection.ids,
         filter = ?selection.filter,
+        deliveries = %touched.ids_shown(),
+        mappings = ?touched.mappings,
+        destinations = ?touched.destinations,
         cancelled = done.cancelled,
         skipped = done.skipped,
         "admin API: deliveries cancelled"

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::{DeliveryStatus, Operation, SkipKind, WebhookStatus};
-use crate::store::{Cancelled, DeliveryFilter, Requeued};
+use crate::store::{Cancelled, DeliveryFilter, Requeued, Touched};
 
 use DeliveryStatus::{Dead, Delivered, DryRun, InFlight, Pending, Skipped, Waiting};
 
@@ -311,7 +311,7 @@ static REQUEUE: LazyLock<String> = LazyLock::new(|| {
            updated_at = $1, skip_kind = NULL, \
            status = CASE WHEN needs_mapping IS NULL THEN '{Pending}' ELSE '{Waiting}' END, \
            conversion_id = CASE WHEN needs_mapping IS NULL THEN conversion_id END \
-         WHERE id = ANY($2) RETURNING destination"
+         WHERE id = ANY($2) RETURNING id, mapping, destination"
     )
 });
 
@@ -330,22 +330,24 @@ static REARM: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Puts matching deliveries back in the queue (see `Store::requeue_deliveries`); returns
-/// what it did and the destinations of the deliveries it requeued.
+/// what it did and the deliveries it requeued.
 pub(super) async fn requeue(
     conn: &mut PgConnection,
     filter: &DeliveryFilter,
     now_ms: i64,
-) -> Result<(Requeued, Vec<String>), sqlx::Error> {
+) -> Result<(Requeued, Touched), sqlx::Error> {
     let chosen = replayable(conn, filter, true, filter.limit).await?;
     // Counted without the limit: every one a replay cannot send.
     let purged = replayable(conn, filter, false, None).await?.len() as u64;
     let waiting = chosen.iter().filter(|(_, needs)| *needs).count() as u64;
     let ids: Vec<i64> = chosen.iter().map(|(id, _)| *id).collect();
-    let destinations: Vec<String> = sqlx::query_scalar(REQUEUE.as_str())
-        .bind(now_ms)
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+    let touched = Touched::from_rows(
+        sqlx::query_as::<_, (i64, String, String)>(REQUEUE.as_str())
+            .bind(now_ms)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?,
+    );
     let rearmed = sqlx::query(REARM.as_str())
         .bind(now_ms)
         .bind(&ids)
@@ -353,12 +355,12 @@ pub(super) async fn requeue(
         .await?
         .rows_affected();
     let requeued = Requeued {
-        requeued: destinations.len() as u64,
+        requeued: touched.ids.len() as u64,
         waiting,
         rearmed,
         purged,
     };
-    Ok((requeued, destinations))
+    Ok((requeued, touched))
 }
 
 async fn replayable(
@@ -396,7 +398,7 @@ static CANCELLABLE: LazyLock<String> = LazyLock::new(|| {
 static CANCEL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE deliveries SET status = '{cancelled}', lease_until = NULL, updated_at = $1 \
-         WHERE id = ANY($2) RETURNING destination",
+         WHERE id = ANY($2) RETURNING id, mapping, destination",
         cancelled = DeliveryStatus::Cancelled,
     )
 });
@@ -418,21 +420,23 @@ static SKIP_WAITING_FOR_CANCELLED: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Cancels matching deliveries (see `Store::cancel_deliveries`); returns what it did and
-/// the destinations of the deliveries it cancelled (a newer delivery a cancelled one held
-/// back may now be due there).
+/// the deliveries it cancelled (a newer delivery a cancelled one held back may now be due
+/// at their destinations).
 pub(super) async fn cancel(
     conn: &mut PgConnection,
     filter: &DeliveryFilter,
     now_ms: i64,
-) -> Result<(Cancelled, Vec<String>), sqlx::Error> {
+) -> Result<(Cancelled, Touched), sqlx::Error> {
     let ids: Vec<i64> = bind_filter!(sqlx::query_scalar(CANCELLABLE.as_str()), filter)
         .fetch_all(&mut *conn)
         .await?;
-    let destinations: Vec<String> = sqlx::query_scalar(CANCEL.as_str())
-        .bind(now_ms)
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+    let touched = Touched::from_rows(
+        sqlx::query_as::<_, (i64, String, String)>(CANCEL.as_str())
+            .bind(now_ms)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?,
+    );
     let skipped = sqlx::query(SKIP_WAITING_FOR_CANCELLED.as_str())
         .bind(now_ms)
         .bind(&ids)
@@ -440,10 +444,10 @@ pub(super) async fn cancel(
         .await?
         .rows_affected();
     let cancelled = Cancelled {
-        cancelled: destinations.len() as u64,
+        cancelled: touched.ids.len() as u64,
         skipped,
     };
-    Ok((cancelled, destinations))
+    Ok((cancelled, touched))
 }
 
 /// **Lease given back.** A delivery still `in_flight` is `pending` again and due now, its

@@ -86,12 +86,15 @@ struct ReloadPayload {
 
 /// Announces, when the calling transaction commits, that deliveries of these destinations
 /// are due (each once: PostgreSQL also folds repeats within a transaction).
-pub(super) async fn notify_due(
+pub(super) async fn notify_due<'a>(
     conn: &mut PgConnection,
     schema: &str,
-    destinations: &[String],
+    destinations: impl IntoIterator<Item = &'a String>,
 ) -> Result<(), sqlx::Error> {
-    let mut payloads: Vec<String> = destinations.iter().map(|d| payload(schema, d)).collect();
+    let mut payloads: Vec<String> = destinations
+        .into_iter()
+        .map(|d| payload(schema, d))
+        .collect();
     payloads.sort();
     payloads.dedup();
     if payloads.is_empty() {

@@ -409,7 +409,7 @@ pub(super) mod tests {
             status: Some(crate::store::DeliveryStatus::Dead),
             ..DeliveryFilter::default()
         };
-        let requeued = store.requeue_deliveries(&filter, 40).await.unwrap();
+        let (requeued, _) = store.requeue_deliveries(&filter, 40).await.unwrap();
         assert_eq!(requeued.waiting, 1, "{requeued:?}");
         store
             .release_waiting_deliveries("scalef", 50, 60_000)

@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 
 use super::reads::{bound, filter_params, filter_sql};
 use crate::domain::{DeliveryStatus, Operation, SkipKind, WebhookStatus};
-use crate::store::{Cancelled, DeliveryFilter, Requeued, StoreError};
+use crate::store::{Cancelled, DeliveryFilter, Requeued, StoreError, Touched};
 
 use DeliveryStatus::{Dead, Delivered, DryRun, InFlight, Pending, Skipped, Waiting};
 
@@ -271,7 +271,7 @@ static REQUEUE: LazyLock<String> = LazyLock::new(|| {
            updated_at = ?1, skip_kind = NULL, \
            status = CASE WHEN needs_mapping IS NULL THEN '{Pending}' ELSE '{Waiting}' END, \
            conversion_id = CASE WHEN needs_mapping IS NULL THEN conversion_id END \
-         WHERE id IN (SELECT value FROM json_each(?2))"
+         WHERE id IN (SELECT value FROM json_each(?2)) RETURNING id, mapping, destination"
     )
 });
 
@@ -295,7 +295,7 @@ pub(super) fn requeue(
     conn: &Connection,
     filter: &DeliveryFilter,
     now_ms: i64,
-) -> Result<Requeued, StoreError> {
+) -> Result<(Requeued, Touched), StoreError> {
     let replayable = |kept: bool, limit: Option<i64>| -> Result<Vec<(i64, bool)>, StoreError> {
         let filter = DeliveryFilter {
             limit,
@@ -316,16 +316,27 @@ pub(super) fn requeue(
     let waiting = chosen.iter().filter(|(_, needs)| *needs).count() as u64;
     let ids: Vec<i64> = chosen.iter().map(|(id, _)| *id).collect();
     let ids = serde_json::to_string(&ids).expect("ids serialise");
-    let requeued = conn
-        .prepare_cached(&REQUEUE)?
-        .execute(params![now_ms, ids])? as u64;
+    let touched = changed(conn, &REQUEUE, now_ms, &ids)?;
     let rearmed = conn.prepare_cached(&REARM)?.execute(params![now_ms, ids])? as u64;
-    Ok(Requeued {
-        requeued,
+    let requeued = Requeued {
+        requeued: touched.ids.len() as u64,
         waiting,
         rearmed,
         purged,
-    })
+    };
+    Ok((requeued, touched))
+}
+
+/// Runs `update` (bound to `now_ms` and the JSON list `ids`), which returns the id, mapping
+/// and destination of each row it changes: what it changed.
+fn changed(conn: &Connection, update: &str, now_ms: i64, ids: &str) -> Result<Touched, StoreError> {
+    let mut statement = conn.prepare_cached(update)?;
+    let rows = statement
+        .query_map(params![now_ms, ids], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Touched::from_rows(rows))
 }
 
 /// **Cancel.** What a cancel may touch: matching deliveries an operator may cancel
@@ -344,7 +355,7 @@ static CANCELLABLE: LazyLock<String> = LazyLock::new(|| {
 static CANCEL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE deliveries SET status = '{cancelled}', lease_until = NULL, updated_at = ?1 \
-         WHERE id IN (SELECT value FROM json_each(?2))",
+         WHERE id IN (SELECT value FROM json_each(?2)) RETURNING id, mapping, destination",
         cancelled = DeliveryStatus::Cancelled,
     )
 });
@@ -370,20 +381,22 @@ pub(super) fn cancel(
     conn: &Connection,
     filter: &DeliveryFilter,
     now_ms: i64,
-) -> Result<Cancelled, StoreError> {
+) -> Result<(Cancelled, Touched), StoreError> {
     let mut statement = conn.prepare_cached(&CANCELLABLE)?;
     let named = bound(&statement, filter_params(filter))?;
     let ids: Vec<i64> = statement
         .query_map(named.as_slice(), |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     let ids = serde_json::to_string(&ids).expect("ids serialise");
-    let cancelled = conn
-        .prepare_cached(&CANCEL)?
-        .execute(params![now_ms, ids])? as u64;
+    let touched = changed(conn, &CANCEL, now_ms, &ids)?;
     let skipped = conn
         .prepare_cached(&SKIP_WAITING_FOR_CANCELLED)?
         .execute(params![now_ms, ids])? as u64;
-    Ok(Cancelled { cancelled, skipped })
+    let cancelled = Cancelled {
+        cancelled: touched.ids.len() as u64,
+        skipped,
+    };
+    Ok((cancelled, touched))
 }
 
 /// **Lease given back.** A delivery still `in_flight` is `pending` again and due now, its

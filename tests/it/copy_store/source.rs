@@ -202,6 +202,7 @@ pub(super) async fn make_source(url: &str) -> Legion {
             .cancel_deliveries(&cancel, now)
             .await
             .unwrap()
+            .0
             .cancelled,
         1
     );

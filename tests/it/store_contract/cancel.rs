@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use storehook::store::{
     Cancelled, DeliveryFilter, DeliveryId, DeliveryStatus, MinuteCount, SkipKind, StatusCount,
-    Store, WebhookFilter, WebhookId,
+    Store, Touched, WebhookFilter, WebhookId,
 };
 
 use super::waiting::conversion_and_two_updates;
@@ -52,8 +52,13 @@ pub async fn a_cancel_touches_only_pending_waiting_and_dead_and_only_a_replay_na
     assert_eq!(DeliveryId(claimed[0].id), l3);
 
     for (id, expected) in [(l2, 0), (l3, 0), (l1, 1), (l4, 1), (l1, 0)] {
-        let done = store.cancel_deliveries(&by_id(id), T0 + 30).await.unwrap();
+        let (done, touched) = store.cancel_deliveries(&by_id(id), T0 + 30).await.unwrap();
         assert_eq!(done.cancelled, expected, "delivery {id}");
+        assert_eq!(
+            touched.ids.len() as u64,
+            expected,
+            "delivery {id}: {touched:?}"
+        );
     }
     for (id, status) in [
         (l1, Cancelled),
@@ -86,8 +91,9 @@ pub async fn a_cancel_touches_only_pending_waiting_and_dead_and_only_a_replay_na
             ..Default::default()
         },
     ] {
-        let requeued = store.requeue_deliveries(&filter, T0 + 40).await.unwrap();
+        let (requeued, touched) = store.requeue_deliveries(&filter, T0 + 40).await.unwrap();
         assert_eq!(requeued.requeued, 0, "{filter:?}");
+        assert_eq!(touched, Touched::default(), "{filter:?}");
     }
     let webhook_of_l4 = get(&store, l4).await.summary.webhook_id;
     let (_, replaced) = store
@@ -97,8 +103,9 @@ pub async fn a_cancel_touches_only_pending_waiting_and_dead_and_only_a_replay_na
     assert_eq!(replaced, 0);
     assert_eq!(status_of(&store, l4).await, Cancelled);
     // A replay naming it puts it back, due now, its count fresh.
-    let requeued = store.requeue_deliveries(&by_id(l4), T0 + 60).await.unwrap();
+    let (requeued, touched) = store.requeue_deliveries(&by_id(l4), T0 + 60).await.unwrap();
     assert_eq!(requeued.requeued, 1);
+    assert_eq!(touched.ids, [l4]);
     let back = get(&store, l4).await;
     assert_eq!(
         (
@@ -113,12 +120,22 @@ pub async fn a_cancel_touches_only_pending_waiting_and_dead_and_only_a_replay_na
         destination: Some("legion".into()),
         ..Default::default()
     };
-    let done = store.cancel_deliveries(&pending, T0 + 70).await.unwrap();
+    let (done, touched) = store.cancel_deliveries(&pending, T0 + 70).await.unwrap();
     assert_eq!(
         done,
         storehook::store::Cancelled {
             cancelled: 1,
             skipped: 0
+        }
+    );
+    // What it touched, for the operator's log line: the one it cancelled, its mapping and
+    // destination.
+    assert_eq!(
+        touched,
+        Touched {
+            ids: vec![l4],
+            mappings: [LEGION_MAPPING.to_string()].into(),
+            destinations: ["legion".to_string()].into(),
         }
     );
 }
@@ -127,10 +144,15 @@ pub async fn cancelling_a_conversion_skips_the_updates_waiting_for_it_and_a_repl
     store: Arc<dyn Store>,
 ) {
     let [create, approved, rejected] = conversion_and_two_updates(&store).await;
-    let done = store
+    let (done, touched) = store
         .cancel_deliveries(&by_id(create), T0 + 10)
         .await
         .unwrap();
+    assert_eq!(
+        touched.ids,
+        [create],
+        "only the one cancelled, not those skipped"
+    );
     assert_eq!(
         done,
         Cancelled {
@@ -159,7 +181,7 @@ pub async fn cancelling_a_conversion_skips_the_updates_waiting_for_it_and_a_repl
     let reason = skipped.summary.last_error.unwrap_or_default();
     assert!(reason.contains("cancelled by an operator"), "{reason}");
 
-    let requeued = store
+    let (requeued, _) = store
         .requeue_deliveries(&by_id(create), T0 + 50)
         .await
         .unwrap();
@@ -191,7 +213,7 @@ pub async fn a_cancelled_update_no_longer_holds_back_the_newer_ones(store: Arc<d
         claim(&store, "scalef", T0 + 30).await.is_empty(),
         "the rejection waits for the approval's retry"
     );
-    let done = store
+    let (done, _) = store
         .cancel_deliveries(&by_id(approved), T0 + 40)
         .await
         .unwrap();

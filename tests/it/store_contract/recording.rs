@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use storehook::store::{
     Accepted, Announcement, Attempt, AttemptRecord, Cancelled, ClaimedDelivery, DeliveryFilter,
     DeliveryId, DeliveryRecord, DeliveryStats, DeliveryStatus, DeliverySummary, Heartbeat,
-    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, WebhookFilter, WebhookId,
-    WebhookRecord,
+    NewDelivery, NewWebhook, Requeued, Store, StoreError, StoredWebhook, Touched, WebhookFilter,
+    WebhookId, WebhookRecord,
 };
 
 /// Every method of [`Store`]. [`Recording`] must override each one: a method added to the
@@ -149,7 +149,7 @@ impl Store for Recording {
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<Requeued, StoreError> {
+    ) -> Result<(Requeued, Touched), StoreError> {
         self.called.note("requeue_deliveries");
         self.store.requeue_deliveries(filter, now_ms).await
     }
@@ -158,7 +158,7 @@ impl Store for Recording {
         &self,
         filter: &DeliveryFilter,
         now_ms: i64,
-    ) -> Result<Cancelled, StoreError> {
+    ) -> Result<(Cancelled, Touched), StoreError> {
         self.called.note("cancel_deliveries");
         self.store.cancel_deliveries(filter, now_ms).await
     }

@@ -187,6 +187,7 @@ pub async fn the_attempt_log_of_a_delivery(store: Arc<dyn Store>) {
             .requeue_deliveries(&filter, T0 + 9_000)
             .await
             .unwrap()
+            .0
             .requeued,
         1
     );

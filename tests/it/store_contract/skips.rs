@@ -84,7 +84,7 @@ pub async fn a_mapping_skip_is_stored_with_its_reason_and_never_sent_nor_replaye
             ..Default::default()
         },
     ] {
-        let requeued = store.requeue_deliveries(&filter, T0 + 20).await.unwrap();
+        let (requeued, _) = store.requeue_deliveries(&filter, T0 + 20).await.unwrap();
         assert_eq!(requeued.requeued, 0, "{filter:?}: {requeued:?}");
         assert_eq!(
             requeued.purged, 0,
@@ -244,7 +244,7 @@ pub async fn a_replayed_conversion_re_arms_only_updates_skipped_for_an_unmet_nee
         ]
     );
 
-    let requeued = store
+    let (requeued, _) = store
         .requeue_deliveries(
             &DeliveryFilter {
                 status: Some(DeliveryStatus::Dead),

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use storehook::store::{
-    Accepted, AttemptOutcome, DeliveryFilter, DeliveryStatus, Recorded, Requeued, Store,
-    WebhookFilter, WebhookStatus, periodic::RETENTION,
+    Accepted, AttemptOutcome, DeliveryFilter, DeliveryId, DeliveryStatus, Recorded, Requeued,
+    Store, WebhookFilter, WebhookStatus, periodic::RETENTION,
 };
 
 use super::*;
@@ -123,7 +123,7 @@ pub async fn retention_purges_bodies_and_payloads_but_keeps_ids_and_keys(store: 
         status: Some(DeliveryStatus::DryRun),
         ..Default::default()
     };
-    let requeued = store.requeue_deliveries(&dry_runs, T0 + DAY).await.unwrap();
+    let (requeued, _) = store.requeue_deliveries(&dry_runs, T0 + DAY).await.unwrap();
     assert_eq!(
         requeued,
         Requeued {
@@ -213,22 +213,29 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
         status: Some(Dead),
         ..Default::default()
     };
-    let requeued = |n| Requeued {
-        requeued: n,
-        ..Requeued::default()
+    // The counts, and the ids of the deliveries requeued.
+    let requeued = |ids: &[DeliveryId]| {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        let counts = Requeued {
+            requeued: ids.len() as u64,
+            ..Requeued::default()
+        };
+        (counts, ids)
     };
 
     let mut at = now;
     let mut replay = async |filter: DeliveryFilter| {
         at += 100;
-        store.requeue_deliveries(&filter, at).await.unwrap()
+        let (counts, touched) = store.requeue_deliveries(&filter, at).await.unwrap();
+        (counts, touched.ids)
     };
     // Each filter's field narrows the replay; every other delivery stays as it was.
     let by_limit = DeliveryFilter {
         limit: Some(1),
         ..dead_ones()
     };
-    assert_eq!(replay(by_limit).await, requeued(1), "the oldest");
+    assert_eq!(replay(by_limit).await, requeued(&[l1]), "the oldest");
     expected.insert(l1, Pending);
     assert_eq!(statuses().await, expected);
 
@@ -236,7 +243,7 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
         destination: Some("http".into()),
         ..dead_ones()
     };
-    assert_eq!(replay(by_destination).await, requeued(1));
+    assert_eq!(replay(by_destination).await, requeued(&[h1]));
     expected.insert(h1, Pending);
     assert_eq!(statuses().await, expected);
 
@@ -244,7 +251,7 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
         since_ms: Some(T0 + 2_000),
         ..dead_ones()
     };
-    assert_eq!(replay(by_time).await, requeued(1));
+    assert_eq!(replay(by_time).await, requeued(&[l4]));
     expected.insert(l4, Pending);
     assert_eq!(statuses().await, expected);
 
@@ -253,7 +260,7 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
         webhook_id: Some(w2),
         ..Default::default()
     };
-    assert_eq!(replay(by_webhook).await, requeued(1));
+    assert_eq!(replay(by_webhook).await, requeued(&[l2]));
     expected.insert(l2, Pending);
     assert_eq!(statuses().await, expected);
     // With no status named, the pending ones are re-queued too (l1 and h1, replayed above):
@@ -262,7 +269,7 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
         webhook_id: Some(w1),
         ..Default::default()
     };
-    assert_eq!(replay(by_webhook).await, requeued(2));
+    assert_eq!(replay(by_webhook).await, requeued(&[l1, h1]));
     assert_eq!(statuses().await, expected);
 
     // Nothing delivered is sent again, and nothing in flight is taken from its worker.
@@ -271,14 +278,14 @@ pub async fn replay_touches_only_what_its_filter_names(store: Arc<dyn Store>) {
             status: Some(status),
             ..Default::default()
         };
-        assert_eq!(replay(filter).await, requeued(0), "{status}");
+        assert_eq!(replay(filter).await, requeued(&[]), "{status}");
     }
     let by_webhook = DeliveryFilter {
         webhook_id: Some(w3),
         status: Some(InFlight),
         ..Default::default()
     };
-    assert_eq!(replay(by_webhook).await, requeued(0));
+    assert_eq!(replay(by_webhook).await, requeued(&[]));
     assert_eq!(statuses().await, expected);
 
     // A requeued delivery is due at its last replay's time (the fifth), with a fresh schedule.
@@ -311,7 +318,8 @@ pub async fn a_replay_keeps_the_attempt_log_and_counts_attempts_anew(store: Arc<
             T0 + 20,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(replayed.requeued, 1);
     let requeued = get(&store, id).await.summary;
     assert_eq!(

@@ -168,7 +168,7 @@ pub async fn a_replayed_conversion_re_queues_its_skipped_status_updates(store: A
         status: Some(DeliveryStatus::Dead),
         ..Default::default()
     };
-    let requeued = store.requeue_deliveries(&filter, T0 + 100).await.unwrap();
+    let (requeued, _) = store.requeue_deliveries(&filter, T0 + 100).await.unwrap();
     assert_eq!(
         requeued,
         Requeued {
@@ -245,7 +245,7 @@ pub async fn a_replayed_status_update_older_than_one_already_delivered_is_supers
         status: Some(DeliveryStatus::Dead),
         ..Default::default()
     };
-    let requeued = store.requeue_deliveries(&filter, T0 + 40).await.unwrap();
+    let (requeued, _) = store.requeue_deliveries(&filter, T0 + 40).await.unwrap();
     assert_eq!(
         requeued,
         Requeued {

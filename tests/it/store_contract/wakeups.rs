@@ -65,6 +65,7 @@ pub async fn a_store_that_announces_due_deliveries_announces_each_destination_ma
             .requeue_deliveries(&dead, T0 + 1)
             .await
             .unwrap()
+            .0
             .requeued,
         1
     );
