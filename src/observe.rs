@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `storehook_webhooks_received_total` | counter | `source`, `topic`, `outcome` (`stored`, `untranslated`, `duplicate`, `ping`, or the refusal's code) |
 //! | `storehook_webhook_ack_seconds` | histogram | `source`: from the request's arrival to its answer |
-//! | `storehook_translations_total` | counter | `mapping`, `outcome` (`plan`, `skip`, `error`) |
+//! | `storehook_translations_total` | counter | `mapping`, `outcome` (`plan`, `skip`, `error`): webhooks received or re-translated, not tries |
 //! | `storehook_attempts_total` | counter | `destination`, `outcome` (`delivered`, `retry`, `dead`, `split`, `dry_run`): requests |
 //! | `storehook_deliveries_total` | counter | `destination`, `status` (`delivered`, `dead`, `dry_run`): deliveries that reached it |
 //! | `storehook_delivery_seconds` | histogram | `destination`: from the webhook's acknowledgement to its delivery |

@@ -379,24 +379,36 @@ impl Catalog {
             .collect()
     }
 
-    /// The plans and skips a webhook becomes, and why translation failed where it did: no
-    /// mapping is routed to its topic, or the errors of the mappings that failed (one a
-    /// line). The receive path stores that error with the webhook; `replay --retranslate`
-    /// does too.
-    pub fn plans_and_error(&self, webhook: &Webhook<'_>) -> (Vec<Outcome>, Option<String>) {
+    /// Why a webhook is stored `untranslated`, given the errors of its translation
+    /// ([`Catalog::translate`]), in order: no mapping is routed to its topic, or the errors of
+    /// the mappings that failed, one a line. `None` when it translates. Counts nothing.
+    pub fn translation_error<'e>(
+        &self,
+        webhook: &Webhook<'_>,
+        errors: impl IntoIterator<Item = &'e TranslateError>,
+    ) -> Option<String> {
         if self
             .routed(webhook.platform, webhook.topic)
             .next()
             .is_none()
         {
-            return (
-                Vec::new(),
-                Some(format!(
-                    "no mapping applies to {} topic {}",
-                    webhook.platform, webhook.topic
-                )),
-            );
+            return Some(format!(
+                "no mapping applies to {} topic {}",
+                webhook.platform, webhook.topic
+            ));
         }
+        let errors: Vec<String> = errors.into_iter().map(ToString::to_string).collect();
+        (!errors.is_empty()).then(|| errors.join("\n"))
+    }
+
+    /// The plans and skips a webhook the service takes in becomes, and why translation
+    /// failed where it did ([`Catalog::translation_error`]). The receive path stores that
+    /// error with the webhook; a re-translation (`replay --retranslate`, the admin API's)
+    /// does too. Each mapping's outcome is counted in `storehook_translations_total`: call
+    /// it for webhooks received or re-translated only. Trying mappings on a payload (the
+    /// playground, a webhook's page, `check`, `translate`) uses [`Catalog::translate`] and
+    /// [`Catalog::translation_error`], which count nothing.
+    pub fn plans_and_error(&self, webhook: &Webhook<'_>) -> (Vec<Outcome>, Option<String>) {
         let mut plans = Vec::new();
         let mut errors = Vec::new();
         for result in self.translate(webhook) {
@@ -411,11 +423,12 @@ impl Catalog {
                 }
                 Err(err) => {
                     crate::observe::translated(&err.mapping, "error");
-                    errors.push(err.to_string());
+                    errors.push(err);
                 }
             }
         }
-        (plans, (!errors.is_empty()).then(|| errors.join("\n")))
+        let error = self.translation_error(webhook, &errors);
+        (plans, error)
     }
 }
 

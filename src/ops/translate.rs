@@ -67,7 +67,7 @@ pub struct Translation {
 }
 
 /// Runs `catalog` over `webhook`: every routed mapping's plan, skip, error or `when` not
-/// holding. Pure: nothing is stored or sent.
+/// holding. Pure: nothing is stored or sent, and nothing is counted in the metrics.
 pub fn try_mappings(catalog: &Catalog, webhook: &TryWebhook<'_>) -> Translation {
     let webhook = Webhook {
         source: webhook.source,
@@ -76,8 +76,12 @@ pub fn try_mappings(catalog: &Catalog, webhook: &TryWebhook<'_>) -> Translation 
         headers: webhook.headers,
         body: webhook.body,
     };
-    let mut results: BTreeMap<String, Result<Outcome, TranslateError>> = catalog
-        .translate(&webhook)
+    let results = catalog.translate(&webhook);
+    // As the receive path would store it, from the same results; counted nowhere: a try
+    // is not a translation the service made.
+    let error =
+        catalog.translation_error(&webhook, results.iter().filter_map(|r| r.as_ref().err()));
+    let mut results: BTreeMap<String, Result<Outcome, TranslateError>> = results
         .into_iter()
         .map(|result| {
             let mapping = match &result {
@@ -116,6 +120,5 @@ pub fn try_mappings(catalog: &Catalog, webhook: &TryWebhook<'_>) -> Translation 
             }
         })
         .collect();
-    let (_, error) = catalog.plans_and_error(&webhook);
     Translation { mappings, error }
 }
