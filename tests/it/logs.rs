@@ -6,7 +6,7 @@
 //! appears in clear, and every line about a webhook or a delivery names it.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -52,24 +52,6 @@ fn refusal(request: &Received) -> Answer {
         request.body
     );
     (422, vec![], body)
-}
-
-/// A `storehook serve` that is stopped (killed) if the test fails before it stops it.
-struct Running(Option<Child>);
-
-impl Running {
-    fn stop(mut self) {
-        stop(self.0.take().expect("running"));
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// The admin API of a run, with a token.
@@ -192,7 +174,7 @@ async fn a_run_logs_no_secret_nor_personal_data(format: &str) {
         .env("RUST_LOG", "debug")
         .env("STOREHOOK_LOG_FORMAT", format);
     let (child, rx, mut log, port) = serve(command);
-    let running = Running(Some(child));
+    let running = child;
 
     let client = reqwest::Client::new();
     let mut sent = 0;
@@ -294,7 +276,7 @@ async fn a_run_logs_no_secret_nor_personal_data(format: &str) {
         }
     }
 
-    running.stop();
+    stop(running);
     log.extend(rx.try_iter());
     let text = log.join("\n");
 

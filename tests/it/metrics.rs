@@ -10,38 +10,6 @@ use crate::cli::{serve, shipped_config, stop, storehook};
 use crate::doubles::Double;
 use crate::harness::*;
 
-/// `storehook serve` started by a test: stopped with SIGTERM by [`Served::stop`], killed
-/// when a failing test drops it, so that no server outlives its test.
-struct Served {
-    child: Option<std::process::Child>,
-    _log: std::sync::mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn start(command: std::process::Command) -> (Served, u16) {
-        let (child, log, _, port) = serve(command);
-        let served = Served {
-            child: Some(child),
-            _log: log,
-        };
-        (served, port)
-    }
-
-    /// Stops it as SIGTERM would; it must exit cleanly.
-    fn stop(mut self) {
-        stop(self.child.take().expect("running"));
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 async fn scrape(port: u16) -> Scrape {
     let answer = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
@@ -136,7 +104,7 @@ async fn metrics_count_webhooks_translations_attempts_and_deliveries() {
         .env("LEGION_API_KEY", "legion-key")
         .env("SALEKIT_BASE_URL", &salekit_url)
         .env("SALEKIT_TOKEN", "salekit-token");
-    let (server, port) = Served::start(command);
+    let (server, _log, _, port) = serve(command);
 
     let before = scrape(port).await;
     assert_eq!(
@@ -271,7 +239,7 @@ async fn metrics_count_webhooks_translations_attempts_and_deliveries() {
         0.0
     );
     assert_eq!(legion.received().len(), 1);
-    server.stop();
+    stop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +266,7 @@ async fn the_gauges_show_a_queue_that_waits_and_a_circuit_that_opened() {
         .envs(test_env(dir.path()))
         .env("LEGION_BASE_URL", &legion_url)
         .env("LEGION_API_KEY", "legion-key");
-    let (server, port) = Served::start(command);
+    let (server, _log, _, port) = serve(command);
     let legion_gauge =
         |scrape: &Scrape, name: &str| value(scrape, name, &[("destination", "legion")]);
 
@@ -336,7 +304,7 @@ async fn the_gauges_show_a_queue_that_waits_and_a_circuit_that_opened() {
     );
     let sent = legion.received().len();
     assert!((1..=2).contains(&sent), "{sent} requests to Legion");
-    server.stop();
+    stop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,7 +317,7 @@ async fn trying_mappings_counts_no_translation_and_receiving_a_webhook_does() {
         .arg(shipped_config())
         .envs(test_env(dir.path()))
         .env("STOREHOOK_ADMIN_TOKEN", TOKEN);
-    let (server, port) = Served::start(command);
+    let (server, _log, _, port) = serve(command);
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let fixture = fixture("haravan", "paid-two-items-discount");
@@ -442,7 +410,7 @@ async fn trying_mappings_counts_no_translation_and_receiving_a_webhook_does() {
     let viewed = scrape(port).await;
     assert_eq!(translations(&viewed, "plan"), Some(1.0));
     assert_eq!(translations(&viewed, "error"), Some(1.0));
-    server.stop();
+    stop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,12 +430,12 @@ async fn metrics_can_be_turned_off() {
         .arg("--config")
         .arg(&config)
         .envs(test_env(dir.path()));
-    let (server, port) = Served::start(command);
+    let (server, _log, _, port) = serve(command);
     let answer = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap();
     assert_eq!(answer.status(), 404);
-    server.stop();
+    stop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,7 +456,7 @@ async fn metrics_can_ask_for_the_admin_token() {
         .arg(&config)
         .envs(test_env(dir.path()))
         .env("STOREHOOK_ADMIN_TOKEN", "metrics-admin-token");
-    let (server, port) = Served::start(command);
+    let (server, _log, _, port) = serve(command);
     let url = format!("http://127.0.0.1:{port}/metrics");
     let client = reqwest::Client::new();
     assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
@@ -501,5 +469,5 @@ async fn metrics_can_ask_for_the_admin_token() {
     assert_eq!(answer.status(), 200);
     let text = answer.text().await.unwrap();
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
-    server.stop();
+    stop(server);
 }
