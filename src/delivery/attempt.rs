@@ -210,16 +210,7 @@ mod tests {
 
     #[test]
     fn a_refused_batch_is_split_only_when_the_refusal_may_be_about_one_event() {
-        let delivery = |id| ClaimedDelivery {
-            id,
-            mapping: "m".into(),
-            key: format!("shop/{id}"),
-            operation: "legion.purchase_event".into(),
-            payload: "{}".into(),
-            conversion_id: None,
-            attempts: 1,
-            created_at_ms: 0,
-        };
+        let delivery = |id| ClaimedDelivery::example(id, "m");
         let two = [delivery(1), delivery(2)];
         let split = |batch: &[ClaimedDelivery], status| {
             matches!(refused(batch, "no".into(), status), Recorded::Split { .. })

@@ -209,19 +209,6 @@ mod tests {
     use super::*;
     use crate::store::{Attempt, Recorded};
 
-    fn claimed(id: i64, mapping: &str) -> ClaimedDelivery {
-        ClaimedDelivery {
-            id,
-            mapping: mapping.into(),
-            key: format!("shop/{id}"),
-            operation: "legion.purchase_event".into(),
-            payload: "{}".into(),
-            conversion_id: None,
-            attempts: 1,
-            created_at_ms: 0,
-        }
-    }
-
     fn attempt(ids: &[i64]) -> (Vec<i64>, Attempt) {
         let attempt = Attempt {
             started_at_ms: 0,
@@ -241,9 +228,9 @@ mod tests {
     fn unrecorded_attempts_keep_the_mappings_of_their_deliveries() {
         let held = Held::default();
         let round = [
-            claimed(1, "b/legion"),
-            claimed(2, "a/salekit"),
-            claimed(3, "c/not-sent"),
+            ClaimedDelivery::example(1, "b/legion"),
+            ClaimedDelivery::example(2, "a/salekit"),
+            ClaimedDelivery::example(3, "c/not-sent"),
         ];
         held.keep_unrecorded(vec![attempt(&[1]), attempt(&[2])], &round);
         let taken = held.take_unrecorded();
@@ -253,7 +240,10 @@ mod tests {
         held.keep_unrecorded_again(taken);
         held.keep_unrecorded(
             vec![attempt(&[4, 5])],
-            &[claimed(4, "b/legion"), claimed(5, "d/http")],
+            &[
+                ClaimedDelivery::example(4, "b/legion"),
+                ClaimedDelivery::example(5, "d/http"),
+            ],
         );
         assert_eq!(
             held.take_unrecorded().named(),

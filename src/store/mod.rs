@@ -158,6 +158,23 @@ pub struct ClaimedDelivery {
     pub created_at_ms: i64,
 }
 
+#[cfg(test)]
+impl ClaimedDelivery {
+    /// A Legion delivery `id` of `mapping`, on its first attempt, for unit tests.
+    pub(crate) fn example(id: i64, mapping: &str) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id,
+            mapping: mapping.into(),
+            key: format!("shop/{id}"),
+            operation: "legion.purchase_event".into(),
+            payload: "{}".into(),
+            conversion_id: None,
+            attempts: 1,
+            created_at_ms: 0,
+        }
+    }
+}
+
 /// What one attempt came to, as it is recorded.
 #[derive(Debug, Clone)]
 pub enum Recorded {

@@ -43,6 +43,11 @@ fn client() -> reqwest::Client {
     destination::client(Duration::from_secs(2), Duration::from_secs(5))
 }
 
+/// Sends `batch` to `destination` with nothing configured to redact.
+async fn send(destination: &dyn Destination, batch: &[Outgoing]) -> Outcome {
+    destination::send(&client(), destination, batch, &Redactions::default()).await
+}
+
 fn header<'a>(r: &'a Received, name: &str) -> &'a str {
     r.headers
         .get(name)
@@ -67,8 +72,7 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
             json!({"id": "b", "event_id": 2}),
         ),
     ];
-    let outcome =
-        destination::send(&client(), legion.as_ref(), &batch, &Redactions::default()).await;
+    let outcome = send(legion.as_ref(), &batch).await;
     assert!(
         matches!(outcome, Outcome::Delivered { status: 200, .. }),
         "{outcome:?}"
@@ -88,13 +92,7 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
         vec![],
         r#"{"status": "error", "message": "bad event"}"#,
     );
-    let outcome = destination::send(
-        &client(),
-        legion.as_ref(),
-        &batch[..1],
-        &Redactions::default(),
-    )
-    .await;
+    let outcome = send(legion.as_ref(), &batch[..1]).await;
     assert!(
         matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("error")),
         "{outcome:?}"
@@ -105,13 +103,7 @@ async fn legion_receives_a_batch_as_one_array_with_its_key() {
         r#"{"status": 400, "message": "bad event"}"#,
     ] {
         double.answer(200, vec![], body);
-        let outcome = destination::send(
-            &client(),
-            legion.as_ref(),
-            &batch[..1],
-            &Redactions::default(),
-        )
-        .await;
+        let outcome = send(legion.as_ref(), &batch[..1]).await;
         assert!(
             matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("status")),
             "{body}: {outcome:?}"
@@ -129,8 +121,7 @@ async fn salekit_success_is_read_from_the_body() {
         json!({"full_name": "A", "email": "a@b.vn"}),
     )];
     double.answer(200, vec![], r#"{"error": false, "msg": "Thành công"}"#);
-    let outcome =
-        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
+    let outcome = send(salekit.as_ref(), &batch).await;
     assert!(matches!(outcome, Outcome::Delivered { .. }), "{outcome:?}");
     let received = &double.received()[0];
     assert_eq!(received.path, "/api/v1/audience/create");
@@ -142,8 +133,7 @@ async fn salekit_success_is_read_from_the_body() {
         vec![],
         r#"{"error": true, "msg": "Sai Token vui lòng kiểm tra lại!"}"#,
     );
-    let outcome =
-        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
+    let outcome = send(salekit.as_ref(), &batch).await;
     match outcome {
         Outcome::Failed { reason, .. } => assert!(reason.contains("Sai Token"), "{reason}"),
         other => panic!("{other:?}"),
@@ -164,8 +154,7 @@ async fn scalef_creates_a_conversion_then_updates_it_by_id() {
         Operation::ScalefCreateConversion,
         json!({"click_id": "c", "campaign_id": "463", "order_id": "1", "currency": "VND"}),
     )];
-    let outcome =
-        destination::send(&client(), scalef.as_ref(), &create, &Redactions::default()).await;
+    let outcome = send(scalef.as_ref(), &create).await;
     let Outcome::Delivered { conversion_id, .. } = outcome else {
         panic!("{outcome:?}")
     };
@@ -176,13 +165,7 @@ async fn scalef_creates_a_conversion_then_updates_it_by_id() {
         Operation::ScalefUpdateConversionStatus,
         json!({"status": "rejected", "reason": "Don hang bi huy"}),
     );
-    let outcome = destination::send(
-        &client(),
-        scalef.as_ref(),
-        std::slice::from_ref(&update),
-        &Redactions::default(),
-    )
-    .await;
+    let outcome = send(scalef.as_ref(), std::slice::from_ref(&update)).await;
     assert!(
         matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("conversion id")),
         "{outcome:?}"
@@ -195,13 +178,7 @@ async fn scalef_creates_a_conversion_then_updates_it_by_id() {
 
     update.conversion_id = conversion_id;
     double.answer(200, vec![], r#"{"status": "success"}"#);
-    let outcome = destination::send(
-        &client(),
-        scalef.as_ref(),
-        &[update],
-        &Redactions::default(),
-    )
-    .await;
+    let outcome = send(scalef.as_ref(), &[update]).await;
     assert!(
         matches!(
             outcome,
@@ -245,14 +222,12 @@ async fn answers_become_retries_or_failures() {
     double.answer(400, vec![], r#"{"error": true, "msg": "thiếu email"}"#);
     double.answer(302, vec![("location", "http://127.0.0.1:1/elsewhere")], "");
 
-    let first =
-        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
+    let first = send(salekit.as_ref(), &batch).await;
     assert!(
         matches!(&first, Outcome::Retry { after: None, reason, .. } if reason.contains("500")),
         "{first:?}"
     );
-    let second =
-        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
+    let second = send(salekit.as_ref(), &batch).await;
     assert_eq!(
         second,
         Outcome::Retry {
@@ -261,17 +236,14 @@ async fn answers_become_retries_or_failures() {
             status: Some(429),
         }
     );
-    let third =
-        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
+    let third = send(salekit.as_ref(), &batch).await;
     assert!(matches!(third, Outcome::Retry { .. }), "{third:?}");
-    let fourth =
-        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
+    let fourth = send(salekit.as_ref(), &batch).await;
     assert!(
         matches!(&fourth, Outcome::Failed { reason, .. } if reason.contains("thiếu email")),
         "the response is kept: {fourth:?}"
     );
-    let fifth =
-        destination::send(&client(), salekit.as_ref(), &batch, &Redactions::default()).await;
+    let fifth = send(salekit.as_ref(), &batch).await;
     assert!(
         matches!(&fifth, Outcome::Failed { reason, .. } if reason.contains("302")),
         "redirects are not followed: {fifth:?}"
@@ -291,8 +263,7 @@ async fn a_closed_port_is_a_retry_whose_reason_leaves_the_url_out() {
     drop(listener);
     let legion = shipped_destination("legion", &url);
     let batch = [outgoing(1, Operation::LegionPurchaseEvent, json!({}))];
-    let outcome =
-        destination::send(&client(), legion.as_ref(), &batch, &Redactions::default()).await;
+    let outcome = send(legion.as_ref(), &batch).await;
     let Outcome::Retry { reason, .. } = &outcome else {
         panic!("{outcome:?}");
     };
@@ -381,22 +352,10 @@ async fn an_http_destination_sends_its_headers_a_user_agent_and_the_same_idempot
         payload: json!({"email": "an@example.com"}),
         conversion_id: None,
     };
-    let first = destination::send(
-        &client(),
-        crm.as_ref(),
-        &[delivery(7)],
-        &Redactions::default(),
-    )
-    .await;
+    let first = send(crm.as_ref(), &[delivery(7)]).await;
     assert!(matches!(first, Outcome::Retry { .. }), "{first:?}");
     // The retry, and a replay stored under another row id: the same delivery.
-    let second = destination::send(
-        &client(),
-        crm.as_ref(),
-        &[delivery(8)],
-        &Redactions::default(),
-    )
-    .await;
+    let second = send(crm.as_ref(), &[delivery(8)]).await;
     assert!(matches!(second, Outcome::Delivered { .. }), "{second:?}");
     let received = double.received();
     assert_eq!(received.len(), 2);
