@@ -94,3 +94,39 @@ pub async fn replay(
 ) -> Result<(Requeued, Touched), StoreError> {
     store.requeue_deliveries(filter, now_ms()).await
 }
+
+/// [`replay`] of each of `filters` in turn, as one operator's action (ids picked one by
+/// one): the counts summed, and every delivery requeued.
+pub async fn replay_each(
+    store: &dyn Store,
+    filters: impl IntoIterator<Item = DeliveryFilter>,
+) -> Result<(Requeued, Touched), StoreError> {
+    let mut done = Requeued::default();
+    let mut touched = Touched::default();
+    for filter in filters {
+        let (one, its) = replay(store, &filter).await?;
+        done.requeued += one.requeued;
+        done.waiting += one.waiting;
+        done.rearmed += one.rearmed;
+        done.purged += one.purged;
+        touched.merge(its);
+    }
+    Ok((done, touched))
+}
+
+/// [`cancel`] of each of `filters` in turn, as one operator's action: the counts summed,
+/// and every delivery cancelled.
+pub async fn cancel_each(
+    store: &dyn Store,
+    filters: impl IntoIterator<Item = DeliveryFilter>,
+) -> Result<(Cancelled, Touched), StoreError> {
+    let mut done = Cancelled::default();
+    let mut touched = Touched::default();
+    for filter in filters {
+        let (one, its) = cancel(store, &filter).await?;
+        done.cancelled += one.cancelled;
+        done.skipped += one.skipped;
+        touched.merge(its);
+    }
+    Ok((done, touched))
+}

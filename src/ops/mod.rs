@@ -12,8 +12,8 @@ mod translate;
 mod views;
 
 pub use deliveries::{
-    DEFAULT_LIST_LIMIT, cancel, deliveries_to_cancel, deliveries_to_replay, list_deliveries,
-    names_something, replay, replay_filter,
+    DEFAULT_LIST_LIMIT, cancel, cancel_each, deliveries_to_cancel, deliveries_to_replay,
+    list_deliveries, names_something, replay, replay_each, replay_filter,
 };
 pub use mappings::{MappingInfo, Mappings, MappingsListed, wiring_problems};
 pub use retranslate::{RetranslateError, Retranslated, Retranslation, retranslate};

@@ -32,6 +32,16 @@ pub struct DeliveryFilter {
     pub limit: Option<i64>,
 }
 
+impl DeliveryFilter {
+    /// The delivery `id` only.
+    pub fn one(id: DeliveryId) -> DeliveryFilter {
+        DeliveryFilter {
+            id: Some(id),
+            ..DeliveryFilter::default()
+        }
+    }
+}
+
 /// A delivery as operators see it (`storehook deliveries --json` prints these as they
 /// serialise: the ids as numbers, the status and operation as their words).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

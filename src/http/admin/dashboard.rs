@@ -779,22 +779,12 @@ fn with_query(path: &str, query: &str) -> String {
 
 async fn replay(State(state): State<AdminState>, form: Form) -> Page {
     let ids = selected_ids(&form)?;
-    let mut done = crate::store::Requeued::default();
-    let mut touched = crate::store::Touched::default();
-    for id in &ids {
-        let filter = DeliveryFilter {
-            id: Some(*id),
-            ..DeliveryFilter::default()
-        };
-        let (one, its) = ops::replay(state.store.as_ref(), &filter)
-            .await
-            .map_err(store_failed)?;
-        done.requeued += one.requeued;
-        done.waiting += one.waiting;
-        done.rearmed += one.rearmed;
-        done.purged += one.purged;
-        touched.merge(its);
-    }
+    let (done, touched) = ops::replay_each(
+        state.store.as_ref(),
+        ids.iter().copied().map(DeliveryFilter::one),
+    )
+    .await
+    .map_err(store_failed)?;
     state.wake_workers();
     tracing::info!(
         action = "replay",
@@ -825,20 +815,12 @@ async fn replay(State(state): State<AdminState>, form: Form) -> Page {
 
 async fn cancel(State(state): State<AdminState>, form: Form) -> Page {
     let ids = selected_ids(&form)?;
-    let mut done = crate::store::Cancelled::default();
-    let mut touched = crate::store::Touched::default();
-    for id in &ids {
-        let filter = DeliveryFilter {
-            id: Some(*id),
-            ..DeliveryFilter::default()
-        };
-        let (one, its) = ops::cancel(state.store.as_ref(), &filter)
-            .await
-            .map_err(store_failed)?;
-        done.cancelled += one.cancelled;
-        done.skipped += one.skipped;
-        touched.merge(its);
-    }
+    let (done, touched) = ops::cancel_each(
+        state.store.as_ref(),
+        ids.iter().copied().map(DeliveryFilter::one),
+    )
+    .await
+    .map_err(store_failed)?;
     tracing::info!(
         action = "cancel",
         client = %form.origin.address,

@@ -9,7 +9,7 @@ use super::query::{Body, DeliveryQuery, DeliverySelection, Query, Selected, limi
 use super::{AdminError, AdminState, ErrorBody, Page};
 use crate::domain::DeliveryId;
 use crate::ops::{self, DeliveryDetail};
-use crate::store::{Cancelled, DeliveryFilter, DeliverySummary, Requeued, Touched};
+use crate::store::{Cancelled, DeliveryFilter, DeliverySummary, Requeued};
 
 /// Deliveries, newest first, a page at a time.
 #[utoipa::path(
@@ -69,13 +69,7 @@ fn filters(
     with_default: impl Fn(DeliveryFilter) -> DeliveryFilter,
 ) -> Vec<DeliveryFilter> {
     match selected {
-        Selected::Ids(ids) => ids
-            .into_iter()
-            .map(|id| DeliveryFilter {
-                id: Some(id),
-                ..DeliveryFilter::default()
-            })
-            .collect(),
+        Selected::Ids(ids) => ids.into_iter().map(DeliveryFilter::one).collect(),
         Selected::Filter(filter) => vec![with_default(filter)],
     }
 }
@@ -102,18 +96,13 @@ pub(super) async fn replay(
         .filter
         .as_ref()
         .is_some_and(|f| f.status.is_some());
-    let mut done = Requeued::default();
-    let mut touched = Touched::default();
-    for filter in filters(selection.selected()?, |f| {
-        ops::replay_filter(f, status_named)
-    }) {
-        let (one, its) = ops::replay(state.store.as_ref(), &filter).await?;
-        done.requeued += one.requeued;
-        done.waiting += one.waiting;
-        done.rearmed += one.rearmed;
-        done.purged += one.purged;
-        touched.merge(its);
-    }
+    let (done, touched) = ops::replay_each(
+        state.store.as_ref(),
+        filters(selection.selected()?, |f| {
+            ops::replay_filter(f, status_named)
+        }),
+    )
+    .await?;
     state.wake_workers();
     // What was asked (`ids`, `filter`), and what it touched: the deliveries requeued, with
     // their mappings and destinations.
@@ -160,14 +149,7 @@ pub(super) async fn cancel(
             "filter: name at least one of destination, status, mapping, webhook, since, until (a cancel never takes every delivery)".into(),
         ));
     }
-    let mut done = Cancelled::default();
-    let mut touched = Touched::default();
-    for filter in filters(selected, |f| f) {
-        let (one, its) = ops::cancel(state.store.as_ref(), &filter).await?;
-        done.cancelled += one.cancelled;
-        done.skipped += one.skipped;
-        touched.merge(its);
-    }
+    let (done, touched) = ops::cancel_each(state.store.as_ref(), filters(selected, |f| f)).await?;
     tracing::info!(
         action = "cancel",
         client = %origin.address,

@@ -341,13 +341,7 @@ pub(super) async fn requeue(
     let purged = replayable(conn, filter, false, None).await?.len() as u64;
     let waiting = chosen.iter().filter(|(_, needs)| *needs).count() as u64;
     let ids: Vec<i64> = chosen.iter().map(|(id, _)| *id).collect();
-    let touched = Touched::from_rows(
-        sqlx::query_as::<_, (i64, String, String)>(REQUEUE.as_str())
-            .bind(now_ms)
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?,
-    );
+    let touched = changed(conn, REQUEUE.as_str(), now_ms, &ids).await?;
     let rearmed = sqlx::query(REARM.as_str())
         .bind(now_ms)
         .bind(&ids)
@@ -361,6 +355,22 @@ pub(super) async fn requeue(
         purged,
     };
     Ok((requeued, touched))
+}
+
+/// Runs `update` (bound to `now_ms` and `ids`), which returns the id, mapping and
+/// destination of each row it changes: what it changed.
+async fn changed(
+    conn: &mut PgConnection,
+    update: &'static str,
+    now_ms: i64,
+    ids: &[i64],
+) -> Result<Touched, sqlx::Error> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(update)
+        .bind(now_ms)
+        .bind(ids)
+        .fetch_all(conn)
+        .await?;
+    Ok(Touched::from_rows(rows))
 }
 
 async fn replayable(
@@ -430,13 +440,7 @@ pub(super) async fn cancel(
     let ids: Vec<i64> = bind_filter!(sqlx::query_scalar(CANCELLABLE.as_str()), filter)
         .fetch_all(&mut *conn)
         .await?;
-    let touched = Touched::from_rows(
-        sqlx::query_as::<_, (i64, String, String)>(CANCEL.as_str())
-            .bind(now_ms)
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?,
-    );
+    let touched = changed(conn, CANCEL.as_str(), now_ms, &ids).await?;
     let skipped = sqlx::query(SKIP_WAITING_FOR_CANCELLED.as_str())
         .bind(now_ms)
         .bind(&ids)
